@@ -1,0 +1,218 @@
+//! Transactional storage: one [`Store`] trait, two backends chosen by URL.
+//!
+//! - `sqlite://PATH` — the embedded default: one file (WAL mode), created on first start.
+//! - `postgres://…` / `postgresql://…` — PostgreSQL 13 or later, for scale-out.
+//!
+//! Both backends run the *same SQL text* (written with `$1` placeholders, which SQLite and
+//! PostgreSQL both accept) generated from one macro, so there is one code path to review; only the
+//! migrations differ (DDL dialects). The conformance suite in [`testsuite`] runs against both.
+//!
+//! **Architecture invariant:** the store never decides domain rules. It persists what the core
+//! decided, and enforces only what needs the database to be atomic: uniqueness and optimistic
+//! concurrency (a state change applies only to the vehicle version it was decided from).
+
+mod backend;
+mod url_redact;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use mobility_core::{
+    City, CityId, EventType, StateChange, TimestampMs, Vehicle, VehicleId, VehicleState,
+};
+
+pub use backend::{PostgresStore, SqliteStore};
+pub use url_redact::redact_url;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// Lowercase name, for logs and metrics labels.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// What `/readyz` needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// Migrations known to this binary that the database has not applied.
+    pub pending_migrations: usize,
+    /// Highest applied migration version, if any.
+    pub schema_version: Option<i64>,
+}
+
+/// One recorded MDS vehicle event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Monotonic sequence number assigned by the store.
+    pub seq: i64,
+    /// The vehicle.
+    pub vehicle_id: VehicleId,
+    /// Vehicle version after the event.
+    pub version: u64,
+    /// State before.
+    pub from: VehicleState,
+    /// State after.
+    pub to: VehicleState,
+    /// Ordered event types.
+    pub events: Vec<EventType>,
+    /// When it happened.
+    pub at: TimestampMs,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long to wait for a connection before failing (also bounds the first connect).
+    pub connect_timeout: Duration,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// PostgreSQL only: run in this schema (created if missing). Used by tests for isolation.
+    pub postgres_schema: Option<String>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 16,
+            postgres_schema: None,
+        }
+    }
+}
+
+/// Largest page the listing methods return.
+pub const PAGE_LIMIT_MAX: u32 = 10_000;
+
+/// Storage errors, each with enough context to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one we understand.
+    #[error("unsupported database URL {url:?}: use sqlite://PATH or postgres://USER@HOST:PORT/DB")]
+    UnsupportedUrl {
+        /// The URL, with any password redacted.
+        url: String,
+    },
+    /// The database could not be opened or reached.
+    #[error("cannot connect to {backend} database {url}: {reason}")]
+    Connect {
+        /// Which backend.
+        backend: &'static str,
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    /// Something that must exist does not.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Something that must be unique already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A referenced row does not exist (e.g. a vehicle's city).
+    #[error("{0}")]
+    MissingReference(String),
+    /// The vehicle changed since the state change was decided; re-read and decide again.
+    #[error("vehicle {vehicle} is at version {current}, not {expected}")]
+    VersionConflict {
+        /// The vehicle.
+        vehicle: VehicleId,
+        /// The version the change was decided from.
+        expected: u64,
+        /// The version in the store.
+        current: u64,
+    },
+    /// A stored row no longer parses into a domain value (hand-edited or corrupted data).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Transactional storage used by every service of the platform.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// The backend behind this store.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations; returns how many were applied.
+    async fn migrate(&self) -> Result<usize, StoreError>;
+
+    /// Checks the database answers and reports migration status.
+    async fn readiness(&self) -> Result<Readiness, StoreError>;
+
+    /// Creates or replaces a city.
+    async fn put_city(&self, city: &City, now: TimestampMs) -> Result<(), StoreError>;
+
+    /// One city.
+    async fn city(&self, id: &CityId) -> Result<Option<City>, StoreError>;
+
+    /// All cities, by id.
+    async fn cities(&self) -> Result<Vec<City>, StoreError>;
+
+    /// Registers a new vehicle. Fails with `AlreadyExists` or `MissingReference` (unknown city).
+    async fn insert_vehicle(&self, vehicle: &Vehicle) -> Result<(), StoreError>;
+
+    /// One vehicle.
+    async fn vehicle(&self, id: &VehicleId) -> Result<Option<Vehicle>, StoreError>;
+
+    /// A page of a city's vehicles ordered by id, starting after `after`. `limit` is capped at
+    /// [`PAGE_LIMIT_MAX`].
+    async fn vehicles(
+        &self,
+        city: &CityId,
+        after: Option<&VehicleId>,
+        limit: u32,
+    ) -> Result<Vec<Vehicle>, StoreError>;
+
+    /// Atomically applies a state change decided from `change.from_version` and appends it to the
+    /// event log. Fails with `VersionConflict` if the vehicle moved on, `NotFound` if it is unknown.
+    async fn record_state_change(&self, change: &StateChange) -> Result<Vehicle, StoreError>;
+
+    /// The most recent events of a vehicle, newest first.
+    async fn vehicle_events(
+        &self,
+        id: &VehicleId,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
+    async fn close(&self);
+}
+
+/// The default database URL for a data directory: `sqlite://DATA_DIR/mobility.db`.
+#[must_use]
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("mobility.db").display())
+}
+
+/// Opens the store named by `url` (without migrating).
+pub async fn open(url: &str, options: &OpenOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("sqlite") => Ok(Arc::new(SqliteStore::open(url, options).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(PostgresStore::open(url, options).await?)),
+        _ => Err(StoreError::UnsupportedUrl {
+            url: redact_url(url),
+        }),
+    }
+}

@@ -1,0 +1,377 @@
+//! The conformance suite every [`Store`] backend must pass, plus helpers that give tests an
+//! isolated store: a SQLite file in a temp dir, or a fresh schema on the PostgreSQL server named by
+//! `MOBILITY_TEST_POSTGRES_URL` (skipped, with a clear line on stderr, when that is unset).
+//!
+//! Instantiate with [`conformance_tests!`](crate::conformance_tests) for each backend.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::{
+    io::Write,
+    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
+};
+
+use mobility_core::{
+    City, CityId, Currency, EventType, LatLon, OperatingArea, TimestampMs, Vehicle, VehicleId,
+    VehicleState, VehicleType,
+};
+use uuid::Uuid;
+
+use crate::{OpenOptions, PostgresStore, Store, StoreError};
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_URL_VAR: &str = "MOBILITY_TEST_POSTGRES_URL";
+
+/// An isolated, migrated store for one test; dropped data is cleaned up by [`TestStore::cleanup`].
+#[derive(Debug)]
+pub struct TestStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// A URL other components (or a child process) can open to reach the same data.
+    pub url: String,
+    dir: Option<tempfile::TempDir>,
+    pg_schema: Option<(PostgresStore, String)>,
+}
+
+impl TestStore {
+    /// Closes the store and removes its data (temp dir or PostgreSQL schema).
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((admin, schema)) = self.pg_schema {
+            admin.drop_schema(&schema).await.ok();
+            admin.close_pool().await;
+        }
+        drop(self.dir);
+    }
+}
+
+/// A migrated SQLite store in a fresh temp dir.
+pub async fn sqlite() -> Option<TestStore> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = crate::default_sqlite_url(dir.path());
+    let store = crate::open(&url, &OpenOptions::default())
+        .await
+        .expect("open sqlite");
+    store.migrate().await.expect("migrate sqlite");
+    Some(TestStore {
+        store,
+        url,
+        dir: Some(dir),
+        pg_schema: None,
+    })
+}
+
+static SKIP_NOTICE: AtomicBool = AtomicBool::new(false);
+
+/// Says once per test binary, on stderr (not captured by the test harness), that PostgreSQL
+/// tests are skipped.
+fn say_skipped() {
+    if !SKIP_NOTICE.swap(true, Ordering::Relaxed) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: PostgreSQL tests ({POSTGRES_URL_VAR} is not set; e.g. \
+             {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+}
+
+/// A migrated store in a new schema of the server named by `MOBILITY_TEST_POSTGRES_URL`, or
+/// `None` (after saying SKIPPED) when the variable is unset. Panics if it is set but unusable:
+/// a configured database that fails must fail the test run, not skip it.
+pub async fn postgres() -> Option<TestStore> {
+    let Ok(base) = std::env::var(POSTGRES_URL_VAR) else {
+        say_skipped();
+        return None;
+    };
+    let schema = format!("t_{}", Uuid::now_v7().simple());
+    let options = OpenOptions {
+        postgres_schema: Some(schema.clone()),
+        max_connections: 8,
+        ..OpenOptions::default()
+    };
+    let admin = PostgresStore::open(&base, &OpenOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but unusable: {e}"));
+    let store: Arc<dyn Store> = Arc::new(
+        PostgresStore::open(&base, &options)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR}: {e}")),
+    );
+    store.migrate().await.expect("migrate postgres");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    Some(TestStore {
+        store,
+        url,
+        dir: None,
+        pg_schema: Some((admin, schema)),
+    })
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each on a fresh store from `$make`
+/// (an async fn returning `Option<TestStore>`; `None` skips).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@cases $make;
+            migrations_apply_once_and_report_ready,
+            cities_round_trip_and_upsert,
+            vehicles_register_once_in_known_cities,
+            vehicles_page_in_id_order,
+            state_changes_apply_and_are_logged,
+            stale_state_change_is_a_conflict,
+            concurrent_state_changes_exactly_one_wins,
+            unknown_vehicle_state_change_is_not_found,
+        );
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(t) = $make().await {
+                    $crate::testsuite::$case(t.store.clone()).await;
+                    t.cleanup().await;
+                }
+            }
+        )*
+    };
+}
+
+fn barcelona() -> City {
+    let p = |lat, lon| LatLon::new(lat, lon).unwrap();
+    let area = OperatingArea::new(vec![
+        p(41.32, 2.07),
+        p(41.32, 2.23),
+        p(41.47, 2.23),
+        p(41.47, 2.07),
+    ])
+    .unwrap();
+    City::new(
+        CityId::parse("barcelona").unwrap(),
+        "Barcelona",
+        "Europe/Madrid",
+        Currency::EUR,
+        Some(area),
+    )
+    .unwrap()
+}
+
+fn vehicle(n: u128, t: VehicleType) -> Vehicle {
+    Vehicle::registered(
+        VehicleId::from_uuid(Uuid::from_u128(n)),
+        CityId::parse("barcelona").unwrap(),
+        t,
+        TimestampMs(1_700_000_000_000),
+    )
+}
+
+/// Migrating twice applies nothing the second time; readiness reports no pending migration.
+pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        0,
+        "already migrated by the helper"
+    );
+    let r = store.readiness().await.unwrap();
+    assert_eq!(r.pending_migrations, 0);
+    assert_eq!(r.schema_version, Some(1));
+}
+
+/// Cities are stored whole, listed by id, and replaced by `put_city`.
+pub async fn cities_round_trip_and_upsert(store: Arc<dyn Store>) {
+    assert!(store.cities().await.unwrap().is_empty());
+    let bcn = barcelona();
+    store.put_city(&bcn, TimestampMs(1)).await.unwrap();
+    assert_eq!(store.city(&bcn.id).await.unwrap().as_ref(), Some(&bcn));
+    let mut renamed = bcn.clone();
+    renamed.name = "Barcelona (Eixample)".into();
+    renamed.operating_area = None;
+    store.put_city(&renamed, TimestampMs(2)).await.unwrap();
+    assert_eq!(store.city(&bcn.id).await.unwrap(), Some(renamed.clone()));
+    let lis = City::new(
+        CityId::parse("lisbon").unwrap(),
+        "Lisboa",
+        "Europe/Lisbon",
+        Currency::EUR,
+        None,
+    )
+    .unwrap();
+    store.put_city(&lis, TimestampMs(3)).await.unwrap();
+    let ids: Vec<String> = store
+        .cities()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    assert_eq!(ids, ["barcelona", "lisbon"]);
+    assert_eq!(
+        store.city(&CityId::parse("paris").unwrap()).await.unwrap(),
+        None
+    );
+}
+
+/// A vehicle is registered once, only in a city that exists.
+pub async fn vehicles_register_once_in_known_cities(store: Arc<dyn Store>) {
+    let v = vehicle(1, VehicleType::Scooter);
+    let err = store.insert_vehicle(&v).await.unwrap_err();
+    assert!(matches!(err, StoreError::MissingReference(_)), "{err}");
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    store.insert_vehicle(&v).await.unwrap();
+    assert_eq!(store.vehicle(&v.id).await.unwrap(), Some(v.clone()));
+    let err = store.insert_vehicle(&v).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    let unknown = VehicleId::from_uuid(Uuid::from_u128(999));
+    assert_eq!(store.vehicle(&unknown).await.unwrap(), None);
+}
+
+/// Listing pages through a city's vehicles in id order, with no gaps or repeats.
+pub async fn vehicles_page_in_id_order(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    for n in (1..=25u128).rev() {
+        let t = VehicleType::ALL[(n % 4) as usize];
+        store.insert_vehicle(&vehicle(n, t)).await.unwrap();
+    }
+    let city = CityId::parse("barcelona").unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<VehicleId> = None;
+    loop {
+        let page = store.vehicles(&city, after.as_ref(), 10).await.unwrap();
+        assert!(page.len() <= 10);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|v| v.id);
+        seen.extend(page.into_iter().map(|v| v.id));
+    }
+    let expected: Vec<VehicleId> = (1..=25u128)
+        .map(|n| VehicleId::from_uuid(Uuid::from_u128(n)))
+        .collect();
+    assert_eq!(seen, expected);
+    let other = CityId::parse("lisbon").unwrap();
+    assert!(store.vehicles(&other, None, 10).await.unwrap().is_empty());
+}
+
+/// Decided changes apply in order, bump the version and land in the event log, newest first.
+pub async fn state_changes_apply_and_are_logged(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let v = vehicle(7, VehicleType::Scooter);
+    store.insert_vehicle(&v).await.unwrap();
+    let steps = [
+        (vec![EventType::ProviderDropOff], VehicleState::Available),
+        (vec![EventType::ReservationStart], VehicleState::Reserved),
+        (vec![EventType::TripStart], VehicleState::OnTrip),
+        (
+            vec![EventType::TripEnd, EventType::BatteryLow],
+            VehicleState::NonOperational,
+        ),
+    ];
+    let mut current = v;
+    for (i, (events, to)) in steps.iter().enumerate() {
+        let at = TimestampMs(1_700_000_000_000 + 1_000 * (i as i64 + 1));
+        let change = current.decide(events, *to, at).unwrap();
+        let stored = store.record_state_change(&change).await.unwrap();
+        current = current.with_change(&change);
+        assert_eq!(stored, current);
+    }
+    assert_eq!(current.version, 4);
+    let log = store.vehicle_events(&current.id, 10).await.unwrap();
+    assert_eq!(log.len(), 4);
+    assert_eq!(log[0].version, 4);
+    assert_eq!(log[0].from, VehicleState::OnTrip);
+    assert_eq!(log[0].to, VehicleState::NonOperational);
+    assert_eq!(
+        log[0].events,
+        vec![EventType::TripEnd, EventType::BatteryLow]
+    );
+    assert_eq!(log[3].events, vec![EventType::ProviderDropOff]);
+    assert!(log.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(store.vehicle_events(&current.id, 2).await.unwrap().len(), 2);
+}
+
+/// A change decided from an old version is refused and changes nothing.
+pub async fn stale_state_change_is_a_conflict(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let v = vehicle(8, VehicleType::Ebike);
+    store.insert_vehicle(&v).await.unwrap();
+    let drop_off = v
+        .decide(
+            &[EventType::ProviderDropOff],
+            VehicleState::Available,
+            TimestampMs(2),
+        )
+        .unwrap();
+    let stale = v
+        .decide(
+            &[EventType::AgencyDropOff],
+            VehicleState::Available,
+            TimestampMs(3),
+        )
+        .unwrap();
+    store.record_state_change(&drop_off).await.unwrap();
+    match store.record_state_change(&stale).await {
+        Err(StoreError::VersionConflict {
+            expected: 0,
+            current: 1,
+            ..
+        }) => {}
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    assert_eq!(store.vehicle_events(&v.id, 10).await.unwrap().len(), 1);
+}
+
+/// Many writers racing to change the same vehicle version: exactly one wins.
+pub async fn concurrent_state_changes_exactly_one_wins(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let v = vehicle(9, VehicleType::Scooter);
+    store.insert_vehicle(&v).await.unwrap();
+    let available = v
+        .decide(
+            &[EventType::ProviderDropOff],
+            VehicleState::Available,
+            TimestampMs(2),
+        )
+        .unwrap();
+    let v = v.with_change(&available);
+    store.record_state_change(&available).await.unwrap();
+    let attempts = 50;
+    let mut tasks = Vec::new();
+    for i in 0..attempts {
+        let store = store.clone();
+        let change = v
+            .decide(
+                &[EventType::ReservationStart],
+                VehicleState::Reserved,
+                TimestampMs(10 + i),
+            )
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.record_state_change(&change).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::VersionConflict { .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let stored = store.vehicle(&v.id).await.unwrap().unwrap();
+    assert_eq!((stored.state, stored.version), (VehicleState::Reserved, 2));
+    assert_eq!(store.vehicle_events(&v.id, 100).await.unwrap().len(), 2);
+}
+
+/// A change for a vehicle that was never registered is `NotFound`.
+pub async fn unknown_vehicle_state_change_is_not_found(store: Arc<dyn Store>) {
+    let ghost = vehicle(404, VehicleType::Car);
+    let change = ghost
+        .decide(
+            &[EventType::Recommission],
+            VehicleState::NonOperational,
+            TimestampMs(5),
+        )
+        .unwrap();
+    let err = store.record_state_change(&change).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
