@@ -2,6 +2,7 @@
 //! and event type is checked, legal and illegal, against the spec's tables (transcribed in
 //! `tests/data/mds-2.0-transitions.txt`) and against the official bundled JSON schemas in
 //! `spec/mds-2.0/`, which list the event types allowed with each resulting state.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::collections::{BTreeMap, BTreeSet};
 

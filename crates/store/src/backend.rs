@@ -57,14 +57,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        if let Some(parent) = connect.get_filename().parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
-                    backend: "sqlite",
-                    url: redact_url(url),
-                    reason: format!("cannot create directory {}: {e}", parent.display()),
-                })?;
-            }
+        if let Some(parent) = connect.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Connect {
+                backend: "sqlite",
+                url: redact_url(url),
+                reason: format!("cannot create directory {}: {e}", parent.display()),
+            })?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -114,6 +114,7 @@ impl PostgresStore {
             bootstrap.close().await;
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        probe_postgres(url, &connect, options.connect_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.connect_timeout)
@@ -134,6 +135,28 @@ impl PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// One direct connection attempt, so a failure reports its real cause ("connection refused",
+/// "password authentication failed") rather than the pool's generic time-out.
+async fn probe_postgres(
+    url: &str,
+    connect: &PgConnectOptions,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    use sqlx::{ConnectOptions, Connection};
+    match tokio::time::timeout(timeout, connect.connect()).await {
+        Ok(Ok(conn)) => {
+            conn.close().await.ok();
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_error(Backend::Postgres, url, &e)),
+        Err(_) => Err(StoreError::Connect {
+            backend: "postgres",
+            url: redact_url(url),
+            reason: format!("no answer within {} s", timeout.as_secs()),
+        }),
     }
 }
 

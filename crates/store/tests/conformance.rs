@@ -1,5 +1,6 @@
 //! The store conformance suite on both backends. PostgreSQL runs when
 //! `MOBILITY_TEST_POSTGRES_URL` is set and says SKIPPED otherwise.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 mod sqlite {
     mobility_store::conformance_tests!(mobility_store::testsuite::sqlite);

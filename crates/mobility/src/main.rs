@@ -1,0 +1,104 @@
+//! `mobility`: the command-line front of the platform. Deliberately thin: it parses arguments,
+//! loads [`Settings`], and hands over to `mobility-server`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use mobility_server::{Application, Settings, app, telemetry};
+
+/// Run a shared electric fleet (e-scooters, e-bikes, cars, vans) across cities.
+///
+/// Everything runs in one process with embedded defaults (SQLite under ./data). Configure with
+/// a mobility.toml file and MOBILITY_* environment variables; `mobility config` shows the result.
+#[derive(Debug, Parser)]
+#[command(name = "mobility", version, about, long_about)]
+struct Cli {
+    /// Configuration file (TOML). Default: ./mobility.toml when it exists. Env: MOBILITY_CONFIG.
+    #[arg(long, global = true, env = "MOBILITY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Log lines as JSON objects instead of human-readable text (same as log_format = "json").
+    #[arg(long, global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: every role in this process. Stops cleanly on Ctrl-C or SIGTERM.
+    Serve,
+    /// Create or upgrade the database schema, then exit (serve also does this on start).
+    Migrate,
+    /// Print the effective configuration as TOML, with secrets redacted.
+    Config,
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, saying what is wrong and how to fix it.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if matches!(cli.command, Command::Version) {
+        println!("mobility {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if cli.log_json {
+        settings.log_format = mobility_server::LogFormat::Json;
+    }
+    match cli.command {
+        Command::Config => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            let guard = telemetry::init(&settings)?;
+            let result = runtime()?.block_on(async {
+                let store = app::open_store(&settings).await?;
+                let ready = store.readiness().await?;
+                println!(
+                    "{} database is at schema version {}",
+                    store.backend().as_str(),
+                    ready.schema_version.unwrap_or(0)
+                );
+                store.close().await;
+                anyhow::Ok(())
+            });
+            guard.shutdown();
+            result
+        }
+        Command::Serve => {
+            // Telemetry is set up outside the runtime: the OTLP exporter uses a blocking client.
+            let guard = telemetry::init(&settings)?;
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                let app = Application::build(settings).await?;
+                app.run_until(app::shutdown_signal()).await?;
+                anyhow::Ok(())
+            });
+            drop(rt);
+            guard.shutdown();
+            result
+        }
+        Command::Version => Ok(()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mobility")
+        .build()?)
+}

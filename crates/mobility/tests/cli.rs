@@ -1,0 +1,381 @@
+//! Black-box tests of the `mobility` binary: start-up, endpoints, clean shutdown on SIGTERM,
+//! one-line errors for bad input, JSON logs and OpenTelemetry export.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mobility");
+
+/// A command with a clean environment: no MOBILITY_* leaking in from the developer's shell.
+fn mobility(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MOBILITY_") || k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("MOBILITY_HTTP_ADDR", "127.0.0.1:0");
+    cmd
+}
+
+/// A running `mobility serve` whose stderr is collected line by line.
+struct Server {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mobility");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let addr: String = addr
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().expect("address in log line"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not log its address; stderr: {:?}",
+                    lines.lock().unwrap()
+                );
+            }
+        };
+        Self { child, lines, addr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50)); // let the reader drain
+                return (status, self.lines.lock().unwrap().clone());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn get(url: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::get(url).await.expect("request");
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+/// Asserts the command failed with exactly one line on stderr, starting `error:`, containing `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "expected {needle:?} in: {stderr}"
+    );
+}
+
+#[test]
+fn serve_creates_its_database_answers_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    assert!(
+        dir.path().join("data/mobility.db").exists(),
+        "SQLite file created in ./data"
+    );
+    let (status, body) = get(&server.url("/healthz"));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&server.url("/readyz"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"sqlite\""), "{body}");
+    let (status, body) = get(&server.url("/metrics"));
+    assert_eq!(status, 200);
+    assert!(body.contains("http_requests_total"), "{body}");
+    let (status, lines) = server.terminate();
+    assert!(status.success(), "exit status {status:?}; log: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("received SIGTERM")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.contains("stopped")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("\x1b[")),
+        "no colour codes when not on a terminal"
+    );
+}
+
+#[test]
+fn serve_runs_on_postgres_when_configured() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(mobility_store::testsuite::postgres()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = mobility(dir.path());
+    cmd.env("MOBILITY_DATABASE_URL", &db.url);
+    let server = Server::start(cmd);
+    let (status, body) = get(&server.url("/readyz"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"postgres\""), "{body}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    assert!(
+        !dir.path().join("data/mobility.db").exists(),
+        "no SQLite file when on PostgreSQL"
+    );
+    rt.block_on(db.cleanup());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = mobility(dir.path());
+    cmd.arg("--log-json");
+    let server = Server::start(cmd);
+    let (status, lines) = server.terminate();
+    assert!(status.success());
+    assert!(lines.len() >= 3, "{lines:?}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = mobility(dir.path())
+        .env("MOBILITY_HTTP_ADDR", &addr)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        &format!("cannot listen on {addr}: address already in use"),
+    );
+}
+
+#[test]
+fn unwritable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A path under a regular file can never be a directory, even for root.
+    std::fs::write(dir.path().join("file"), b"x").unwrap();
+    let out = mobility(dir.path())
+        .env("MOBILITY_DATA_DIR", "file/data")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "data directory file/data is not usable");
+}
+
+#[test]
+fn unreachable_database_is_a_clear_error_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mobility(dir.path())
+        .env(
+            "MOBILITY_DATABASE_URL",
+            "postgres://app:hunter2@127.0.0.1:1/mobility",
+        )
+        .env("MOBILITY_DATABASE_CONNECT_TIMEOUT_S", "2")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        "cannot connect to postgres database postgres://app:***@127.0.0.1:1/mobility",
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+}
+
+#[test]
+fn malformed_and_unknown_configuration_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mobility.toml"), "http_addr = [\n").unwrap();
+    let out = mobility(dir.path()).arg("serve").output().unwrap();
+    assert_one_line_error(&out, "cannot read config file mobility.toml");
+
+    std::fs::write(
+        dir.path().join("mobility.toml"),
+        "htp_addr = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = mobility(dir.path()).arg("config").output().unwrap();
+    assert_one_line_error(
+        &out,
+        "unknown setting `htp_addr` in config file mobility.toml",
+    );
+
+    std::fs::remove_file(dir.path().join("mobility.toml")).unwrap();
+    let out = mobility(dir.path())
+        .env("MOBILITY_LOGG", "debug")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        "unknown setting `logg` in environment variable MOBILITY_LOGG",
+    );
+
+    let out = mobility(dir.path())
+        .args(["--config", "absent.toml", "serve"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "config file absent.toml does not exist");
+
+    let out = mobility(dir.path())
+        .env("MOBILITY_LOG", "info,[[")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "setting `log` is not a valid filter");
+}
+
+#[test]
+fn config_prints_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mobility.toml"), "shutdown_timeout_s = 7\n").unwrap();
+    let out = mobility(dir.path())
+        .env(
+            "MOBILITY_DATABASE_URL",
+            "postgres://app:hunter2@db:5432/mobility",
+        )
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("shutdown_timeout_s = 7"), "{text}");
+    assert!(
+        text.contains("database_url = \"postgres://app:***@db:5432/mobility\""),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn migrate_creates_the_schema_and_version_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mobility(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sqlite database is at schema version 1"
+    );
+    let out = mobility(dir.path()).arg("version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mobility {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A minimal OTLP/HTTP collector: counts protobuf POSTs to /v1/traces.
+fn fake_collector(rt: &tokio::runtime::Runtime) -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
+    use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = Router::new().route(
+        "/v1/traces",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                assert_eq!(headers["content-type"], "application/x-protobuf");
+                sink.lock().unwrap().push(body.len());
+                ""
+            }
+        }),
+    );
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, received)
+}
+
+#[test]
+fn traces_are_exported_over_otlp_when_configured() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (collector, received) = fake_collector(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = mobility(dir.path());
+    cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"));
+    let server = Server::start(cmd);
+    for _ in 0..3 {
+        assert_eq!(get(&server.url("/healthz")).0, 200);
+    }
+    let (status, lines) = server.terminate();
+    assert!(status.success(), "{lines:?}");
+    let batches = received.lock().unwrap().clone();
+    assert!(
+        !batches.is_empty() && batches.iter().all(|n| *n > 0),
+        "spans flushed at shutdown: {batches:?}"
+    );
+}

@@ -1,0 +1,224 @@
+//! The application lifecycle: [`Application::build`] prepares everything that can fail at start-up
+//! (data directory, database, migrations, listener) and reports it as one [`StartupError`];
+//! [`Application::run_until`] serves until a shutdown signal, then drains within a bound.
+
+use std::{future::Future, io::ErrorKind, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use mobility_store::{OpenOptions, Store, StoreError};
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Settings,
+    http::{self, AppState},
+    telemetry,
+};
+
+/// Why the platform could not start, in words that say how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory cannot be created or written.
+    #[error(
+        "data directory {path} is not usable: {reason}; set MOBILITY_DATA_DIR (or data_dir in mobility.toml) to a writable directory"
+    )]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database could not be opened or migrated.
+    #[error("{0}; check MOBILITY_DATABASE_URL (or database_url in mobility.toml)")]
+    Store(StoreError),
+    /// The HTTP address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {reason}; set MOBILITY_HTTP_ADDR to a free address (port 0 picks one)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+// Not `#[from]`: that would also make the store error the `source`, and `{:#}` would print it twice.
+impl From<StoreError> for StartupError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// A built, not yet serving, platform process.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    settings: Settings,
+}
+
+/// Checks that `dir` exists (creating it) and that we can write a file in it.
+fn ensure_writable_dir(dir: &Path) -> Result<(), StartupError> {
+    let fail = |reason: String| StartupError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(|e| fail(e.to_string()))?;
+    std::fs::remove_file(&probe).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// Opens and migrates the store named by the settings.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
+    let url = settings.effective_database_url();
+    let options = OpenOptions {
+        connect_timeout: Duration::from_secs(settings.database_connect_timeout_s.max(1)),
+        max_connections: settings.database_max_connections,
+        postgres_schema: None,
+    };
+    let store = mobility_store::open(&url, &options).await?;
+    let applied = store.migrate().await?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            backend = store.backend().as_str(),
+            "applied database migrations"
+        );
+    }
+    Ok(store)
+}
+
+impl Application {
+    /// Prepares the data directory, opens and migrates the store, and binds the HTTP listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        ensure_writable_dir(&settings.data_dir)?;
+        let listener = TcpListener::bind(settings.http_addr).await.map_err(|e| {
+            let reason = match e.kind() {
+                ErrorKind::AddrInUse => "address already in use".to_owned(),
+                ErrorKind::PermissionDenied => {
+                    "permission denied (ports below 1024 need privileges)".to_owned()
+                }
+                ErrorKind::AddrNotAvailable => "address not available on this machine".to_owned(),
+                _ => e.to_string(),
+            };
+            StartupError::Bind {
+                addr: settings.http_addr,
+                reason,
+            }
+        })?;
+        let store = open_store(&settings).await?;
+        let metrics = telemetry::metrics_handle();
+        Ok(Self {
+            listener,
+            state: AppState { store, metrics },
+            settings,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    ///
+    /// # Panics
+    /// Never in practice: a bound TCP listener always has a local address.
+    #[must_use]
+    #[allow(clippy::expect_used)]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// The store in use.
+    #[must_use]
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting connections, gives in-flight
+    /// requests up to `shutdown_timeout_s` to finish, and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = self.local_addr();
+        let drain = Duration::from_secs(self.settings.shutdown_timeout_s);
+        let store = self.state.store.clone();
+        let metrics = self.state.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        #[allow(clippy::cast_precision_loss)]
+        if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+        {
+            metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
+        }
+        let router = http::router(
+            self.state,
+            Duration::from_secs(self.settings.http_request_timeout_s.max(1)),
+        );
+        tracing::info!(
+            backend = store.backend().as_str(),
+            "listening on http://{addr}"
+        );
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .into_future();
+        tokio::pin!(server);
+        tokio::pin!(shutdown);
+        let result = tokio::select! {
+            result = &mut server => result,
+            () = &mut shutdown => {
+                tracing::info!(drain_s = drain.as_secs(), "shutting down: no new connections, draining in-flight requests");
+                let _ = stop_tx.send(());
+                if let Ok(result) = tokio::time::timeout(drain, &mut server).await {
+                    result
+                } else {
+                    tracing::warn!(drain_s = drain.as_secs(), "in-flight requests did not finish in time; closing them");
+                    Ok(())
+                }
+            }
+        };
+        upkeep.abort();
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,451 @@
+//! Configuration: one typed [`Settings`] struct, layered defaults → `mobility.toml` →
+//! `MOBILITY_*` environment variables. Unknown keys are errors that name the key and its source.
+//!
+//! Environment names are the upper-cased key with the `MOBILITY_` prefix (`http_addr` →
+//! `MOBILITY_HTTP_ADDR`); keys of nested sections, added by later features, use `__` between
+//! levels. The standard `OTEL_EXPORTER_OTLP_ENDPOINT` variable is honoured as `otlp_endpoint`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment, Metadata, Profile, Provider,
+    error::Kind,
+    providers::{Format, Serialized, Toml},
+    value::{Dict, Map, Value},
+};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with this prefix configure the platform.
+pub const ENV_PREFIX: &str = "MOBILITY_";
+
+/// Variables with the prefix that are not settings (and so are not rejected as unknown).
+const ENV_NOT_SETTINGS: &[&str] = &["CONFIG"];
+const ENV_TEST_PREFIX: &str = "TEST_";
+
+/// The default config file, read when it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "mobility.toml";
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Everything the process can be configured with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// HTTP listen address. Port 0 picks a free port; the chosen address is logged.
+    pub http_addr: SocketAddr,
+    /// Directory for the embedded database and other local state. Created if missing.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Default: SQLite in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Seconds to wait for the database before giving up at start-up.
+    pub database_connect_timeout_s: u64,
+    /// Most database connections held open.
+    pub database_max_connections: u32,
+    /// Log filter, `tracing` `EnvFilter` syntax, e.g. `info` or `info,mobility_store=debug`.
+    pub log: String,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// On SIGINT/SIGTERM, how long in-flight requests get to finish, in seconds.
+    pub shutdown_timeout_s: u64,
+    /// Longest time one HTTP request may take, in seconds.
+    pub http_request_timeout_s: u64,
+    /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces are exported when set.
+    /// Also read from the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_connect_timeout_s: 5,
+            database_max_connections: 16,
+            log: "info".to_owned(),
+            log_format: LogFormat::Human,
+            shutdown_timeout_s: 10,
+            http_request_timeout_s: 30,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used, said in one line that names the key and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads defaults, then the config file, then the process environment.
+    ///
+    /// `file` is an explicit `--config` path (must exist); without it `./mobility.toml` is read
+    /// if present.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        match file {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError(format!(
+                        "config file {} does not exist or is not a file",
+                        path.display()
+                    )));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => {
+                if Path::new(DEFAULT_CONFIG_FILE).is_file() {
+                    figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+                }
+            }
+        }
+        for (name, value) in env {
+            let key = if name == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+                if value.is_empty() {
+                    continue;
+                }
+                "otlp_endpoint".to_owned()
+            } else {
+                let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                    continue;
+                };
+                if rest.is_empty()
+                    || ENV_NOT_SETTINGS.contains(&rest)
+                    || rest.starts_with(ENV_TEST_PREFIX)
+                {
+                    continue;
+                }
+                rest.to_ascii_lowercase().replace("__", ".")
+            };
+            figment = figment.merge(EnvVar { name, key, value });
+        }
+        let settings: Self = figment.extract().map_err(describe)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            let ok = ["sqlite://", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !ok {
+                return Err(ConfigError(format!(
+                    "database_url {} is not supported: use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+                    mobility_store::redact_url(url)
+                )));
+            }
+        }
+        if self.log_format == LogFormat::Human && self.log.trim().is_empty() {
+            return Err(ConfigError("log must not be empty (try \"info\")".into()));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError(
+                "database_max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data directory.
+    #[must_use]
+    pub fn effective_database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| mobility_store::default_sqlite_url(&self.data_dir))
+    }
+
+    /// The effective configuration as TOML, secrets redacted, ready to save as `mobility.toml`.
+    #[must_use]
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = Some(mobility_store::redact_url(&self.effective_database_url()));
+        shown.otlp_endpoint = self
+            .otlp_endpoint
+            .as_deref()
+            .map(mobility_store::redact_url);
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+/// Environment values are typed like TOML values when they parse as such (`5`, `true`), and are
+/// strings otherwise (`127.0.0.1:8080`, `postgres://…`).
+fn parse_env_value(raw: &str) -> Value {
+    let trimmed = raw.trim();
+    if let Ok(n) = trimmed.parse::<i64>() {
+        return Value::from(n);
+    }
+    match trimmed {
+        "true" => Value::from(true),
+        "false" => Value::from(false),
+        _ => Value::from(raw.to_owned()),
+    }
+}
+
+/// One environment variable as a configuration source, so errors can name the variable.
+struct EnvVar {
+    name: String,
+    key: String,
+    value: String,
+}
+
+impl Provider for EnvVar {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Serialized::default(&self.key, parse_env_value(&self.value)).data()
+    }
+}
+
+/// The top-level setting names, for "known settings" hints.
+fn known_settings() -> String {
+    let v = serde_json::to_value(Settings::default()).unwrap_or_default();
+    let mut keys: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.extend(["database_url".to_owned(), "otlp_endpoint".to_owned()]);
+    keys.sort();
+    keys.dedup();
+    keys.join(", ")
+}
+
+/// Folds a multi-line parser message (with its source excerpt) into one line.
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l.starts_with('|')
+                || l.split_once('|').is_some_and(|(n, _)| {
+                    !n.trim().is_empty() && n.trim().chars().all(|c| c.is_ascii_digit())
+                });
+            !l.is_empty() && !excerpt
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Turns a figment error into one line naming the key and its source.
+fn describe(err: figment::Error) -> ConfigError {
+    let place = err.metadata.as_ref().map_or_else(
+        || "the configuration".to_owned(),
+        |m| match &m.source {
+            Some(figment::Source::File(path)) => format!("config file {}", path.display()),
+            _ => m.name.to_string(),
+        },
+    );
+    let key = err.path.join(".");
+    let msg = match &err.kind {
+        Kind::UnknownField(field, _) => {
+            let key = if key.is_empty() { field.clone() } else { key };
+            format!(
+                "unknown setting `{key}` in {place}; known settings: {}",
+                known_settings()
+            )
+        }
+        Kind::InvalidType(actual, expected) => format!(
+            "setting `{key}` in {place} has the wrong type: found {actual}, expected {expected}"
+        ),
+        Kind::Message(m) if key.is_empty() => format!("cannot read {place}: {}", one_line(m)),
+        Kind::Message(m) => format!("setting `{key}` in {place} is invalid: {}", one_line(m)),
+        other if key.is_empty() => format!("cannot read {place}: {other}"),
+        other => format!("setting `{key}` in {place} is invalid: {other}"),
+    };
+    ConfigError(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(file: Option<&Path>, pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load_from(file, env(pairs))
+    }
+
+    #[test]
+    fn defaults_match_the_readme() {
+        let s = load(None, &[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.effective_database_url(), "sqlite://./data/mobility.db");
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mobility.toml");
+        std::fs::write(
+            &file,
+            "http_addr = \"0.0.0.0:9000\"\nlog = \"debug\"\nshutdown_timeout_s = 3\n",
+        )
+        .unwrap();
+        let s = load(
+            Some(&file),
+            &[
+                ("MOBILITY_LOG", "warn"),
+                ("MOBILITY_DATA_DIR", "/var/lib/mobility"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.http_addr.to_string(), "0.0.0.0:9000", "from the file");
+        assert_eq!(s.log, "warn", "env beats file");
+        assert_eq!(s.shutdown_timeout_s, 3);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/mobility"));
+        assert_eq!(s.database_connect_timeout_s, 5, "default kept");
+    }
+
+    #[test]
+    fn typed_values_from_the_environment() {
+        let s = load(
+            None,
+            &[
+                ("MOBILITY_HTTP_ADDR", "127.0.0.1:0"),
+                ("MOBILITY_SHUTDOWN_TIMEOUT_S", "1"),
+                ("MOBILITY_LOG_FORMAT", "json"),
+                ("MOBILITY_DATABASE_URL", "postgres://app@db/mobility"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.http_addr.port(), 0);
+        assert_eq!(s.shutdown_timeout_s, 1);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.effective_database_url(), "postgres://app@db/mobility");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_source() {
+        let err = load(None, &[("MOBILITY_HTTP_ADRR", "127.0.0.1:1")])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.starts_with(
+                "unknown setting `http_adrr` in environment variable MOBILITY_HTTP_ADRR"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("http_addr"), "lists the known keys: {err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.toml");
+        std::fs::write(&file, "datadir = \"x\"\n").unwrap();
+        let err = load(Some(&file), &[]).unwrap_err().0;
+        assert!(
+            err.starts_with("unknown setting `datadir` in config file "),
+            "{err}"
+        );
+        assert!(err.contains("m.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_and_files_are_one_line_errors() {
+        let err = load(None, &[("MOBILITY_SHUTDOWN_TIMEOUT_S", "soon")])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("`shutdown_timeout_s`") && err.contains("MOBILITY_SHUTDOWN_TIMEOUT_S"),
+            "{err}"
+        );
+        let err = load(None, &[("MOBILITY_HTTP_ADDR", "localhost")])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("`http_addr`"), "{err}");
+        let err = load(None, &[("MOBILITY_DATABASE_URL", "mysql://root:pw@h/db")])
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("not supported") && !err.contains("pw@"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("broken.toml");
+        std::fs::write(&file, "http_addr = \n").unwrap();
+        let err = load(Some(&file), &[]).unwrap_err().0;
+        assert!(!err.contains('\n'), "one line: {err}");
+        assert!(err.contains("broken.toml"), "{err}");
+        let err = load(Some(&dir.path().join("missing.toml")), &[])
+            .unwrap_err()
+            .0;
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn non_setting_variables_are_ignored() {
+        let s = load(
+            None,
+            &[
+                ("MOBILITY_CONFIG", "x.toml"),
+                ("MOBILITY_TEST_POSTGRES_URL", "postgres://x"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    }
+
+    #[test]
+    fn printed_configuration_has_no_secrets_and_loads_back() {
+        let s = load(
+            None,
+            &[
+                (
+                    "MOBILITY_DATABASE_URL",
+                    "postgres://app:hunter2@db:5432/mobility?sslmode=require",
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "http://user:tok@collector:4318",
+                ),
+            ],
+        )
+        .unwrap();
+        let shown = s.to_redacted_toml();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app:***@db:5432/mobility?sslmode=require"),
+            "{shown}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mobility.toml");
+        std::fs::write(&file, &shown).unwrap();
+        let back = load(Some(&file), &[]).unwrap();
+        assert_eq!(back.http_addr, s.http_addr);
+        assert_eq!(back.log, s.log);
+    }
+}

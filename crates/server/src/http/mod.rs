@@ -1,0 +1,66 @@
+//! The HTTP API: routes, middleware and RFC 9457 problem responses.
+//!
+//! **API boundary:** JSON shapes live here, not in the core; handlers parse requests into core
+//! types and render core values into DTOs explicitly.
+
+mod health;
+mod metrics_layer;
+pub mod problem;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{Router, http::HeaderValue, middleware};
+use metrics_exporter_prometheus::PrometheusHandle;
+use mobility_store::Store;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+pub use problem::Problem;
+
+/// What handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Transactional storage.
+    pub store: Arc<dyn Store>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// The complete router with its middleware stack.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(health::routes())
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(metrics_layer::record))
+        .layer(CatchPanicLayer::custom(problem::from_panic))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+}

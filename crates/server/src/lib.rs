@@ -1,0 +1,13 @@
+//! The process shell of the mobility platform: typed configuration, telemetry (logs, metrics,
+//! traces), the HTTP API and the application lifecycle (build, serve, graceful shutdown).
+//!
+//! The binary (`crates/mobility`) is a thin command-line front over [`Application`]; tests build
+//! the same `Application` on port 0 (see `tests/`).
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod telemetry;
+
+pub use app::{Application, StartupError};
+pub use config::{ConfigError, LogFormat, Settings};

@@ -1,0 +1,79 @@
+//! `TestApp`: a real `Application` on 127.0.0.1:0 with an isolated store, driven over HTTP.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+
+use std::{net::SocketAddr, sync::Arc};
+
+use mobility_server::{Application, Settings};
+use mobility_store::{Store, testsuite::TestStore};
+
+#[derive(Debug)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    test_store: Option<TestStore>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts an app on the given isolated store (`None` when the backend is skipped).
+    pub async fn spawn(test_store: Option<TestStore>) -> Option<Self> {
+        let test_store = test_store?;
+        let data_dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.path().to_path_buf(),
+            database_url: Some(test_store.url.clone()),
+            shutdown_timeout_s: 2,
+            ..Settings::default()
+        };
+        let app = Application::build(settings).await.expect("app builds");
+        let addr = app.local_addr();
+        let store = app.store();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Some(Self {
+            addr,
+            client: reqwest::Client::new(),
+            store,
+            stop: Some(tx),
+            server: Some(server),
+            test_store: Some(test_store),
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stops the server gracefully and removes the test data.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        if let Some(t) = self.test_store.take() {
+            t.cleanup().await;
+        }
+    }
+}
