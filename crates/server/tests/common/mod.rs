@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-
 use std::{net::SocketAddr, sync::Arc};
 
 use mobility_server::{Application, Settings};
