@@ -8,6 +8,7 @@
 //! `LatLon` is always in range, a `BatteryPct` is always 0..=100, `Money` is integer minor units
 //! of one currency. Vehicle states and event types follow MDS 2.0.
 
+pub mod access;
 pub mod battery;
 pub mod city;
 pub mod ids;
@@ -17,6 +18,7 @@ pub mod state_machine;
 pub mod time;
 pub mod vehicle;
 
+pub use access::Role;
 pub use battery::BatteryPct;
 pub use city::{City, OperatingArea};
 pub use ids::{CityId, VehicleId};

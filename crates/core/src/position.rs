@@ -29,6 +29,9 @@ impl TryFrom<RawLatLon> for LatLon {
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 impl LatLon {
+    /// 0° N, 0° E.
+    pub const ORIGIN: Self = Self { lat: 0.0, lon: 0.0 };
+
     /// Checks ranges and finiteness. NaN and infinities are rejected.
     pub fn new(lat: f64, lon: f64) -> Result<Self, ParseError> {
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {

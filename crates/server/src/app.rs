@@ -29,6 +29,9 @@ pub enum StartupError {
     /// The database could not be opened or migrated.
     #[error("{0}; check MOBILITY_DATABASE_URL (or database_url in mobility.toml)")]
     Store(StoreError),
+    /// The admin token file could not be read or written.
+    #[error("{0}; set MOBILITY_ADMIN_TOKEN or make the data directory writable")]
+    AdminToken(crate::auth::AdminTokenError),
     /// The HTTP address could not be bound.
     #[error(
         "cannot listen on {addr}: {reason}; set MOBILITY_HTTP_ADDR to a free address (port 0 picks one)"
@@ -108,10 +111,26 @@ impl Application {
             }
         })?;
         let store = open_store(&settings).await?;
+        let (admin_token, created) =
+            crate::auth::bootstrap_admin_token(settings.admin_token.as_deref(), &settings.data_dir)
+                .map_err(StartupError::AdminToken)?;
+        if created {
+            tracing::info!(
+                path = %settings.data_dir.join(crate::auth::ADMIN_TOKEN_FILE).display(),
+                "generated an admin token; read it from this file (it is never logged)"
+            );
+        }
+        let auth = Arc::new(crate::auth::Auth::new(&admin_token, store.clone()));
+        let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
         let metrics = telemetry::metrics_handle();
         Ok(Self {
             listener,
-            state: AppState { store, metrics },
+            state: AppState {
+                store,
+                metrics,
+                fleet,
+                auth,
+            },
             settings,
         })
     }
@@ -138,6 +157,12 @@ impl Application {
     #[must_use]
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// The live fleet state.
+    #[must_use]
+    pub fn fleet(&self) -> Arc<crate::fleet::Fleet> {
+        self.state.fleet.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting connections, gives in-flight

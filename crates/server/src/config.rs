@@ -62,6 +62,10 @@ pub struct Settings {
     pub shutdown_timeout_s: u64,
     /// Longest time one HTTP request may take, in seconds.
     pub http_request_timeout_s: u64,
+    /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
+    /// on first start (set it explicitly when several processes share a database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
     /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces are exported when set.
     /// Also read from the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,6 +84,7 @@ impl Default for Settings {
             log_format: LogFormat::Human,
             shutdown_timeout_s: 10,
             http_request_timeout_s: 30,
+            admin_token: None,
             otlp_endpoint: None,
         }
     }
@@ -228,7 +233,11 @@ fn known_settings() -> String {
         .as_object()
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
-    keys.extend(["database_url".to_owned(), "otlp_endpoint".to_owned()]);
+    keys.extend([
+        "admin_token".to_owned(),
+        "database_url".to_owned(),
+        "otlp_endpoint".to_owned(),
+    ]);
     keys.sort();
     keys.dedup();
     keys.join(", ")

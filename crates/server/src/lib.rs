@@ -5,8 +5,11 @@
 //! the same `Application` on port 0 (see `tests/`).
 
 pub mod app;
+pub mod auth;
 pub mod config;
+pub mod fleet;
 pub mod http;
+pub mod ingest;
 pub mod telemetry;
 
 pub use app::{Application, StartupError};

@@ -5,8 +5,8 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use mobility_core::{
-    City, CityId, Currency, EventType, OperatingArea, StateChange, TimestampMs, Vehicle, VehicleId,
-    VehicleState, VehicleType,
+    City, CityId, Currency, EventType, OperatingArea, Role, StateChange, TimestampMs, Vehicle,
+    VehicleId, VehicleState, VehicleType,
 };
 use sqlx::{
     Row,
@@ -19,7 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    Backend, OpenOptions, PAGE_LIMIT_MAX, Readiness, RecordedEvent, Store, StoreError, redact_url,
+    ApiToken, Backend, OpenOptions, PAGE_LIMIT_MAX, Readiness, RecordedEvent, Store, StoreError,
+    redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -275,6 +276,24 @@ macro_rules! vehicle_row {
     };
 }
 
+macro_rules! token_row {
+    ($row:expr) => {{
+        let role: String = $row.try_get("role")?;
+        ApiToken {
+            id: $row.try_get("id")?,
+            role: Role::parse(&role).map_err(|e| corrupt("token role", e))?,
+            label: $row.try_get("label")?,
+            secret_sha256: $row.try_get("secret_sha256")?,
+            created_at: TimestampMs($row.try_get("created_at_ms")?),
+            revoked_at: $row
+                .try_get::<Option<i64>, _>("revoked_at_ms")?
+                .map(TimestampMs),
+        }
+    }};
+}
+
+const TOKEN_COLUMNS: &str = "id, role, label, secret_sha256, created_at_ms, revoked_at_ms";
+
 macro_rules! city_row {
     ($row:expr) => {
         CityRow {
@@ -366,10 +385,10 @@ macro_rules! impl_store {
                     .collect()
             }
 
-            async fn insert_vehicle(&self, v: &Vehicle) -> Result<(), StoreError> {
+            async fn insert_vehicle(&self, v: &Vehicle, secret_sha256: &str) -> Result<(), StoreError> {
                 let result = sqlx::query(
-                    "INSERT INTO vehicles (id, city_id, vehicle_type, state, version, updated_at_ms, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    "INSERT INTO vehicles (id, city_id, vehicle_type, state, version, updated_at_ms, created_at_ms, device_secret_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
                 )
                 .bind(v.id.to_string())
                 .bind(v.city.as_str())
@@ -377,6 +396,7 @@ macro_rules! impl_store {
                 .bind(v.state.as_str())
                 .bind(to_i64(v.version, "version")?)
                 .bind(v.updated_at.0)
+                .bind(secret_sha256)
                 .execute(&self.pool)
                 .await;
                 match result {
@@ -402,6 +422,92 @@ macro_rules! impl_store {
                 .await?;
                 row.map(|r| -> Result<Vehicle, StoreError> { vehicle_row!(r).into_domain() })
                     .transpose()
+            }
+
+            async fn device_secret_sha256(&self, id: &VehicleId) -> Result<Option<String>, StoreError> {
+                let row = sqlx::query("SELECT device_secret_sha256 FROM vehicles WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+            }
+
+            async fn all_vehicles(
+                &self,
+                after: Option<&VehicleId>,
+                limit: u32,
+            ) -> Result<Vec<Vehicle>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id > $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(after.map(ToString::to_string).unwrap_or_default())
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<Vehicle, StoreError> { vehicle_row!(r).into_domain() })
+                    .collect()
+            }
+
+            async fn insert_api_token(&self, t: &ApiToken) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, role, label, secret_sha256, created_at_ms, revoked_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.id)
+                .bind(t.role.as_str())
+                .bind(&t.label)
+                .bind(&t.secret_sha256)
+                .bind(t.created_at.0)
+                .bind(t.revoked_at.map(|x| x.0))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::UniqueViolation) => {
+                        StoreError::AlreadyExists(format!("api token {}", t.id))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn api_token_by_secret(&self, secret_sha256: &str) -> Result<Option<ApiToken>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_sha256 = $1"
+                )))
+                .bind(secret_sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).transpose()
+            }
+
+            async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_ms DESC, id"
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).collect()
+            }
+
+            async fn revoke_api_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+                )
+                .bind(at.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    return Ok(true);
+                }
+                let exists = sqlx::query("SELECT 1 FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                Ok(exists)
             }
 
             async fn vehicles(

@@ -21,7 +21,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use mobility_core::{
-    City, CityId, EventType, StateChange, TimestampMs, Vehicle, VehicleId, VehicleState,
+    City, CityId, EventType, Role, StateChange, TimestampMs, Vehicle, VehicleId, VehicleState,
 };
 
 pub use backend::{PostgresStore, SqliteStore};
@@ -73,6 +73,23 @@ pub struct RecordedEvent {
     pub events: Vec<EventType>,
     /// When it happened.
     pub at: TimestampMs,
+}
+
+/// A role-scoped API token as stored (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Public identifier (shown in listings, used to revoke).
+    pub id: String,
+    /// What the token may do.
+    pub role: Role,
+    /// Who or what it was issued to.
+    pub label: String,
+    /// Hex SHA-256 of the secret.
+    pub secret_sha256: String,
+    /// When it was issued.
+    pub created_at: TimestampMs,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<TimestampMs>,
 }
 
 /// How to open a store.
@@ -169,8 +186,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// All cities, by id.
     async fn cities(&self) -> Result<Vec<City>, StoreError>;
 
-    /// Registers a new vehicle. Fails with `AlreadyExists` or `MissingReference` (unknown city).
-    async fn insert_vehicle(&self, vehicle: &Vehicle) -> Result<(), StoreError>;
+    /// Registers a new vehicle with the SHA-256 (hex) of its device secret. Fails with
+    /// `AlreadyExists` or `MissingReference` (unknown city).
+    async fn insert_vehicle(
+        &self,
+        vehicle: &Vehicle,
+        device_secret_sha256: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The SHA-256 (hex) of a vehicle's device secret, if the vehicle exists and has one.
+    async fn device_secret_sha256(&self, id: &VehicleId) -> Result<Option<String>, StoreError>;
+
+    /// A page of all vehicles of all cities, ordered by id (for loading live state at start).
+    async fn all_vehicles(
+        &self,
+        after: Option<&VehicleId>,
+        limit: u32,
+    ) -> Result<Vec<Vehicle>, StoreError>;
+
+    /// Stores a newly issued API token.
+    async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+
+    /// The token whose secret hashes to `secret_sha256`, revoked or not.
+    async fn api_token_by_secret(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<ApiToken>, StoreError>;
+
+    /// All tokens, newest first.
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Revokes a token; returns false if there is no such token.
+    async fn revoke_api_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError>;
 
     /// One vehicle.
     async fn vehicle(&self, id: &VehicleId) -> Result<Option<Vehicle>, StoreError>;

@@ -11,12 +11,12 @@ use std::{
 };
 
 use mobility_core::{
-    City, CityId, Currency, EventType, LatLon, OperatingArea, TimestampMs, Vehicle, VehicleId,
-    VehicleState, VehicleType,
+    City, CityId, Currency, EventType, LatLon, OperatingArea, Role, TimestampMs, Vehicle,
+    VehicleId, VehicleState, VehicleType,
 };
 use uuid::Uuid;
 
-use crate::{OpenOptions, PostgresStore, Store, StoreError};
+use crate::{ApiToken, OpenOptions, PostgresStore, Store, StoreError};
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "MOBILITY_TEST_POSTGRES_URL";
@@ -121,6 +121,9 @@ macro_rules! conformance_tests {
             stale_state_change_is_a_conflict,
             concurrent_state_changes_exactly_one_wins,
             unknown_vehicle_state_change_is_not_found,
+            device_secrets_are_kept_per_vehicle,
+            all_vehicles_pages_across_cities,
+            api_tokens_issue_find_and_revoke,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -135,6 +138,8 @@ macro_rules! conformance_tests {
         )*
     };
 }
+
+const SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 fn barcelona() -> City {
     let p = |lat, lon| LatLon::new(lat, lon).unwrap();
@@ -173,7 +178,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(1));
+    assert_eq!(r.schema_version, Some(2));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -213,12 +218,12 @@ pub async fn cities_round_trip_and_upsert(store: Arc<dyn Store>) {
 /// A vehicle is registered once, only in a city that exists.
 pub async fn vehicles_register_once_in_known_cities(store: Arc<dyn Store>) {
     let v = vehicle(1, VehicleType::Scooter);
-    let err = store.insert_vehicle(&v).await.unwrap_err();
+    let err = store.insert_vehicle(&v, SECRET).await.unwrap_err();
     assert!(matches!(err, StoreError::MissingReference(_)), "{err}");
     store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
-    store.insert_vehicle(&v).await.unwrap();
+    store.insert_vehicle(&v, SECRET).await.unwrap();
     assert_eq!(store.vehicle(&v.id).await.unwrap(), Some(v.clone()));
-    let err = store.insert_vehicle(&v).await.unwrap_err();
+    let err = store.insert_vehicle(&v, SECRET).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
     let unknown = VehicleId::from_uuid(Uuid::from_u128(999));
     assert_eq!(store.vehicle(&unknown).await.unwrap(), None);
@@ -229,7 +234,7 @@ pub async fn vehicles_page_in_id_order(store: Arc<dyn Store>) {
     store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
     for n in (1..=25u128).rev() {
         let t = VehicleType::ALL[(n % 4) as usize];
-        store.insert_vehicle(&vehicle(n, t)).await.unwrap();
+        store.insert_vehicle(&vehicle(n, t), SECRET).await.unwrap();
     }
     let city = CityId::parse("barcelona").unwrap();
     let mut seen = Vec::new();
@@ -255,7 +260,7 @@ pub async fn vehicles_page_in_id_order(store: Arc<dyn Store>) {
 pub async fn state_changes_apply_and_are_logged(store: Arc<dyn Store>) {
     store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
     let v = vehicle(7, VehicleType::Scooter);
-    store.insert_vehicle(&v).await.unwrap();
+    store.insert_vehicle(&v, SECRET).await.unwrap();
     let steps = [
         (vec![EventType::ProviderDropOff], VehicleState::Available),
         (vec![EventType::ReservationStart], VehicleState::Reserved),
@@ -292,7 +297,7 @@ pub async fn state_changes_apply_and_are_logged(store: Arc<dyn Store>) {
 pub async fn stale_state_change_is_a_conflict(store: Arc<dyn Store>) {
     store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
     let v = vehicle(8, VehicleType::Ebike);
-    store.insert_vehicle(&v).await.unwrap();
+    store.insert_vehicle(&v, SECRET).await.unwrap();
     let drop_off = v
         .decide(
             &[EventType::ProviderDropOff],
@@ -323,7 +328,7 @@ pub async fn stale_state_change_is_a_conflict(store: Arc<dyn Store>) {
 pub async fn concurrent_state_changes_exactly_one_wins(store: Arc<dyn Store>) {
     store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
     let v = vehicle(9, VehicleType::Scooter);
-    store.insert_vehicle(&v).await.unwrap();
+    store.insert_vehicle(&v, SECRET).await.unwrap();
     let available = v
         .decide(
             &[EventType::ProviderDropOff],
@@ -374,4 +379,106 @@ pub async fn unknown_vehicle_state_change_is_not_found(store: Arc<dyn Store>) {
         .unwrap();
     let err = store.record_state_change(&change).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+/// Each vehicle's device secret digest is stored and returned; unknown vehicles have none.
+pub async fn device_secrets_are_kept_per_vehicle(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let a = vehicle(21, VehicleType::Scooter);
+    let b = vehicle(22, VehicleType::Scooter);
+    store.insert_vehicle(&a, "aa").await.unwrap();
+    store.insert_vehicle(&b, "bb").await.unwrap();
+    assert_eq!(
+        store.device_secret_sha256(&a.id).await.unwrap().as_deref(),
+        Some("aa")
+    );
+    assert_eq!(
+        store.device_secret_sha256(&b.id).await.unwrap().as_deref(),
+        Some("bb")
+    );
+    let ghost = VehicleId::from_uuid(Uuid::from_u128(777));
+    assert_eq!(store.device_secret_sha256(&ghost).await.unwrap(), None);
+}
+
+/// `all_vehicles` pages through every city's vehicles in id order.
+pub async fn all_vehicles_pages_across_cities(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let lisbon = City::new(
+        CityId::parse("lisbon").unwrap(),
+        "Lisboa",
+        "Europe/Lisbon",
+        Currency::EUR,
+        None,
+    )
+    .unwrap();
+    store.put_city(&lisbon, TimestampMs(1)).await.unwrap();
+    for n in 1..=7u128 {
+        let mut v = vehicle(n, VehicleType::Ebike);
+        if n % 2 == 0 {
+            v.city = lisbon.id.clone();
+        }
+        store.insert_vehicle(&v, SECRET).await.unwrap();
+    }
+    let first = store.all_vehicles(None, 4).await.unwrap();
+    let rest = store
+        .all_vehicles(first.last().map(|v| &v.id), 4)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (4, 3));
+    let ids: Vec<u128> = first
+        .iter()
+        .chain(&rest)
+        .map(|v| v.id.as_uuid().as_u128())
+        .collect();
+    assert_eq!(ids, (1..=7).collect::<Vec<_>>());
+}
+
+/// Tokens are found by secret digest, listed newest first, and revoked once.
+pub async fn api_tokens_issue_find_and_revoke(store: Arc<dyn Store>) {
+    let token = |id: &str, role, at| ApiToken {
+        id: id.to_owned(),
+        role,
+        label: format!("{id} label"),
+        secret_sha256: format!("sha-{id}"),
+        created_at: TimestampMs(at),
+        revoked_at: None,
+    };
+    store
+        .insert_api_token(&token("t1", Role::Staff, 10))
+        .await
+        .unwrap();
+    store
+        .insert_api_token(&token("t2", Role::Gateway, 20))
+        .await
+        .unwrap();
+    let err = store
+        .insert_api_token(&token("t1", Role::Admin, 30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err}");
+    assert_eq!(
+        store.api_token_by_secret("sha-t2").await.unwrap(),
+        Some(token("t2", Role::Gateway, 20))
+    );
+    assert_eq!(store.api_token_by_secret("nope").await.unwrap(), None);
+    let ids: Vec<String> = store
+        .api_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, ["t2", "t1"]);
+    assert!(store.revoke_api_token("t1", TimestampMs(40)).await.unwrap());
+    assert!(
+        store.revoke_api_token("t1", TimestampMs(50)).await.unwrap(),
+        "revoking twice is fine"
+    );
+    assert!(!store.revoke_api_token("t9", TimestampMs(50)).await.unwrap());
+    let t1 = store.api_token_by_secret("sha-t1").await.unwrap().unwrap();
+    assert_eq!(
+        t1.revoked_at,
+        Some(TimestampMs(40)),
+        "first revocation time is kept"
+    );
 }

@@ -3,14 +3,19 @@
 //! **API boundary:** JSON shapes live here, not in the core; handlers parse requests into core
 //! types and render core values into DTOs explicitly.
 
+mod admin;
+pub mod extract;
 mod health;
+mod ingest;
 mod metrics_layer;
 pub mod problem;
+mod vehicles;
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{Router, http::HeaderValue, middleware};
 use metrics_exporter_prometheus::PrometheusHandle;
+use mobility_core::TimestampMs;
 use mobility_store::Store;
 use tower_http::{
     catch_panic::CatchPanicLayer,
@@ -29,6 +34,20 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Live fleet state.
+    pub fleet: Arc<crate::fleet::Fleet>,
+    /// Bearer-token authentication.
+    pub auth: Arc<crate::auth::Auth>,
+}
+
+/// The wall clock, read at the edge and passed into the core as a value.
+#[must_use]
+#[allow(clippy::cast_possible_truncation)]
+pub fn now() -> TimestampMs {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    TimestampMs(ms)
 }
 
 /// The complete router with its middleware stack.
@@ -36,6 +55,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .merge(health::routes())
+        .merge(admin::routes())
+        .merge(vehicles::routes())
+        .merge(ingest::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)

@@ -7,6 +7,9 @@ use std::{net::SocketAddr, sync::Arc};
 use mobility_server::{Application, Settings};
 use mobility_store::{Store, testsuite::TestStore};
 
+/// The bootstrap admin token every `TestApp` is configured with.
+pub const ADMIN: &str = "test-admin-token";
+
 #[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -28,6 +31,7 @@ impl TestApp {
             data_dir: data_dir.path().to_path_buf(),
             database_url: Some(test_store.url.clone()),
             shutdown_timeout_s: 2,
+            admin_token: Some(ADMIN.to_owned()),
             ..Settings::default()
         };
         let app = Application::build(settings).await.expect("app builds");
@@ -50,6 +54,18 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A request with `Authorization: Bearer <token>`.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -1,0 +1,77 @@
+//! Who may do what: the roles API callers act in.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::ParseError;
+
+/// A caller's role. Each endpoint names the roles it admits (least privilege).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Configures the platform: cities, vehicles, tokens.
+    Admin,
+    /// Operations staff: sees the whole fleet and sends vehicle commands.
+    Staff,
+    /// A telemetry gateway: may only submit telemetry.
+    Gateway,
+}
+
+impl Role {
+    /// All roles.
+    pub const ALL: &'static [Self] = &[Self::Admin, Self::Staff, Self::Gateway];
+
+    /// Our name for it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// Parses the name.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                ParseError::new("role", format!("{s:?} is not one of admin, staff, gateway"))
+            })
+    }
+
+    /// Does this role include the rights of `other`? Admin includes staff; gateway is separate.
+    #[must_use]
+    pub const fn includes(self, other: Self) -> bool {
+        matches!(
+            (self, other),
+            (Self::Admin, _) | (Self::Staff, Self::Staff) | (Self::Gateway, Self::Gateway)
+        )
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege() {
+        assert!(Role::Admin.includes(Role::Staff));
+        assert!(Role::Admin.includes(Role::Gateway));
+        assert!(!Role::Staff.includes(Role::Admin));
+        assert!(!Role::Staff.includes(Role::Gateway));
+        assert!(!Role::Gateway.includes(Role::Staff));
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()).unwrap(), *r);
+        }
+        assert!(Role::parse("root").is_err());
+    }
+}

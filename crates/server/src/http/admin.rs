@@ -1,0 +1,394 @@
+//! Admin endpoints: cities, the vehicle registry (with device credentials) and API tokens.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{delete, get, post, put},
+};
+use mobility_core::{
+    City, CityId, Currency, LatLon, OperatingArea, Role, Vehicle, VehicleId, VehicleType,
+};
+use mobility_store::{ApiToken, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AppState, Problem,
+    extract::{ApiJson, ApiQuery, bad_request},
+    now,
+};
+use crate::auth::{AdminCaller, StaffCaller, new_secret, sha256_hex};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/cities", get(list_cities))
+        .route("/v1/admin/cities/{id}", put(put_city))
+        .route(
+            "/v1/admin/vehicles",
+            post(register_vehicle).get(list_vehicles),
+        )
+        .route("/v1/admin/tokens", post(issue_token).get(list_tokens))
+        .route("/v1/admin/tokens/{id}", delete(revoke_token))
+}
+
+/// A store failure as a problem: conflicts and missing references are the client's, the rest ours.
+pub(super) fn store_problem(e: &StoreError) -> Response {
+    let (status, slug, title) = match e {
+        StoreError::AlreadyExists(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+        StoreError::MissingReference(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing-reference",
+            "Unprocessable Entity",
+        ),
+        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not Found"),
+        _ => {
+            tracing::error!(error = %e, "store error");
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Service Unavailable",
+            )
+            .with_detail("the database did not complete the request; try again")
+            .into_response();
+        }
+    };
+    metrics::counter!("http_rejections_total", "reason" => slug).increment(1);
+    Problem::new(status, slug, title)
+        .with_detail(e.to_string())
+        .into_response()
+}
+
+/// A GeoJSON Polygon geometry (outer ring only).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GeoPolygon {
+    #[serde(rename = "type")]
+    kind: String,
+    coordinates: Vec<Vec<[f64; 2]>>,
+}
+
+impl GeoPolygon {
+    fn from_area(a: &OperatingArea) -> Self {
+        let mut ring: Vec<[f64; 2]> = a.ring().iter().map(|p| [p.lon(), p.lat()]).collect();
+        if let Some(first) = ring.first().copied() {
+            ring.push(first);
+        }
+        Self {
+            kind: "Polygon".into(),
+            coordinates: vec![ring],
+        }
+    }
+
+    fn to_area(&self) -> Result<OperatingArea, String> {
+        if self.kind != "Polygon" {
+            return Err(format!(
+                "operating_area must be a GeoJSON Polygon, not {:?}",
+                self.kind
+            ));
+        }
+        match self.coordinates.as_slice() {
+            [outer] => {
+                let ring = outer
+                    .iter()
+                    .map(|[lon, lat]| LatLon::new(*lat, *lon))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                OperatingArea::new(ring).map_err(|e| e.to_string())
+            }
+            [] => Err("operating_area has no ring".into()),
+            _ => Err("operating_area holes are not supported; send only the outer ring".into()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CityDto {
+    id: String,
+    name: String,
+    timezone: String,
+    currency: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operating_area: Option<GeoPolygon>,
+}
+
+impl From<&City> for CityDto {
+    fn from(c: &City) -> Self {
+        Self {
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            timezone: c.timezone.clone(),
+            currency: c.currency.to_string(),
+            operating_area: c.operating_area.as_ref().map(GeoPolygon::from_area),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutCity {
+    name: String,
+    timezone: String,
+    currency: String,
+    operating_area: Option<GeoPolygon>,
+}
+
+/// Public: which cities the platform runs in.
+async fn list_cities(State(state): State<AppState>) -> Response {
+    match state.store.cities().await {
+        Ok(cities) => Json(cities.iter().map(CityDto::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
+
+async fn put_city(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PutCity>,
+) -> Response {
+    let id = match CityId::parse(&id) {
+        Ok(id) => id,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let currency = match Currency::parse(&body.currency) {
+        Ok(c) => c,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let area = match body
+        .operating_area
+        .as_ref()
+        .map(GeoPolygon::to_area)
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(e) => return bad_request("invalid_field", e),
+    };
+    let city = match City::new(id, &body.name, &body.timezone, currency, area) {
+        Ok(c) => c,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    if let Err(e) = state.store.put_city(&city, now()).await {
+        return store_problem(&e);
+    }
+    state.fleet.put_city(city.clone());
+    Json(CityDto::from(&city)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterVehicle {
+    city: String,
+    #[serde(rename = "type")]
+    vehicle_type: String,
+    /// Optional: keep an id the device already has (a UUID). New UUIDv7 otherwise.
+    id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Registered {
+    id: String,
+    city: String,
+    #[serde(rename = "type")]
+    vehicle_type: &'static str,
+    state: &'static str,
+    /// Shown once: the store keeps only its digest.
+    device_secret: String,
+    mqtt: MqttCredentials,
+}
+
+#[derive(Debug, Serialize)]
+struct MqttCredentials {
+    client_id: String,
+    username: String,
+    password: String,
+    telemetry_topic: String,
+    commands_topic: String,
+}
+
+async fn register_vehicle(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterVehicle>,
+) -> Response {
+    let city = match CityId::parse(&body.city) {
+        Ok(c) => c,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let vehicle_type = match VehicleType::parse(&body.vehicle_type) {
+        Ok(t) => t,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let id = match body.id.as_deref().map(VehicleId::parse).transpose() {
+        Ok(Some(id)) => id,
+        Ok(None) => VehicleId::from_uuid(uuid::Uuid::now_v7()),
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let vehicle = Vehicle::registered(id, city, vehicle_type, now());
+    let secret = new_secret();
+    if let Err(e) = state
+        .store
+        .insert_vehicle(&vehicle, &sha256_hex(&secret))
+        .await
+    {
+        return store_problem(&e);
+    }
+    state.fleet.register(&vehicle);
+    let id = vehicle.id.to_string();
+    let body = Registered {
+        id: id.clone(),
+        city: vehicle.city.to_string(),
+        vehicle_type: vehicle.vehicle_type.as_str(),
+        state: vehicle.state.as_str(),
+        device_secret: secret.clone(),
+        mqtt: MqttCredentials {
+            client_id: id.clone(),
+            username: id.clone(),
+            password: secret,
+            telemetry_topic: format!("v1/vehicles/{id}/telemetry"),
+            commands_topic: format!("v1/vehicles/{id}/commands"),
+        },
+    };
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListVehicles {
+    city: String,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct RegistryEntry {
+    id: String,
+    city: String,
+    #[serde(rename = "type")]
+    vehicle_type: &'static str,
+    state: &'static str,
+    version: u64,
+    updated_at_ms: i64,
+}
+
+async fn list_vehicles(
+    _: StaffCaller,
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListVehicles>,
+) -> Response {
+    let city = match CityId::parse(&q.city) {
+        Ok(c) => c,
+        Err(e) => return bad_request("invalid_query", e.to_string()),
+    };
+    let after = match q.after.as_deref().map(VehicleId::parse).transpose() {
+        Ok(a) => a,
+        Err(e) => return bad_request("invalid_query", e.to_string()),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    match state.store.vehicles(&city, after.as_ref(), limit).await {
+        Ok(vs) => Json(
+            vs.iter()
+                .map(|v| RegistryEntry {
+                    id: v.id.to_string(),
+                    city: v.city.to_string(),
+                    vehicle_type: v.vehicle_type.as_str(),
+                    state: v.state.as_str(),
+                    version: v.version,
+                    updated_at_ms: v.updated_at.0,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueToken {
+    role: String,
+    label: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenDto {
+    id: String,
+    role: &'static str,
+    label: String,
+    created_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at_ms: Option<i64>,
+    /// Only in the response that issues it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+}
+
+impl TokenDto {
+    fn of(t: &ApiToken, secret: Option<String>) -> Self {
+        Self {
+            id: t.id.clone(),
+            role: t.role.as_str(),
+            label: t.label.clone(),
+            created_at_ms: t.created_at.0,
+            revoked_at_ms: t.revoked_at.map(|x| x.0),
+            token: secret,
+        }
+    }
+}
+
+async fn issue_token(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<IssueToken>,
+) -> Response {
+    let role = match Role::parse(&body.role) {
+        Ok(r) => r,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    let label = body.label.trim();
+    if label.is_empty() || label.len() > 200 {
+        return bad_request("invalid_field", "label must be 1 to 200 characters");
+    }
+    let secret = new_secret();
+    let token = ApiToken {
+        id: uuid::Uuid::now_v7().to_string(),
+        role,
+        label: label.to_owned(),
+        secret_sha256: sha256_hex(&secret),
+        created_at: now(),
+        revoked_at: None,
+    };
+    if let Err(e) = state.store.insert_api_token(&token).await {
+        return store_problem(&e);
+    }
+    tracing::info!(token_id = %token.id, role = role.as_str(), "issued API token");
+    (
+        StatusCode::CREATED,
+        Json(TokenDto::of(&token, Some(secret))),
+    )
+        .into_response()
+}
+
+async fn list_tokens(_: AdminCaller, State(state): State<AppState>) -> Response {
+    match state.store.api_tokens().await {
+        Ok(ts) => {
+            Json(ts.iter().map(|t| TokenDto::of(t, None)).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => store_problem(&e),
+    }
+}
+
+async fn revoke_token(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.revoke_api_token(&id, now()).await {
+        Ok(true) => {
+            state.auth.forget_cached();
+            tracing::info!(token_id = %id, "revoked API token");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => store_problem(&StoreError::NotFound(format!("api token {id}"))),
+        Err(e) => store_problem(&e),
+    }
+}
