@@ -8,7 +8,7 @@ RUNS=${2:-5}
 for i in $(seq 1 "$RUNS"); do
   dir=$(mktemp -d)
   start=$(date +%s%N)
-  (cd "$dir" && MOBILITY_HTTP_ADDR=127.0.0.1:0 exec "$BIN" serve 2>"$dir/log") &
+  (cd "$dir" && MOBILITY_HTTP_ADDR=127.0.0.1:0 MOBILITY_MQTT_ADDR=127.0.0.1:0 exec "$BIN" serve 2>"$dir/log") &
   pid=$!
   addr=""
   until [ -n "$addr" ]; do

@@ -23,6 +23,7 @@ fn mobility(dir: &Path) -> Command {
         }
     }
     cmd.env("MOBILITY_HTTP_ADDR", "127.0.0.1:0");
+    cmd.env("MOBILITY_MQTT_ADDR", "127.0.0.1:0");
     cmd
 }
 

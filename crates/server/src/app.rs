@@ -32,6 +32,11 @@ pub enum StartupError {
     /// The admin token file could not be read or written.
     #[error("{0}; set MOBILITY_ADMIN_TOKEN or make the data directory writable")]
     AdminToken(crate::auth::AdminTokenError),
+    /// The MQTT side could not start.
+    #[error(
+        "{0}; set MOBILITY_MQTT_ADDR to a free address (port 0 picks one) or MOBILITY_MQTT_URL to an external broker"
+    )]
+    Mqtt(mobility_mqtt::MqttError),
     /// The HTTP address could not be bound.
     #[error(
         "cannot listen on {addr}: {reason}; set MOBILITY_HTTP_ADDR to a free address (port 0 picks one)"
@@ -51,12 +56,20 @@ impl From<StoreError> for StartupError {
     }
 }
 
+/// The vehicle channel in use.
+#[derive(Debug)]
+enum Mqtt {
+    Embedded(mobility_mqtt::EmbeddedBroker),
+    External(mobility_mqtt::ExternalBroker),
+}
+
 /// A built, not yet serving, platform process.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     settings: Settings,
+    mqtt: Mqtt,
 }
 
 /// Checks that `dir` exists (creating it) and that we can write a file in it.
@@ -122,6 +135,26 @@ impl Application {
         }
         let auth = Arc::new(crate::auth::Auth::new(&admin_token, store.clone()));
         let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
+        let link = Arc::new(crate::vehicle_link::PlatformLink::new(
+            fleet.clone(),
+            store.clone(),
+        ));
+        let mqtt = match &settings.mqtt_url {
+            Some(url) => Mqtt::External(
+                mobility_mqtt::ExternalBroker::connect(
+                    url,
+                    &settings.mqtt_client_id,
+                    &settings.mqtt_share_group,
+                    link,
+                )
+                .map_err(StartupError::Mqtt)?,
+            ),
+            None => Mqtt::Embedded(
+                mobility_mqtt::EmbeddedBroker::start(settings.mqtt_addr, link)
+                    .await
+                    .map_err(StartupError::Mqtt)?,
+            ),
+        };
         let metrics = telemetry::metrics_handle();
         Ok(Self {
             listener,
@@ -131,6 +164,7 @@ impl Application {
                 fleet,
                 auth,
             },
+            mqtt,
             settings,
         })
     }
@@ -157,6 +191,15 @@ impl Application {
     #[must_use]
     pub fn store(&self) -> Arc<dyn Store> {
         self.state.store.clone()
+    }
+
+    /// Where the embedded MQTT broker listens (`None` with an external broker).
+    #[must_use]
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        match &self.mqtt {
+            Mqtt::Embedded(b) => Some(b.local_addr()),
+            Mqtt::External(_) => None,
+        }
     }
 
     /// The live fleet state.
@@ -218,6 +261,10 @@ impl Application {
             }
         };
         upkeep.abort();
+        match self.mqtt {
+            Mqtt::Embedded(b) => b.shutdown().await,
+            Mqtt::External(b) => b.shutdown().await,
+        }
         store.close().await;
         tracing::info!("stopped");
         result

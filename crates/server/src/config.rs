@@ -62,6 +62,18 @@ pub struct Settings {
     pub shutdown_timeout_s: u64,
     /// Longest time one HTTP request may take, in seconds.
     pub http_request_timeout_s: u64,
+    /// Where the embedded MQTT broker for vehicles listens (ignored when `mqtt_url` is set).
+    /// Not 1883 by default: a system Mosquitto often holds that port.
+    pub mqtt_addr: SocketAddr,
+    /// An external MQTT broker (`mqtt://[user:password@]host:port`) to use instead of the
+    /// embedded one; the platform subscribes with a shared subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mqtt_url: Option<String>,
+    /// This process's client id at the external broker; unique per ingest process.
+    pub mqtt_client_id: String,
+    /// Shared-subscription group at the external broker: processes in one group split the
+    /// vehicles' messages between them.
+    pub mqtt_share_group: String,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +96,10 @@ impl Default for Settings {
             log_format: LogFormat::Human,
             shutdown_timeout_s: 10,
             http_request_timeout_s: 30,
+            mqtt_addr: SocketAddr::from(([127, 0, 0, 1], 1884)),
+            mqtt_url: None,
+            mqtt_client_id: "mobility-platform".to_owned(),
+            mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
             admin_token: None,
             otlp_endpoint: None,
         }
@@ -165,6 +181,15 @@ impl Settings {
         }
         if self.log_format == LogFormat::Human && self.log.trim().is_empty() {
             return Err(ConfigError("log must not be empty (try \"info\")".into()));
+        }
+        if let Some(url) = &self.mqtt_url
+            && !url.starts_with("mqtt://")
+            && !url.starts_with("tcp://")
+        {
+            return Err(ConfigError(format!(
+                "mqtt_url {} is not supported: use mqtt://HOST:PORT",
+                mobility_store::redact_url(url)
+            )));
         }
         if self.database_max_connections == 0 {
             return Err(ConfigError(

@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod telemetry;
+pub mod vehicle_link;
 
 pub use app::{Application, StartupError};
 pub use config::{ConfigError, LogFormat, Settings};

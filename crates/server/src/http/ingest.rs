@@ -70,7 +70,7 @@ async fn ingest(
     for (index, item) in items.into_iter().enumerate() {
         let parsed = serde_json::from_value::<RawReport>(item)
             .map_err(|e| Invalid::Malformed(e.to_string()))
-            .and_then(RawReport::validate);
+            .and_then(|r| r.validate(None));
         match parsed {
             Ok(t) => {
                 reports.push(t);

@@ -13,6 +13,7 @@ pub const ADMIN: &str = "test-admin-token";
 #[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub mqtt_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -24,18 +25,29 @@ pub struct TestApp {
 impl TestApp {
     /// Starts an app on the given isolated store (`None` when the backend is skipped).
     pub async fn spawn(test_store: Option<TestStore>) -> Option<Self> {
+        Self::spawn_with(test_store, |_| {}).await
+    }
+
+    /// Like `spawn`, with a chance to adjust the settings.
+    pub async fn spawn_with(
+        test_store: Option<TestStore>,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
         let test_store = test_store?;
         let data_dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.path().to_path_buf(),
             database_url: Some(test_store.url.clone()),
             shutdown_timeout_s: 2,
             admin_token: Some(ADMIN.to_owned()),
+            mqtt_addr: "127.0.0.1:0".parse().unwrap(),
             ..Settings::default()
         };
+        adjust(&mut settings);
         let app = Application::build(settings).await.expect("app builds");
         let addr = app.local_addr();
+        let mqtt_addr = app.mqtt_addr();
         let store = app.store();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
@@ -43,6 +55,7 @@ impl TestApp {
         }));
         Some(Self {
             addr,
+            mqtt_addr,
             client: reqwest::Client::new(),
             store,
             stop: Some(tx),

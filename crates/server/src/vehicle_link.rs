@@ -1,0 +1,78 @@
+//! The platform's side of the MQTT vehicle channel: checks device secrets against the store and
+//! feeds decoded telemetry into the same ingest path as HTTP (source label `mqtt`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mobility_core::VehicleId;
+use mobility_mqtt::{Channel, VehicleLink};
+use mobility_store::Store;
+use subtle::ConstantTimeEq;
+
+use crate::{
+    auth::sha256_hex,
+    fleet::Fleet,
+    http::now,
+    ingest::{count_invalid, count_outcome, decode_binary, decode_json},
+};
+
+/// Connects vehicles to the fleet state.
+#[derive(Debug)]
+pub struct PlatformLink {
+    fleet: Arc<Fleet>,
+    store: Arc<dyn Store>,
+}
+
+impl PlatformLink {
+    /// A link over the given fleet and store.
+    #[must_use]
+    pub fn new(fleet: Arc<Fleet>, store: Arc<dyn Store>) -> Self {
+        Self { fleet, store }
+    }
+}
+
+#[async_trait]
+impl VehicleLink for PlatformLink {
+    async fn authenticate(&self, vehicle: &VehicleId, secret: &[u8]) -> bool {
+        let ok = match (
+            std::str::from_utf8(secret),
+            self.store.device_secret_sha256(vehicle).await,
+        ) {
+            (Ok(secret), Ok(Some(digest))) => sha256_hex(secret)
+                .as_bytes()
+                .ct_eq(digest.as_bytes())
+                .into(),
+            (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot check a vehicle's credentials");
+                false
+            }
+            _ => false,
+        };
+        let outcome = if ok { "accepted" } else { "refused" };
+        metrics::counter!("mqtt_logins_total", "outcome" => outcome).increment(1);
+        ok
+    }
+
+    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes) {
+        metrics::counter!("mqtt_messages_total", "channel" => channel.label()).increment(1);
+        let decoded = match channel {
+            Channel::Telemetry => decode_json(vehicle, &payload),
+            Channel::TelemetryBinary => decode_binary(vehicle, &payload),
+            // Events and command acks get their consumers with the incidents and commands work.
+            Channel::Events | Channel::CommandAck => return,
+        };
+        metrics::counter!("telemetry_received_total", "source" => "mqtt")
+            .increment(decoded.len() as u64);
+        let mut reports = Vec::with_capacity(decoded.len());
+        for d in decoded {
+            match d {
+                Ok(t) => reports.push(t),
+                Err(e) => count_invalid("mqtt", &e),
+            }
+        }
+        for outcome in self.fleet.ingest(&reports, now()) {
+            count_outcome("mqtt", &outcome);
+        }
+    }
+}
