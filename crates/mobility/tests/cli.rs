@@ -117,6 +117,63 @@ fn get(url: &str) -> (u16, String) {
     })
 }
 
+/// Sends a JSON request with a bearer token; returns status and body.
+fn call(
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    })
+}
+
+/// Registers Barcelona and one scooter; returns the vehicle id.
+fn register_scooter(server: &Server, admin: &str) -> String {
+    let city =
+        serde_json::json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"});
+    assert_eq!(
+        call(
+            "PUT",
+            &server.url("/v1/admin/cities/barcelona"),
+            admin,
+            Some(city)
+        )
+        .0,
+        200
+    );
+    let (status, v) = call(
+        "POST",
+        &server.url("/v1/admin/vehicles"),
+        admin,
+        Some(serde_json::json!({"city": "barcelona", "type": "scooter"})),
+    );
+    assert_eq!(status, 201);
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn report(id: &str, ts: i64, lat: f64) -> serde_json::Value {
+    serde_json::json!({"vehicle_id": id, "ts": ts, "lat": lat, "lon": 2.17, "battery_pct": 70})
+}
+
 /// Asserts the command failed with exactly one line on stderr, starting `error:`, containing `needle`.
 fn assert_one_line_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -379,4 +436,94 @@ fn traces_are_exported_over_otlp_when_configured() {
         !batches.is_empty() && batches.iter().all(|n| *n > 0),
         "spans flushed at shutdown: {batches:?}"
     );
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Sends acknowledged telemetry, then kills the process with SIGKILL (no shutdown code runs) and
+/// restarts it: every acknowledged report must be back, from the write-ahead log.
+fn acknowledged_telemetry_survives(stop: impl FnOnce(Server)) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let id = register_scooter(&server, &admin);
+    let t0 = now_ms();
+    let mut last = (0, 0.0);
+    for i in 0..50 {
+        let lat = 41.38 + f64::from(i) * 0.0001;
+        let (status, body) = call(
+            "POST",
+            &server.url("/v1/ingest/telemetry"),
+            &admin,
+            Some(serde_json::json!([report(&id, t0 + i64::from(i), lat)])),
+        );
+        assert_eq!(
+            (status, &body["applied"]),
+            (200, &serde_json::json!(1)),
+            "{body}"
+        );
+        last = (t0 + i64::from(i), lat);
+    }
+    stop(server);
+    let server = Server::start(mobility(dir.path()));
+    let (status, v) = call(
+        "GET",
+        &server.url(&format!("/v1/vehicles/{id}")),
+        &admin,
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["reported_at_ms"], last.0, "{v}");
+    assert_eq!(v["lat"], last.1);
+    assert_eq!(v["battery_pct"], 70);
+    // And it keeps working: a newer report applies, an older one is still stale.
+    let (_, body) = call(
+        "POST",
+        &server.url("/v1/ingest/telemetry"),
+        &admin,
+        Some(serde_json::json!([
+            report(&id, last.0 - 5, 41.0),
+            report(&id, last.0 + 1, 41.5)
+        ])),
+    );
+    assert_eq!(
+        (body["applied"].as_u64(), body["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{body}"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn acknowledged_telemetry_survives_kill_9() {
+    acknowledged_telemetry_survives(|mut server| {
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+    });
+}
+
+#[test]
+fn acknowledged_telemetry_survives_a_clean_restart_via_the_snapshot() {
+    acknowledged_telemetry_survives(|server| {
+        let (status, lines) = server.terminate();
+        assert!(status.success());
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("final live-state snapshot written")),
+            "{lines:?}"
+        );
+    });
 }

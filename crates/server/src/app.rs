@@ -135,8 +135,25 @@ impl Application {
         }
         let auth = Arc::new(crate::auth::Auth::new(&admin_token, store.clone()));
         let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
+        let started = std::time::Instant::now();
+        let live_dir = settings.data_dir.join("live");
+        let (live, recovered) =
+            crate::fleet::LiveState::open(fleet.clone(), &live_dir).map_err(|e| {
+                StartupError::DataDir {
+                    path: live_dir.display().to_string(),
+                    reason: format!("cannot open the live-state log: {e}"),
+                }
+            })?;
+        let live = Arc::new(live);
+        tracing::info!(
+            reports = recovered.reports.len(),
+            from_snapshot = recovered.from_snapshot,
+            torn_bytes = recovered.torn_bytes,
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "recovered live fleet state"
+        );
         let link = Arc::new(crate::vehicle_link::PlatformLink::new(
-            fleet.clone(),
+            live.clone(),
             store.clone(),
         ));
         let mqtt = match &settings.mqtt_url {
@@ -162,6 +179,7 @@ impl Application {
                 store,
                 metrics,
                 fleet,
+                live,
                 auth,
             },
             mqtt,
@@ -230,6 +248,25 @@ impl Application {
         {
             metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
         }
+        let live = self.state.live.clone();
+        let every = self.settings.live_snapshot_interval_s;
+        let snapshots = tokio::spawn({
+            let live = live.clone();
+            async move {
+                if every == 0 {
+                    return;
+                }
+                let mut tick = tokio::time::interval(Duration::from_secs(every));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match live.snapshot().await {
+                        Ok(n) => tracing::debug!(vehicles = n, "live-state snapshot written"),
+                        Err(e) => tracing::error!(error = %e, "cannot write a live-state snapshot"),
+                    }
+                }
+            }
+        });
         let router = http::router(
             self.state,
             Duration::from_secs(self.settings.http_request_timeout_s.max(1)),
@@ -264,6 +301,14 @@ impl Application {
         match self.mqtt {
             Mqtt::Embedded(b) => b.shutdown().await,
             Mqtt::External(b) => b.shutdown().await,
+        }
+        snapshots.abort();
+        // A final snapshot makes the next start fast (nothing to replay).
+        match live.snapshot().await {
+            Ok(n) => tracing::info!(vehicles = n, "final live-state snapshot written"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write the final live-state snapshot; the log still holds everything")
+            }
         }
         store.close().await;
         tracing::info!("stopped");

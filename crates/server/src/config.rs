@@ -74,6 +74,9 @@ pub struct Settings {
     /// Shared-subscription group at the external broker: processes in one group split the
     /// vehicles' messages between them.
     pub mqtt_share_group: String,
+    /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
+    /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
+    pub live_snapshot_interval_s: u64,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +103,7 @@ impl Default for Settings {
             mqtt_url: None,
             mqtt_client_id: "mobility-platform".to_owned(),
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
+            live_snapshot_interval_s: 60,
             admin_token: None,
             otlp_endpoint: None,
         }

@@ -15,6 +15,8 @@ use mobility_fleet::{
 use mobility_store::{Store, StoreError};
 use parking_lot::RwLock;
 
+use crate::live_log::{LiveLog, REPLAY_NOW, Recovered};
+
 /// Most reports applied under one write lock.
 pub const INGEST_BATCH_MAX: usize = 1_024;
 
@@ -186,5 +188,73 @@ impl Fleet {
             TypeMask::ALL,
             StateFilter::Only(mobility_core::VehicleState::Available),
         ))
+    }
+}
+
+/// The fleet plus its durability: [`LiveState::submit`] applies reports and returns only after
+/// the applied ones are in the write-ahead log.
+#[derive(Debug)]
+pub struct LiveState {
+    /// The in-memory state.
+    pub fleet: Arc<Fleet>,
+    log: LiveLog,
+}
+
+impl LiveState {
+    /// Opens the log in `dir` and replays what it holds into `fleet`.
+    pub fn open(fleet: Arc<Fleet>, dir: &std::path::Path) -> std::io::Result<(Self, Recovered)> {
+        let (log, recovered) = LiveLog::open(dir)?;
+        for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
+            fleet.ingest(chunk, REPLAY_NOW);
+        }
+        Ok((Self { fleet, log }, recovered))
+    }
+
+    /// Applies reports (in order) and makes the applied ones durable before returning.
+    pub async fn submit(
+        &self,
+        reports: &[Telemetry],
+        now: TimestampMs,
+    ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
+        let verdicts = self.fleet.ingest(reports, now);
+        let applied: Vec<Telemetry> = reports
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Ok(Verdict::Applied)))
+            .map(|(t, _)| t.clone())
+            .collect();
+        if let Err(e) = self.log.append(&applied).await {
+            metrics::counter!("live_log_errors_total").increment(1);
+            tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
+            return Err(e);
+        }
+        Ok(verdicts)
+    }
+
+    /// Writes a snapshot of every vehicle's latest report and drops the log it covers.
+    pub async fn snapshot(&self) -> std::io::Result<usize> {
+        let fleet = self.fleet.clone();
+        self.log
+            .snapshot(move || {
+                let mut all = Vec::new();
+                for shard in fleet.shards() {
+                    let index = shard.index.read();
+                    all.extend(index.iter().filter_map(|v| {
+                        Some(Telemetry {
+                            vehicle_id: v.id,
+                            at: v.at?,
+                            position: v.position?,
+                            battery: v.battery,
+                            speed_m_s: v.speed_m_s,
+                            heading_deg: v.heading_deg,
+                            odometer_m: v.odometer_m,
+                            locked: v.locked,
+                            error_codes: v.error_codes,
+                        })
+                    }));
+                }
+                all
+            })
+            .await
     }
 }

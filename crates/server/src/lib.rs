@@ -10,6 +10,7 @@ pub mod config;
 pub mod fleet;
 pub mod http;
 pub mod ingest;
+pub mod live_log;
 pub mod telemetry;
 pub mod vehicle_link;
 

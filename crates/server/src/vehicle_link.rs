@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     auth::sha256_hex,
-    fleet::Fleet,
+    fleet::LiveState,
     http::now,
     ingest::{count_invalid, count_outcome, decode_binary, decode_json},
 };
@@ -20,15 +20,15 @@ use crate::{
 /// Connects vehicles to the fleet state.
 #[derive(Debug)]
 pub struct PlatformLink {
-    fleet: Arc<Fleet>,
+    live: Arc<LiveState>,
     store: Arc<dyn Store>,
 }
 
 impl PlatformLink {
-    /// A link over the given fleet and store.
+    /// A link over the given live state and store.
     #[must_use]
-    pub fn new(fleet: Arc<Fleet>, store: Arc<dyn Store>) -> Self {
-        Self { fleet, store }
+    pub fn new(live: Arc<LiveState>, store: Arc<dyn Store>) -> Self {
+        Self { live, store }
     }
 }
 
@@ -71,8 +71,12 @@ impl VehicleLink for PlatformLink {
                 Err(e) => count_invalid("mqtt", &e),
             }
         }
-        for outcome in self.fleet.ingest(&reports, now()) {
-            count_outcome("mqtt", &outcome);
+        // On a log failure the reports are applied but not durable; it is logged and counted,
+        // and the vehicle's next report supersedes them.
+        if let Ok(outcomes) = self.live.submit(&reports, now()).await {
+            for outcome in &outcomes {
+                count_outcome("mqtt", outcome);
+            }
         }
     }
 }

@@ -89,7 +89,20 @@ async fn ingest(
             }
         }
     }
-    let verdicts = state.fleet.ingest(&reports, now());
+    let verdicts = match state.live.submit(&reports, now()).await {
+        Ok(v) => v,
+        Err(e) => {
+            return super::Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not-durable",
+                "Service Unavailable",
+            )
+            .with_detail(format!(
+                "the reports could not be made durable ({e}); retry later"
+            ))
+            .into_response();
+        }
+    };
     let (mut applied, mut duplicates) = (0, 0);
     for (verdict, index) in verdicts.iter().zip(positions) {
         count_outcome("http", verdict);

@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Live fleet state.
     pub fleet: Arc<crate::fleet::Fleet>,
+    /// Live fleet state with durability (ingest goes through this).
+    pub live: Arc<crate::fleet::LiveState>,
     /// Bearer-token authentication.
     pub auth: Arc<crate::auth::Auth>,
 }
