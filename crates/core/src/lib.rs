@@ -11,6 +11,7 @@
 pub mod access;
 pub mod battery;
 pub mod city;
+pub mod command;
 pub mod ids;
 pub mod money;
 pub mod position;
@@ -21,6 +22,7 @@ pub mod vehicle;
 pub use access::Role;
 pub use battery::BatteryPct;
 pub use city::{City, OperatingArea};
+pub use command::{AckOutcome, AckStatus, CommandKind, CommandState};
 pub use ids::{CityId, VehicleId};
 pub use money::{Currency, Money};
 pub use position::LatLon;

@@ -203,9 +203,8 @@ impl EmbeddedBroker {
     }
 
     /// Stops accepting connections and disconnects every client.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.task.abort();
-        let _ = self.task.await;
         let ids: Vec<Id> = self
             .scx
             .extends

@@ -143,10 +143,9 @@ impl ExternalBroker {
     }
 
     /// Disconnects (the persistent session keeps queued messages for the next start).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let _ = self.client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.task.abort();
-        let _ = self.task.await;
     }
 }

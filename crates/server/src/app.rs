@@ -8,10 +8,15 @@ use mobility_store::{OpenOptions, Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::{
+    commands::Commands,
     config::Settings,
     http::{self, AppState},
     telemetry,
+    vehicle_link::VehicleChannel,
 };
+
+/// How often overdue commands are timed out (acks past the deadline are refused regardless).
+const COMMAND_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why the platform could not start, in words that say how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -56,20 +61,13 @@ impl From<StoreError> for StartupError {
     }
 }
 
-/// The vehicle channel in use.
-#[derive(Debug)]
-enum Mqtt {
-    Embedded(mobility_mqtt::EmbeddedBroker),
-    External(mobility_mqtt::ExternalBroker),
-}
-
 /// A built, not yet serving, platform process.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     settings: Settings,
-    mqtt: Mqtt,
+    mqtt: Arc<VehicleChannel>,
 }
 
 /// Checks that `dir` exists (creating it) and that we can write a file in it.
@@ -152,12 +150,14 @@ impl Application {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "recovered live fleet state"
         );
+        let commands = Arc::new(Commands::new(store.clone()));
         let link = Arc::new(crate::vehicle_link::PlatformLink::new(
             live.clone(),
             store.clone(),
+            commands.clone(),
         ));
         let mqtt = match &settings.mqtt_url {
-            Some(url) => Mqtt::External(
+            Some(url) => VehicleChannel::External(
                 mobility_mqtt::ExternalBroker::connect(
                     url,
                     &settings.mqtt_client_id,
@@ -166,12 +166,14 @@ impl Application {
                 )
                 .map_err(StartupError::Mqtt)?,
             ),
-            None => Mqtt::Embedded(
+            None => VehicleChannel::Embedded(
                 mobility_mqtt::EmbeddedBroker::start(settings.mqtt_addr, link)
                     .await
                     .map_err(StartupError::Mqtt)?,
             ),
         };
+        let mqtt = Arc::new(mqtt);
+        commands.attach(mqtt.clone());
         let metrics = telemetry::metrics_handle();
         Ok(Self {
             listener,
@@ -181,6 +183,7 @@ impl Application {
                 fleet,
                 live,
                 auth,
+                commands,
             },
             mqtt,
             settings,
@@ -214,9 +217,9 @@ impl Application {
     /// Where the embedded MQTT broker listens (`None` with an external broker).
     #[must_use]
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
-        match &self.mqtt {
-            Mqtt::Embedded(b) => Some(b.local_addr()),
-            Mqtt::External(_) => None,
+        match self.mqtt.as_ref() {
+            VehicleChannel::Embedded(b) => Some(b.local_addr()),
+            VehicleChannel::External(_) => None,
         }
     }
 
@@ -248,6 +251,14 @@ impl Application {
         {
             metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
         }
+        let commands = self.state.commands.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(COMMAND_SWEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                commands.expire(http::now()).await;
+            }
+        });
         let live = self.state.live.clone();
         let every = self.settings.live_snapshot_interval_s;
         let snapshots = tokio::spawn({
@@ -298,10 +309,8 @@ impl Application {
             }
         };
         upkeep.abort();
-        match self.mqtt {
-            Mqtt::Embedded(b) => b.shutdown().await,
-            Mqtt::External(b) => b.shutdown().await,
-        }
+        sweeper.abort();
+        self.mqtt.shutdown().await;
         snapshots.abort();
         // A final snapshot makes the next start fast (nothing to replay).
         match live.snapshot().await {

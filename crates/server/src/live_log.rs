@@ -405,7 +405,11 @@ mod tests {
             heading_deg: Some(10.0),
             odometer_m: Some(7),
             locked: Some(true),
-            error_codes: if n.is_multiple_of(2) { vec![1, 65535] } else { vec![] },
+            error_codes: if n.is_multiple_of(2) {
+                vec![1, 65535]
+            } else {
+                vec![]
+            },
         }
     }
 

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::{
     auth::sha256_hex,
+    commands::{CommandChannel, Commands},
     fleet::LiveState,
     http::now,
     ingest::{count_invalid, count_outcome, decode_binary, decode_json},
@@ -22,13 +23,48 @@ use crate::{
 pub struct PlatformLink {
     live: Arc<LiveState>,
     store: Arc<dyn Store>,
+    commands: Arc<Commands>,
 }
 
 impl PlatformLink {
-    /// A link over the given live state and store.
+    /// A link over the given live state, store and commands.
     #[must_use]
-    pub fn new(live: Arc<LiveState>, store: Arc<dyn Store>) -> Self {
-        Self { live, store }
+    pub fn new(live: Arc<LiveState>, store: Arc<dyn Store>, commands: Arc<Commands>) -> Self {
+        Self {
+            live,
+            store,
+            commands,
+        }
+    }
+}
+
+/// The running vehicle channel, as the rest of the platform sends through it.
+#[derive(Debug)]
+pub enum VehicleChannel {
+    /// The embedded broker.
+    Embedded(mobility_mqtt::EmbeddedBroker),
+    /// An external broker cluster.
+    External(mobility_mqtt::ExternalBroker),
+}
+
+impl VehicleChannel {
+    /// Stops it.
+    pub async fn shutdown(&self) {
+        match self {
+            Self::Embedded(b) => b.shutdown().await,
+            Self::External(b) => b.shutdown().await,
+        }
+    }
+}
+
+#[async_trait]
+impl CommandChannel for VehicleChannel {
+    async fn publish(&self, vehicle: &VehicleId, payload: Bytes) -> Result<(), String> {
+        let r = match self {
+            Self::Embedded(b) => b.send_command(vehicle, payload).await,
+            Self::External(b) => b.send_command(vehicle, payload).await,
+        };
+        r.map_err(|e| e.to_string())
     }
 }
 
@@ -59,8 +95,12 @@ impl VehicleLink for PlatformLink {
         let decoded = match channel {
             Channel::Telemetry => decode_json(vehicle, &payload),
             Channel::TelemetryBinary => decode_binary(vehicle, &payload),
-            // Events and command acks get their consumers with the incidents and commands work.
-            Channel::Events | Channel::CommandAck => return,
+            Channel::CommandAck => {
+                self.commands.on_ack(vehicle, &payload, now()).await;
+                return;
+            }
+            // Events get their consumer with the incidents work.
+            Channel::Events => return,
         };
         metrics::counter!("telemetry_received_total", "source" => "mqtt")
             .increment(decoded.len() as u64);

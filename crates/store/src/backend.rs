@@ -5,8 +5,8 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use mobility_core::{
-    City, CityId, Currency, EventType, OperatingArea, Role, StateChange, TimestampMs, Vehicle,
-    VehicleId, VehicleState, VehicleType,
+    City, CityId, CommandKind, CommandState, Currency, EventType, OperatingArea, Role, StateChange,
+    TimestampMs, Vehicle, VehicleId, VehicleState, VehicleType,
 };
 use sqlx::{
     Row,
@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, OpenOptions, PAGE_LIMIT_MAX, Readiness, RecordedEvent, Store, StoreError,
-    redact_url,
+    ApiToken, Backend, CommandRecord, OpenOptions, PAGE_LIMIT_MAX, Readiness, RecordedEvent, Store,
+    StoreError, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -291,6 +291,32 @@ macro_rules! token_row {
         }
     }};
 }
+
+macro_rules! command_row {
+    ($row:expr) => {{
+        let vehicle: String = $row.try_get("vehicle_id")?;
+        let kind: String = $row.try_get("kind")?;
+        let state: String = $row.try_get("state")?;
+        CommandRecord {
+            id: $row.try_get("id")?,
+            vehicle_id: VehicleId::parse(&vehicle).map_err(|e| corrupt("vehicle id", e))?,
+            kind: serde_json::from_str::<CommandKind>(&kind)
+                .map_err(|e| corrupt("command kind", e))?,
+            state: CommandState::parse(&state).map_err(|e| corrupt("command state", e))?,
+            detail: $row.try_get("detail")?,
+            created_at: TimestampMs($row.try_get("created_at_ms")?),
+            deadline: TimestampMs($row.try_get("deadline_ms")?),
+            finished_at: $row
+                .try_get::<Option<i64>, _>("finished_at_ms")?
+                .map(TimestampMs),
+            late_ack_at: $row
+                .try_get::<Option<i64>, _>("late_ack_at_ms")?
+                .map(TimestampMs),
+        }
+    }};
+}
+
+const COMMAND_COLUMNS: &str = "id, vehicle_id, kind, state, detail, created_at_ms, deadline_ms, finished_at_ms, late_ack_at_ms";
 
 const TOKEN_COLUMNS: &str = "id, role, label, secret_sha256, created_at_ms, revoked_at_ms";
 
@@ -614,6 +640,102 @@ macro_rules! impl_store {
                         .into_domain()
                     })
                     .collect()
+            }
+
+            async fn insert_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
+                let kind = serde_json::to_string(&c.kind).map_err(|e| corrupt("command kind", e))?;
+                sqlx::query(
+                    "INSERT INTO vehicle_commands (id, vehicle_id, kind, state, detail, created_at_ms, deadline_ms, finished_at_ms, late_ack_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&c.id)
+                .bind(c.vehicle_id.to_string())
+                .bind(kind)
+                .bind(c.state.as_str())
+                .bind(c.detail.as_deref())
+                .bind(c.created_at.0)
+                .bind(c.deadline.0)
+                .bind(c.finished_at.map(|t| t.0))
+                .bind(c.late_ack_at.map(|t| t.0))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists(format!("command {}", c.id)),
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("vehicle {} does not exist", c.vehicle_id))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM vehicle_commands WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<CommandRecord, StoreError> { Ok(command_row!(r)) }).transpose()
+            }
+
+            async fn resolve_command(
+                &self,
+                id: &str,
+                to: CommandState,
+                detail: Option<&str>,
+                at: TimestampMs,
+            ) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE vehicle_commands SET state = $1, detail = $2, finished_at_ms = $3 \
+                     WHERE id = $4 AND state = 'pending'",
+                )
+                .bind(to.as_str())
+                .bind(detail)
+                .bind(at.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn note_late_ack(&self, id: &str, at: TimestampMs) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE vehicle_commands SET late_ack_at_ms = $1 WHERE id = $2 AND late_ack_at_ms IS NULL",
+                )
+                .bind(at.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn expire_commands(&self, now: TimestampMs) -> Result<Vec<String>, StoreError> {
+                let rows = sqlx::query(
+                    "UPDATE vehicle_commands SET state = 'timed_out', finished_at_ms = $1 \
+                     WHERE state = 'pending' AND deadline_ms < $1 RETURNING id",
+                )
+                .bind(now.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+            }
+
+            async fn vehicle_commands(
+                &self,
+                vehicle: &VehicleId,
+                limit: u32,
+            ) -> Result<Vec<CommandRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMAND_COLUMNS} FROM vehicle_commands WHERE vehicle_id = $1 \
+                     ORDER BY created_at_ms DESC, id DESC LIMIT $2"
+                )))
+                .bind(vehicle.to_string())
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| -> Result<CommandRecord, StoreError> { Ok(command_row!(r)) }).collect()
             }
 
             async fn close(&self) {

@@ -21,7 +21,8 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use mobility_core::{
-    City, CityId, EventType, Role, StateChange, TimestampMs, Vehicle, VehicleId, VehicleState,
+    City, CityId, CommandKind, CommandState, EventType, Role, StateChange, TimestampMs, Vehicle,
+    VehicleId, VehicleState,
 };
 
 pub use backend::{PostgresStore, SqliteStore};
@@ -90,6 +91,29 @@ pub struct ApiToken {
     pub created_at: TimestampMs,
     /// When it was revoked, if it was.
     pub revoked_at: Option<TimestampMs>,
+}
+
+/// A command sent to a vehicle, with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Command id (UUID), sent to the vehicle and echoed in its acknowledgement.
+    pub id: String,
+    /// The vehicle.
+    pub vehicle_id: VehicleId,
+    /// What it was asked to do.
+    pub kind: CommandKind,
+    /// Where it stands.
+    pub state: CommandState,
+    /// The vehicle's explanation for a failure, if any.
+    pub detail: Option<String>,
+    /// When it was sent.
+    pub created_at: TimestampMs,
+    /// When it times out.
+    pub deadline: TimestampMs,
+    /// When its outcome was decided.
+    pub finished_at: Option<TimestampMs>,
+    /// When an acknowledgement arrived after the deadline, if one did.
+    pub late_ack_at: Option<TimestampMs>,
 }
 
 /// How to open a store.
@@ -241,6 +265,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &VehicleId,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Stores a new (pending) command.
+    async fn insert_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
+
+    /// One command.
+    async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError>;
+
+    /// Moves a command from `pending` to `to` (acked, failed or timed out); false if it was no
+    /// longer pending (so two deciders never both win).
+    async fn resolve_command(
+        &self,
+        id: &str,
+        to: CommandState,
+        detail: Option<&str>,
+        at: TimestampMs,
+    ) -> Result<bool, StoreError>;
+
+    /// Notes an acknowledgement that came after the command had timed out.
+    async fn note_late_ack(&self, id: &str, at: TimestampMs) -> Result<(), StoreError>;
+
+    /// Times out every pending command whose deadline is before `now`; returns their ids.
+    async fn expire_commands(&self, now: TimestampMs) -> Result<Vec<String>, StoreError>;
+
+    /// A vehicle's most recent commands, newest first.
+    async fn vehicle_commands(
+        &self,
+        vehicle: &VehicleId,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError>;
 
     /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
     async fn close(&self);

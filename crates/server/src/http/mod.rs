@@ -4,6 +4,7 @@
 //! types and render core values into DTOs explicitly.
 
 mod admin;
+mod commands;
 pub mod extract;
 mod health;
 mod ingest;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub live: Arc<crate::fleet::LiveState>,
     /// Bearer-token authentication.
     pub auth: Arc<crate::auth::Auth>,
+    /// Vehicle commands.
+    pub commands: Arc<crate::commands::Commands>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -60,6 +63,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(admin::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
+        .merge(commands::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
