@@ -8,6 +8,7 @@
 //! Like the core, this crate does no IO and reads no clock; the server owns concurrency (one
 //! writer per city, readers on snapshots or short read locks) and persistence.
 
+pub mod geofence;
 pub mod index;
 pub mod telemetry;
 

@@ -135,13 +135,14 @@ impl Application {
         let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
         let started = std::time::Instant::now();
         let live_dir = settings.data_dir.join("live");
+        let commands = Arc::new(Commands::new(store.clone()));
+        let events = Arc::new(crate::fleet::FleetEvents::default());
         let (live, recovered) =
-            crate::fleet::LiveState::open(fleet.clone(), &live_dir).map_err(|e| {
-                StartupError::DataDir {
+            crate::fleet::LiveState::open(fleet.clone(), &live_dir, events, commands.clone())
+                .map_err(|e| StartupError::DataDir {
                     path: live_dir.display().to_string(),
                     reason: format!("cannot open the live-state log: {e}"),
-                }
-            })?;
+                })?;
         let live = Arc::new(live);
         tracing::info!(
             reports = recovered.reports.len(),
@@ -150,7 +151,6 @@ impl Application {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "recovered live fleet state"
         );
-        let commands = Arc::new(Commands::new(store.clone()));
         let link = Arc::new(crate::vehicle_link::PlatformLink::new(
             live.clone(),
             store.clone(),

@@ -10,10 +10,12 @@ use std::{collections::HashMap, sync::Arc};
 use mobility_core::{City, CityId, LatLon, TimestampMs, Vehicle, VehicleId};
 use mobility_fleet::{
     CityIndex, Hit, NearbyQuery, Reject, StateFilter, Telemetry, TypeMask, VehicleView, Verdict,
+    geofence::{Crossing, Direction, FenceSet, Geofence, ZoneKind, default_speed_limit_kmh},
     index::{CELL_M_DEFAULT, FleetStats},
 };
-use mobility_store::{Store, StoreError};
+use mobility_store::{GeofenceRecord, Store, StoreError};
 use parking_lot::RwLock;
+use serde::Serialize;
 
 use crate::live_log::{LiveLog, REPLAY_NOW, Recovered};
 
@@ -27,6 +29,39 @@ pub struct Shard {
     pub city: RwLock<City>,
     /// Its vehicles.
     pub index: RwLock<CityIndex>,
+    /// Its geofences (including the operating area), replaced whole on change.
+    pub fences: RwLock<Arc<FenceSet>>,
+}
+
+/// Id of the fence made from a city's operating area.
+pub const OPERATING_AREA_FENCE_ID: &str = "operating-area";
+
+/// Builds a fence from its stored form.
+pub fn fence_from_record(r: &GeofenceRecord) -> Result<Geofence, mobility_core::ParseError> {
+    let kind = ZoneKind::parse(&r.kind, r.speed_limit_kmh)?;
+    let ring = r
+        .ring
+        .iter()
+        .map(|[lon, lat]| LatLon::new(*lat, *lon))
+        .collect::<Result<Vec<_>, _>>()?;
+    Geofence::new(r.id.clone(), r.name.clone(), kind, ring)
+}
+
+/// What a batch of applied reports caused: one entry per report that crossed a fence.
+#[derive(Debug, Clone)]
+pub struct Reaction {
+    /// The city.
+    pub city: CityId,
+    /// The vehicle.
+    pub vehicle: VehicleId,
+    /// Its type.
+    pub vehicle_type: mobility_core::VehicleType,
+    /// When (vehicle time).
+    pub at: TimestampMs,
+    /// The crossings.
+    pub crossings: Vec<Crossing>,
+    /// The speed limit the vehicle should now have, if a slow-zone crossing changed it.
+    pub speed_limit_kmh: Option<u8>,
 }
 
 /// Every city's live state.
@@ -57,7 +92,9 @@ impl Fleet {
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
         let fleet = Self::default();
         for city in store.cities().await? {
+            let id = city.id.clone();
             fleet.put_city(city);
+            fleet.set_fences(&id, &store.geofences(&id).await?);
         }
         let mut after: Option<VehicleId> = None;
         loop {
@@ -83,10 +120,40 @@ impl Fleet {
                     Arc::new(Shard {
                         city: RwLock::new(city.clone()),
                         index: RwLock::new(index),
+                        fences: RwLock::new(Arc::new(FenceSet::default())),
                     }),
                 );
             }
         }
+    }
+
+    /// Replaces a city's fences: its operating area plus `records` (unusable records are
+    /// skipped with a warning; they were validated when stored).
+    pub fn set_fences(&self, city: &CityId, records: &[GeofenceRecord]) {
+        let Some(shard) = self.shard(city) else {
+            return;
+        };
+        let mut fences: Vec<Geofence> = records
+            .iter()
+            .filter_map(|r| match fence_from_record(r) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(fence = %r.id, error = %e, "skipping an unusable geofence");
+                    None
+                }
+            })
+            .collect();
+        if let Some(area) = &shard.city.read().operating_area
+            && let Ok(f) = Geofence::new(
+                OPERATING_AREA_FENCE_ID.to_owned(),
+                "operating area".to_owned(),
+                ZoneKind::OperatingArea,
+                area.ring().to_vec(),
+            )
+        {
+            fences.push(f);
+        }
+        *shard.fences.write() = Arc::new(FenceSet::new(fences));
     }
 
     /// The shard of a city.
@@ -140,6 +207,69 @@ impl Fleet {
             }
         }
         verdicts
+    }
+
+    /// Like [`Fleet::ingest`], and also reports the geofence crossings of the applied reports,
+    /// computed under the same write lock from the vehicle's previous applied position.
+    pub fn ingest_tracked(
+        &self,
+        reports: &[Telemetry],
+        now: TimestampMs,
+    ) -> (Vec<Result<Verdict, Reject>>, Vec<Reaction>) {
+        let mut verdicts = vec![Err(Reject::UnknownVehicle); reports.len()];
+        let mut reactions = Vec::new();
+        let mut by_city: HashMap<CityId, Vec<usize>> = HashMap::new();
+        {
+            let routes = self.routes.read();
+            for (i, r) in reports.iter().enumerate() {
+                if let Some(city) = routes.get(&r.vehicle_id) {
+                    by_city.entry(city.clone()).or_default().push(i);
+                }
+            }
+        }
+        for (city, indices) in by_city {
+            let Some(shard) = self.shard(&city) else {
+                continue;
+            };
+            let fences = shard.fences.read().clone();
+            for chunk in indices.chunks(INGEST_BATCH_MAX) {
+                let mut index = shard.index.write();
+                for &i in chunk {
+                    let t = &reports[i];
+                    let before = index.get(&t.vehicle_id);
+                    verdicts[i] = index.apply(t, now);
+                    if verdicts[i] != Ok(Verdict::Applied) || fences.fences().is_empty() {
+                        continue;
+                    }
+                    let crossings =
+                        fences.crossings(before.as_ref().and_then(|v| v.position), t.position);
+                    if crossings.is_empty() {
+                        continue;
+                    }
+                    let vehicle_type =
+                        before.map_or(mobility_core::VehicleType::Scooter, |v| v.vehicle_type);
+                    let slow = crossings
+                        .iter()
+                        .any(|c| matches!(c.kind, ZoneKind::SlowZone { .. }));
+                    let speed_limit_kmh = slow.then(|| {
+                        fences
+                            .containing(t.position)
+                            .filter_map(|f| f.kind.speed_limit_kmh())
+                            .min()
+                            .unwrap_or_else(|| default_speed_limit_kmh(vehicle_type))
+                    });
+                    reactions.push(Reaction {
+                        city: city.clone(),
+                        vehicle: t.vehicle_id,
+                        vehicle_type,
+                        at: t.at,
+                        crossings,
+                        speed_limit_kmh,
+                    });
+                }
+            }
+        }
+        (verdicts, reactions)
     }
 
     /// One vehicle's live state and city.
@@ -198,16 +328,74 @@ pub struct LiveState {
     /// The in-memory state.
     pub fleet: Arc<Fleet>,
     log: LiveLog,
+    events: Arc<FleetEvents>,
+    commands: Arc<crate::commands::Commands>,
 }
 
 impl LiveState {
     /// Opens the log in `dir` and replays what it holds into `fleet`.
-    pub fn open(fleet: Arc<Fleet>, dir: &std::path::Path) -> std::io::Result<(Self, Recovered)> {
+    pub fn open(
+        fleet: Arc<Fleet>,
+        dir: &std::path::Path,
+        events: Arc<FleetEvents>,
+        commands: Arc<crate::commands::Commands>,
+    ) -> std::io::Result<(Self, Recovered)> {
         let (log, recovered) = LiveLog::open(dir)?;
+        // Replay restores state only: crossings were reacted to when the reports first came.
         for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
             fleet.ingest(chunk, REPLAY_NOW);
         }
-        Ok((Self { fleet, log }, recovered))
+        Ok((
+            Self {
+                fleet,
+                log,
+                events,
+                commands,
+            },
+            recovered,
+        ))
+    }
+
+    /// The geofence events and alerts feed.
+    #[must_use]
+    pub fn events(&self) -> &Arc<FleetEvents> {
+        &self.events
+    }
+
+    /// Records crossings and alerts, and sends speed-limit commands (without waiting for them).
+    fn react(&self, reactions: Vec<Reaction>, now: TimestampMs) {
+        for r in reactions {
+            for c in &r.crossings {
+                let direction = match c.direction {
+                    Direction::Enter => "enter",
+                    Direction::Exit => "exit",
+                };
+                metrics::counter!("geofence_crossings_total", "zone" => c.kind.name(), "direction" => direction).increment(1);
+                self.events.push(&r, "geofence", direction, c, None);
+                let alert = match (c.kind, c.direction) {
+                    (ZoneKind::OperatingArea, Direction::Exit) => Some("left_operating_area"),
+                    (ZoneKind::NoRiding, Direction::Enter) => Some("entered_no_riding_zone"),
+                    _ => None,
+                };
+                if let Some(alert) = alert {
+                    metrics::counter!("fleet_alerts_total", "alert" => alert).increment(1);
+                    tracing::info!(vehicle = %r.vehicle, alert, fence = %c.fence_id, "fleet alert");
+                    self.events.push(&r, "alert", alert, c, None);
+                }
+            }
+            if let Some(kmh) = r.speed_limit_kmh {
+                let commands = self.commands.clone();
+                let vehicle = r.vehicle;
+                tokio::spawn(async move {
+                    let kind = mobility_core::CommandKind::SetSpeedLimit {
+                        speed_limit_kmh: kmh,
+                    };
+                    if let Err(e) = commands.send(vehicle, kind, 10_000, now).await {
+                        tracing::warn!(%vehicle, error = %e, "cannot send a slow-zone speed limit");
+                    }
+                });
+            }
+        }
     }
 
     /// Applies reports (in order) and makes the applied ones durable before returning.
@@ -216,7 +404,7 @@ impl LiveState {
         reports: &[Telemetry],
         now: TimestampMs,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
-        let verdicts = self.fleet.ingest(reports, now);
+        let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
         let applied: Vec<Telemetry> = reports
             .iter()
             .zip(&verdicts)
@@ -228,6 +416,7 @@ impl LiveState {
             tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
             return Err(e);
         }
+        self.react(reactions, now);
         Ok(verdicts)
     }
 
@@ -256,5 +445,80 @@ impl LiveState {
                 all
             })
             .await
+    }
+}
+
+/// Most events the feed keeps (the oldest are dropped first).
+pub const EVENTS_KEPT_MAX: usize = 10_000;
+
+/// One geofence crossing or alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetEvent {
+    /// Increasing sequence number (for `?after=` paging).
+    pub seq: u64,
+    /// Vehicle time of the report that caused it, ms.
+    pub at_ms: i64,
+    /// The city.
+    pub city: String,
+    /// The vehicle.
+    pub vehicle_id: String,
+    /// `geofence` or `alert`.
+    pub kind: &'static str,
+    /// For geofence events `enter`/`exit`; for alerts the alert name.
+    pub name: &'static str,
+    /// The fence.
+    pub fence_id: String,
+    /// The fence's zone kind.
+    pub zone: &'static str,
+    /// Detail, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The recent geofence events and alerts, bounded. (The durable event bus comes later.)
+#[derive(Debug, Default)]
+pub struct FleetEvents {
+    inner: parking_lot::Mutex<(u64, std::collections::VecDeque<FleetEvent>)>,
+}
+
+impl FleetEvents {
+    fn push(
+        &self,
+        r: &Reaction,
+        kind: &'static str,
+        name: &'static str,
+        c: &Crossing,
+        detail: Option<String>,
+    ) {
+        let mut g = self.inner.lock();
+        g.0 += 1;
+        let seq = g.0;
+        if g.1.len() >= EVENTS_KEPT_MAX {
+            g.1.pop_front();
+        }
+        g.1.push_back(FleetEvent {
+            seq,
+            at_ms: r.at.0,
+            city: r.city.to_string(),
+            vehicle_id: r.vehicle.to_string(),
+            kind,
+            name,
+            fence_id: c.fence_id.clone(),
+            zone: c.kind.name(),
+            detail,
+        });
+    }
+
+    /// Events after `after` (exclusive), oldest first, at most `limit`.
+    #[must_use]
+    pub fn since(&self, after: u64, limit: usize) -> Vec<FleetEvent> {
+        self.inner
+            .lock()
+            .1
+            .iter()
+            .filter(|e| e.seq > after)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }

@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, CommandRecord, OpenOptions, PAGE_LIMIT_MAX, Readiness, RecordedEvent, Store,
-    StoreError, redact_url,
+    ApiToken, Backend, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX, Readiness,
+    RecordedEvent, Store, StoreError, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -736,6 +736,70 @@ macro_rules! impl_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(|r| -> Result<CommandRecord, StoreError> { Ok(command_row!(r)) }).collect()
+            }
+
+            async fn put_geofence(&self, f: &GeofenceRecord) -> Result<(), StoreError> {
+                let ring = serde_json::to_string(&f.ring).map_err(|e| corrupt("geofence ring", e))?;
+                sqlx::query(
+                    "INSERT INTO geofences (id, city_id, name, kind, speed_limit_kmh, ring, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (id) DO UPDATE SET city_id = excluded.city_id, name = excluded.name, \
+                     kind = excluded.kind, speed_limit_kmh = excluded.speed_limit_kmh, ring = excluded.ring, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(&f.id)
+                .bind(f.city.as_str())
+                .bind(&f.name)
+                .bind(&f.kind)
+                .bind(f.speed_limit_kmh)
+                .bind(ring)
+                .bind(f.updated_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", f.city))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn geofences(&self, city: &CityId) -> Result<Vec<GeofenceRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, city_id, name, kind, speed_limit_kmh, ring, updated_at_ms FROM geofences \
+                     WHERE city_id = $1 ORDER BY id",
+                )
+                .bind(city.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<GeofenceRecord, StoreError> {
+                        let city: String = r.try_get("city_id")?;
+                        let ring: String = r.try_get("ring")?;
+                        Ok(GeofenceRecord {
+                            id: r.try_get("id")?,
+                            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+                            name: r.try_get("name")?,
+                            kind: r.try_get("kind")?,
+                            speed_limit_kmh: r.try_get("speed_limit_kmh")?,
+                            ring: serde_json::from_str(&ring).map_err(|e| corrupt("geofence ring", e))?,
+                            updated_at: TimestampMs(r.try_get("updated_at_ms")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_geofence(&self, id: &str) -> Result<Option<CityId>, StoreError> {
+                let row = sqlx::query("DELETE FROM geofences WHERE id = $1 RETURNING city_id")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| -> Result<CityId, StoreError> {
+                    let c: String = r.try_get(0)?;
+                    CityId::parse(&c).map_err(|e| corrupt("city id", e))
+                })
+                .transpose()
             }
 
             async fn close(&self) {

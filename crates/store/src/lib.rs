@@ -116,6 +116,25 @@ pub struct CommandRecord {
     pub late_ack_at: Option<TimestampMs>,
 }
 
+/// A geofence as stored (the domain type with its polygon lives in mobility-fleet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeofenceRecord {
+    /// Stable id.
+    pub id: String,
+    /// The city.
+    pub city: CityId,
+    /// Display name.
+    pub name: String,
+    /// Kind name: operating_area, no_parking, no_riding, slow_zone, parking_hub.
+    pub kind: String,
+    /// Slow zones' limit.
+    pub speed_limit_kmh: Option<i64>,
+    /// Outer ring as `[lon, lat]` pairs, open.
+    pub ring: Vec<[f64; 2]>,
+    /// Last change.
+    pub updated_at: TimestampMs,
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
@@ -294,6 +313,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         vehicle: &VehicleId,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError>;
+
+    /// Creates or replaces a geofence (its city must exist).
+    async fn put_geofence(&self, fence: &GeofenceRecord) -> Result<(), StoreError>;
+
+    /// A city's geofences, by id.
+    async fn geofences(&self, city: &CityId) -> Result<Vec<GeofenceRecord>, StoreError>;
+
+    /// Deletes a geofence; returns its city if it existed.
+    async fn delete_geofence(&self, id: &str) -> Result<Option<CityId>, StoreError>;
 
     /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
     async fn close(&self);

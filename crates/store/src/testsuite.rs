@@ -16,7 +16,9 @@ use mobility_core::{
 };
 use uuid::Uuid;
 
-use crate::{ApiToken, CommandRecord, OpenOptions, PostgresStore, Store, StoreError};
+use crate::{
+    ApiToken, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore, Store, StoreError,
+};
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "MOBILITY_TEST_POSTGRES_URL";
@@ -125,6 +127,7 @@ macro_rules! conformance_tests {
             all_vehicles_pages_across_cities,
             api_tokens_issue_find_and_revoke,
             commands_resolve_once_and_expire,
+            geofences_put_list_replace_delete,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -179,7 +182,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(3));
+    assert_eq!(r.schema_version, Some(4));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -581,4 +584,53 @@ pub async fn commands_resolve_once_and_expire(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(ids, ["c3", "c2", "c1"]);
     assert_eq!(store.command("nope").await.unwrap(), None);
+}
+
+/// Geofences are stored per city, replaced by id, and deleted with their city returned.
+pub async fn geofences_put_list_replace_delete(store: Arc<dyn Store>) {
+    let city = CityId::parse("barcelona").unwrap();
+    let fence = |id: &str, kind: &str, kmh: Option<i64>| GeofenceRecord {
+        id: id.to_owned(),
+        city: city.clone(),
+        name: format!("{id} zone"),
+        kind: kind.to_owned(),
+        speed_limit_kmh: kmh,
+        ring: vec![[2.1, 41.3], [2.2, 41.3], [2.2, 41.4]],
+        updated_at: TimestampMs(1),
+    };
+    let err = store
+        .put_geofence(&fence("g1", "no_parking", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MissingReference(_)), "{err}");
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    store
+        .put_geofence(&fence("g2", "slow_zone", Some(10)))
+        .await
+        .unwrap();
+    store
+        .put_geofence(&fence("g1", "no_parking", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.geofences(&city).await.unwrap(),
+        vec![
+            fence("g1", "no_parking", None),
+            fence("g2", "slow_zone", Some(10))
+        ]
+    );
+    store
+        .put_geofence(&fence("g2", "slow_zone", Some(6)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.geofences(&city).await.unwrap()[1].speed_limit_kmh,
+        Some(6)
+    );
+    assert_eq!(
+        store.delete_geofence("g1").await.unwrap(),
+        Some(city.clone())
+    );
+    assert_eq!(store.delete_geofence("g1").await.unwrap(), None);
+    assert_eq!(store.geofences(&city).await.unwrap().len(), 1);
 }

@@ -68,6 +68,27 @@ pub struct GeoPolygon {
 }
 
 impl GeoPolygon {
+    /// A polygon from an open ring of `[lon, lat]` pairs (closed on output, as GeoJSON wants).
+    #[must_use]
+    pub fn from_pairs(ring: &[[f64; 2]]) -> Self {
+        let mut ring = ring.to_vec();
+        if let Some(first) = ring.first().copied() {
+            ring.push(first);
+        }
+        Self {
+            kind: "Polygon".into(),
+            coordinates: vec![ring],
+        }
+    }
+
+    /// The outer ring as `[lon, lat]` pairs (validated), or why it is unusable.
+    pub fn outer_ring(&self) -> Result<Vec<[f64; 2]>, String> {
+        let area = self.to_area()?;
+        Ok(area.ring().iter().map(|p| [p.lon(), p.lat()]).collect())
+    }
+}
+
+impl GeoPolygon {
     fn from_area(a: &OperatingArea) -> Self {
         let mut ring: Vec<[f64; 2]> = a.ring().iter().map(|p| [p.lon(), p.lat()]).collect();
         if let Some(first) = ring.first().copied() {
@@ -171,6 +192,11 @@ async fn put_city(
         return store_problem(&e);
     }
     state.fleet.put_city(city.clone());
+    // The operating area is one of the city's fences.
+    match state.store.geofences(&city.id).await {
+        Ok(records) => state.fleet.set_fences(&city.id, &records),
+        Err(e) => return store_problem(&e),
+    }
     Json(CityDto::from(&city)).into_response()
 }
 

@@ -6,6 +6,7 @@
 mod admin;
 mod commands;
 pub mod extract;
+mod geofences;
 mod health;
 mod ingest;
 mod metrics_layer;
@@ -64,6 +65,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(commands::routes())
+        .merge(geofences::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
