@@ -327,6 +327,8 @@ impl Fleet {
 pub struct LiveState {
     /// The in-memory state.
     pub fleet: Arc<Fleet>,
+    /// Every applied batch, for live views (the WebSocket stream).
+    pub changes: tokio::sync::broadcast::Sender<Arc<Vec<Change>>>,
     log: LiveLog,
     events: Arc<FleetEvents>,
     commands: Arc<crate::commands::Commands>,
@@ -345,15 +347,24 @@ impl LiveState {
         for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
             fleet.ingest(chunk, REPLAY_NOW);
         }
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_BATCHES_BUFFERED);
         Ok((
             Self {
                 fleet,
+                changes,
                 log,
                 events,
                 commands,
             },
             recovered,
         ))
+    }
+
+    /// A vehicle's current state as a stream change.
+    #[must_use]
+    pub fn change_of(&self, id: &VehicleId) -> Option<Change> {
+        let (_, v) = self.fleet.vehicle(id)?;
+        Change::of(&v)
     }
 
     /// The geofence events and alerts feed.
@@ -417,6 +428,13 @@ impl LiveState {
             return Err(e);
         }
         self.react(reactions, now);
+        if !applied.is_empty() && self.changes.receiver_count() > 0 {
+            let batch: Vec<Change> = applied
+                .iter()
+                .filter_map(|t| self.change_of(&t.vehicle_id))
+                .collect();
+            let _ = self.changes.send(Arc::new(batch));
+        }
         Ok(verdicts)
     }
 
@@ -520,5 +538,46 @@ impl FleetEvents {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+/// Batches of changes kept for slow stream clients before they must resync.
+pub const CHANGE_BATCHES_BUFFERED: usize = 4_096;
+
+/// One vehicle's new state, as live views (the map) need it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The vehicle.
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub vehicle_type: &'static str,
+    /// MDS state.
+    pub state: &'static str,
+    /// Latitude.
+    pub lat: f64,
+    /// Longitude.
+    pub lon: f64,
+    /// Battery, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub battery_pct: Option<u8>,
+    /// Vehicle time of the report.
+    pub at_ms: i64,
+}
+
+impl Change {
+    /// The change for a vehicle with a position.
+    #[must_use]
+    pub fn of(v: &VehicleView) -> Option<Self> {
+        let p = v.position?;
+        Some(Self {
+            id: v.id.to_string(),
+            vehicle_type: v.vehicle_type.as_str(),
+            state: v.state.as_str(),
+            lat: p.lat(),
+            lon: p.lon(),
+            battery_pct: v.battery.map(mobility_core::BatteryPct::get),
+            at_ms: v.at.map_or(0, |t| t.0),
+        })
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod ingest;
 mod metrics_layer;
 pub mod problem;
+mod stream;
 mod vehicles;
 
 use std::{sync::Arc, time::Duration};
@@ -66,6 +67,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(ingest::routes())
         .merge(commands::routes())
         .merge(geofences::routes())
+        .merge(stream::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
