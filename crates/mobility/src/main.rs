@@ -4,6 +4,8 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+
+mod load;
 use mobility_server::{Application, Settings, app, telemetry};
 
 /// Run a shared electric fleet (e-scooters, e-bikes, cars, vans) across cities.
@@ -35,6 +37,15 @@ enum Command {
     Config,
     /// Print the version.
     Version,
+    /// Generate load against a running platform (for benchmarks).
+    #[command(subcommand)]
+    Load(LoadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// Vehicles publishing telemetry over MQTT with their own credentials.
+    Mqtt(load::MqttLoad),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +64,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Version) {
         println!("mobility {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
+    }
+    if let Command::Load(LoadCommand::Mqtt(o)) = cli.command {
+        return runtime()?.block_on(load::run(o));
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if cli.log_json {
@@ -92,7 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             guard.shutdown();
             result
         }
-        Command::Version => Ok(()),
+        Command::Version | Command::Load(_) => Ok(()),
     }
 }
 

@@ -35,6 +35,20 @@ struct Server {
 }
 
 impl Server {
+    /// The embedded MQTT broker's address, from its log line.
+    fn mqtt_addr(&self) -> Option<String> {
+        self.lines.lock().unwrap().iter().find_map(|l| {
+            let rest = l.split("MQTT broker listening on mqtt://").nth(1)?;
+            Some(
+                rest.chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect(),
+            )
+        })
+    }
+}
+
+impl Server {
     fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .arg("serve")
@@ -526,4 +540,61 @@ fn acknowledged_telemetry_survives_a_clean_restart_via_the_snapshot() {
             "{lines:?}"
         );
     });
+}
+
+#[test]
+fn the_mqtt_load_generator_drives_a_running_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let broker = server.mqtt_addr().expect("broker address logged");
+    let out = mobility(dir.path())
+        .args([
+            "load",
+            "mqtt",
+            "--api",
+            &server.url(""),
+            "--broker",
+            &broker,
+            "--token",
+            &admin,
+        ])
+        .args([
+            "--vehicles",
+            "5",
+            "--duration-s",
+            "1",
+            "--qos",
+            "1",
+            "--window",
+            "2",
+            "--batch",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied: f64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("reports applied by the platform: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("applied line");
+    assert!(applied >= 15.0, "{stdout}");
+    assert!(stdout.contains("publish->PUBACK"), "{stdout}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
 }

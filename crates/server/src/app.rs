@@ -106,6 +106,8 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupEr
 impl Application {
     /// Prepares the data directory, opens and migrates the store, and binds the HTTP listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // First: components cache metric handles, which must come from the real recorder.
+        let metrics = telemetry::metrics_handle();
         ensure_writable_dir(&settings.data_dir)?;
         let listener = TcpListener::bind(settings.http_addr).await.map_err(|e| {
             let reason = match e.kind() {
@@ -174,7 +176,6 @@ impl Application {
         };
         let mqtt = Arc::new(mqtt);
         commands.attach(mqtt.clone());
-        let metrics = telemetry::metrics_handle();
         Ok(Self {
             listener,
             state: AppState {

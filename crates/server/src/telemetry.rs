@@ -84,13 +84,21 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             let provider = otlp_provider(endpoint)?;
             let tracer = provider.tracer("mobility");
             tracer_provider = Some(provider);
-            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+            // Request spans are DEBUG (free for logs at info); the exporter always wants them.
+            let otel_filter =
+                EnvFilter::try_new(format!("{},mobility_server::http=debug", settings.log))
+                    .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+            Some(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(otel_filter),
+            )
         }
         None => None,
     };
+    // Per-layer filters: what is logged and what is exported are decided separately.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
+        .with(fmt_layer.with_filter(filter))
         .with(otel_layer)
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;

@@ -15,7 +15,7 @@ use crate::{
     commands::{CommandChannel, Commands},
     fleet::LiveState,
     http::now,
-    ingest::{count_invalid, count_outcome, decode_binary, decode_json},
+    ingest::{IngestCounters, count_invalid, decode_binary, decode_json},
 };
 
 /// Connects vehicles to the fleet state.
@@ -24,16 +24,27 @@ pub struct PlatformLink {
     live: Arc<LiveState>,
     store: Arc<dyn Store>,
     commands: Arc<Commands>,
+    counters: IngestCounters,
+    messages: [metrics::Counter; 4],
 }
 
 impl PlatformLink {
     /// A link over the given live state, store and commands.
     #[must_use]
     pub fn new(live: Arc<LiveState>, store: Arc<dyn Store>, commands: Arc<Commands>) -> Self {
+        let messages = [
+            Channel::Telemetry,
+            Channel::TelemetryBinary,
+            Channel::Events,
+            Channel::CommandAck,
+        ]
+        .map(|c| metrics::counter!("mqtt_messages_total", "channel" => c.label()));
         Self {
             live,
             store,
             commands,
+            counters: IngestCounters::new("mqtt"),
+            messages,
         }
     }
 }
@@ -91,7 +102,8 @@ impl VehicleLink for PlatformLink {
     }
 
     async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes) {
-        metrics::counter!("mqtt_messages_total", "channel" => channel.label()).increment(1);
+        let slot = Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0);
+        self.messages[slot].increment(1);
         let decoded = match channel {
             Channel::Telemetry => decode_json(vehicle, &payload),
             Channel::TelemetryBinary => decode_binary(vehicle, &payload),
@@ -114,9 +126,7 @@ impl VehicleLink for PlatformLink {
         // On a log failure the reports are applied but not durable; it is logged and counted,
         // and the vehicle's next report supersedes them.
         if let Ok(outcomes) = self.live.submit(&reports, now()).await {
-            for outcome in &outcomes {
-                count_outcome("mqtt", outcome);
-            }
+            self.counters.outcomes(&outcomes);
         }
     }
 }

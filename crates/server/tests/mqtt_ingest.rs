@@ -173,6 +173,11 @@ async fn embedded_broker_feeds_json_and_binary_telemetry_into_the_fleet() {
     .await
     .expect("rejections counted");
     assert!(metrics.contains(r#"mqtt_logins_total{outcome="accepted"}"#));
+    assert!(
+        metrics.contains(r#"telemetry_applied_total{source="mqtt"}"#),
+        "applied reports are counted"
+    );
+    assert!(metrics.contains(r#"mqtt_messages_total{channel="telemetry_bin"}"#));
     let v: Value = app
         .authed(Method::GET, &format!("/v1/vehicles/{id}"), ADMIN)
         .send()

@@ -83,7 +83,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            // DEBUG: free when logs are at info (the default); trace export enables it (see
+            // telemetry::init), so every request still becomes a span in the collector.
+            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -48,6 +48,11 @@ struct NearbyParams {
 }
 
 #[derive(Debug, Serialize)]
+struct NearbyResponse {
+    vehicles: Vec<NearbyHit>,
+}
+
+#[derive(Debug, Serialize)]
 struct NearbyHit {
     id: String,
     #[serde(rename = "type")]
@@ -128,7 +133,7 @@ async fn nearby(
             battery_pct: h.battery.map(|b| b.get()),
         })
         .collect();
-    Json(json!({ "vehicles": vehicles })).into_response()
+    Json(NearbyResponse { vehicles }).into_response()
 }
 
 /// A vehicle's live state as the API shows it.
