@@ -158,6 +158,16 @@ impl Geofence {
         &self.ring
     }
 
+    /// South-west and north-east corners of the bounding box.
+    #[must_use]
+    pub fn bounds(&self) -> (LatLon, LatLon) {
+        let (min, max) = (self.bbox.min(), self.bbox.max());
+        (
+            LatLon::new(min.y, min.x).unwrap_or(LatLon::ORIGIN),
+            LatLon::new(max.y, max.x).unwrap_or(LatLon::ORIGIN),
+        )
+    }
+
     /// Is `p` inside?
     #[must_use]
     pub fn contains(&self, p: LatLon) -> bool {

@@ -835,6 +835,25 @@ impl CityIndex {
         out
     }
 
+    /// Vehicles inside a polygon (at most `limit`): the bounding box first, then the polygon.
+    #[must_use]
+    pub fn within_polygon(
+        &self,
+        area: &crate::geofence::Geofence,
+        types: TypeMask,
+        state: StateFilter,
+        limit: usize,
+    ) -> Vec<VehicleView> {
+        let (sw, ne) = area.bounds();
+        let mut out: Vec<VehicleView> = self
+            .within_bbox(sw, ne, types, state, usize::MAX)
+            .into_iter()
+            .filter(|v| v.position.is_some_and(|p| area.contains(p)))
+            .collect();
+        out.truncate(limit);
+        out
+    }
+
     /// Vehicles per H3 cell at `resolution` (placed vehicles that pass the filters).
     #[must_use]
     pub fn h3_counts(

@@ -283,6 +283,44 @@ fn bbox_h3_and_stats() {
 }
 
 #[test]
+fn polygon_query_takes_only_what_is_inside() {
+    use mobility_fleet::geofence::{Geofence, ZoneKind};
+    let mut index = barcelona();
+    for n in 0..20u32 {
+        index.register(id(n), VehicleType::Scooter, VehicleState::Available);
+        // A west-east line of vehicles at 41.385 N, from 2.1462 to 2.1747 E (none on an edge).
+        index
+            .apply(
+                &report(n, 1, 41.385, 2.1462 + f64::from(n) * 0.0015, 50),
+                NOW,
+            )
+            .unwrap();
+    }
+    // A right triangle; at 41.385 N it spans 2.155..2.175 E, so vehicles 6..=19 are inside
+    // (2.1552..2.1747) and 0..=5 are in its bounding box but outside it.
+    let tri = Geofence::new(
+        "t".into(),
+        "t".into(),
+        ZoneKind::NoParking,
+        vec![pos(41.375, 2.145), pos(41.375, 2.175), pos(41.405, 2.175)],
+    )
+    .unwrap();
+    let inside = index.within_polygon(&tri, TypeMask::ALL, StateFilter::Any, 100);
+    let all_in_bbox = {
+        let (sw, ne) = tri.bounds();
+        index.within_bbox(sw, ne, TypeMask::ALL, StateFilter::Any, 100)
+    };
+    assert_eq!((inside.len(), all_in_bbox.len()), (14, 20));
+    assert!(inside.iter().all(|v| tri.contains(v.position.unwrap())));
+    assert_eq!(
+        index
+            .within_polygon(&tri, TypeMask::ALL, StateFilter::Any, 2)
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn vehicles_anywhere_on_earth_are_found() {
     let mut index = barcelona();
     let far = [

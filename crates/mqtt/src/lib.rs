@@ -25,8 +25,11 @@ pub use external::{ExternalBroker, SHARE_GROUP_DEFAULT};
 
 /// Root of every vehicle topic.
 pub const TOPIC_ROOT: &str = "v1/vehicles";
-/// Largest MQTT packet accepted from a vehicle, bytes. Bounds memory per message.
-pub const PACKET_BYTES_MAX: u32 = 256 * 1024;
+/// Largest MQTT packet the broker reads at all, bytes (bounds memory per message). Payloads
+/// above [`PAYLOAD_BYTES_MAX`] but below this are read, refused and counted as oversize.
+pub const PACKET_BYTES_MAX: u32 = 1024 * 1024;
+/// Largest payload the protocol allows (docs/vehicle-protocol.md).
+pub const PAYLOAD_BYTES_MAX: usize = 256 * 1024;
 
 /// What a vehicle publishes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -139,12 +139,19 @@ impl Application {
         let live_dir = settings.data_dir.join("live");
         let commands = Arc::new(Commands::new(store.clone()));
         let events = Arc::new(crate::fleet::FleetEvents::default());
-        let (live, recovered) =
-            crate::fleet::LiveState::open(fleet.clone(), &live_dir, events, commands.clone())
-                .map_err(|e| StartupError::DataDir {
-                    path: live_dir.display().to_string(),
-                    reason: format!("cannot open the live-state log: {e}"),
-                })?;
+        let (live, recovered) = crate::fleet::LiveState::open(
+            fleet.clone(),
+            &live_dir,
+            (settings.history_retention_days > 0)
+                .then(|| settings.data_dir.join("history"))
+                .as_deref(),
+            events,
+            commands.clone(),
+        )
+        .map_err(|e| StartupError::DataDir {
+            path: live_dir.display().to_string(),
+            reason: format!("cannot open the live-state log: {e}"),
+        })?;
         let live = Arc::new(live);
         tracing::info!(
             reports = recovered.reports.len(),
@@ -260,6 +267,26 @@ impl Application {
                 commands.expire(http::now()).await;
             }
         });
+        let retention_days = self.settings.history_retention_days;
+        let pruner = tokio::spawn({
+            let live = self.state.live.clone();
+            async move {
+                if retention_days == 0 {
+                    return;
+                }
+                let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+                loop {
+                    tick.tick().await;
+                    match live.prune_history(retention_days, http::now()).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(files = n, retention_days, "pruned telemetry history")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot prune telemetry history"),
+                    }
+                }
+            }
+        });
         let live = self.state.live.clone();
         let every = self.settings.live_snapshot_interval_s;
         let snapshots = tokio::spawn({
@@ -311,6 +338,7 @@ impl Application {
         };
         upkeep.abort();
         sweeper.abort();
+        pruner.abort();
         self.mqtt.shutdown().await;
         snapshots.abort();
         // A final snapshot makes the next start fast (nothing to replay).

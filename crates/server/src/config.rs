@@ -77,6 +77,8 @@ pub struct Settings {
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
     pub live_snapshot_interval_s: u64,
+    /// Days of raw telemetry history kept under `data_dir/history` (0: keep none).
+    pub history_retention_days: u32,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +106,7 @@ impl Default for Settings {
             mqtt_client_id: "mobility-platform".to_owned(),
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
             live_snapshot_interval_s: 60,
+            history_retention_days: 30,
             admin_token: None,
             otlp_endpoint: None,
         }

@@ -339,10 +339,11 @@ impl LiveState {
     pub fn open(
         fleet: Arc<Fleet>,
         dir: &std::path::Path,
+        history_dir: Option<&std::path::Path>,
         events: Arc<FleetEvents>,
         commands: Arc<crate::commands::Commands>,
     ) -> std::io::Result<(Self, Recovered)> {
-        let (log, recovered) = LiveLog::open(dir)?;
+        let (log, recovered) = LiveLog::open(dir, history_dir)?;
         // Replay restores state only: crossings were reacted to when the reports first came.
         for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
             fleet.ingest(chunk, REPLAY_NOW);
@@ -416,13 +417,21 @@ impl LiveState {
         now: TimestampMs,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
         let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
-        let applied: Vec<Telemetry> = reports
+        let applied: Vec<&Telemetry> = reports
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| matches!(v, Ok(Verdict::Applied)))
-            .map(|(t, _)| t.clone())
+            .map(|(t, _)| t)
             .collect();
-        if let Err(e) = self.log.append(&applied).await {
+        // History keeps every valid report of a known vehicle, including late (stale) ones:
+        // they are real measurements, only too old to move the live state.
+        let history: Vec<&Telemetry> = reports
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Ok(Verdict::Applied) | Err(Reject::Stale)))
+            .map(|(t, _)| t)
+            .collect();
+        if let Err(e) = self.log.append(&applied, &history).await {
             metrics::counter!("live_log_errors_total").increment(1);
             tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
             return Err(e);
@@ -436,6 +445,12 @@ impl LiveState {
             let _ = self.changes.send(Arc::new(batch));
         }
         Ok(verdicts)
+    }
+
+    /// Deletes raw history older than `days` days before `now`.
+    pub async fn prune_history(&self, days: u32, now: TimestampMs) -> std::io::Result<usize> {
+        let today = now.0.div_euclid(86_400_000);
+        self.log.prune_history(today - i64::from(days)).await
     }
 
     /// Writes a snapshot of every vehicle's latest report and drops the log it covers.

@@ -104,6 +104,11 @@ impl VehicleLink for PlatformLink {
     async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes) {
         let slot = Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0);
         self.messages[slot].increment(1);
+        if payload.len() > mobility_mqtt::PAYLOAD_BYTES_MAX {
+            metrics::counter!("telemetry_rejected_total", "source" => "mqtt", "reason" => "oversize").increment(1);
+            tracing::debug!(%vehicle, bytes = payload.len(), "oversize MQTT message refused");
+            return;
+        }
         let decoded = match channel {
             Channel::Telemetry => decode_json(vehicle, &payload),
             Channel::TelemetryBinary => decode_binary(vehicle, &payload),

@@ -43,6 +43,7 @@ fn vehicle_client(addr: SocketAddr, creds: &Value) -> (AsyncClient, rumqttc::Eve
         m["username"].as_str().unwrap(),
         m["password"].as_str().unwrap(),
     );
+    o.set_max_packet_size(2 << 20, 2 << 20); // room for the oversize test message
     AsyncClient::new(o, 16)
 }
 
@@ -159,19 +160,36 @@ async fn embedded_broker_feeds_json_and_binary_telemetry_into_the_fleet() {
         .publish(topic, QoS::AtLeastOnce, false, "not json")
         .await
         .unwrap();
+    client
+        .publish(topic, QoS::AtLeastOnce, false, vec![b' '; 300 * 1024])
+        .await
+        .unwrap();
     let metrics = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let m = app.get("/metrics").await.text().await.unwrap();
             if m.contains(r#"telemetry_rejected_total{source="mqtt",reason="malformed"}"#)
                 && m.contains(r#"telemetry_rejected_total{source="mqtt",reason="stale"}"#)
+                && m.contains(r#"telemetry_rejected_total{source="mqtt",reason="oversize"}"#)
             {
                 return m;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-    .await
-    .expect("rejections counted");
+    .await;
+    let metrics = match metrics {
+        Ok(m) => m,
+        Err(_) => {
+            let m = app.get("/metrics").await.text().await.unwrap();
+            panic!(
+                "rejections not counted: {}",
+                m.lines()
+                    .filter(|l| l.contains("telemetry_") || l.contains("mqtt_"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    };
     assert!(metrics.contains(r#"mqtt_logins_total{outcome="accepted"}"#));
     assert!(
         metrics.contains(r#"telemetry_applied_total{source="mqtt"}"#),
@@ -187,6 +205,15 @@ async fn embedded_broker_feeds_json_and_binary_telemetry_into_the_fleet() {
         .await
         .unwrap();
     assert_eq!(v["lat"], 41.40, "the stale report did not overwrite");
+    // Raw history keeps every valid report of the day, the stale one included.
+    let day = ts.div_euclid(86_400_000);
+    let history =
+        mobility_server::live_log::read_history(&app.data_dir().join("history"), day).unwrap();
+    let kept: Vec<i64> = history.iter().map(|t| t.at.0).collect();
+    assert!(
+        kept.contains(&ts) && kept.contains(&(ts + 1_000)) && kept.contains(&(ts - 10)),
+        "{kept:?}"
+    );
     driver.abort();
     app.stop().await;
 }
