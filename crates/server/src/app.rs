@@ -277,7 +277,7 @@ impl Application {
                 let mut tick = tokio::time::interval(Duration::from_secs(3_600));
                 loop {
                     tick.tick().await;
-                    match live.prune_history(retention_days, http::now()).await {
+                    match live.prune_history(retention_days).await {
                         Ok(0) => {}
                         Ok(n) => {
                             tracing::info!(files = n, retention_days, "pruned telemetry history")

@@ -218,27 +218,24 @@ impl Fleet {
     ) -> (Vec<Result<Verdict, Reject>>, Vec<Reaction>) {
         let mut verdicts = vec![Err(Reject::UnknownVehicle); reports.len()];
         let mut reactions = Vec::new();
-        let mut by_city: HashMap<CityId, Vec<usize>> = HashMap::new();
-        {
-            let routes = self.routes.read();
-            for (i, r) in reports.iter().enumerate() {
-                if let Some(city) = routes.get(&r.vehicle_id) {
-                    by_city.entry(city.clone()).or_default().push(i);
-                }
-            }
-        }
-        for (city, indices) in by_city {
+        for (city, indices) in self.group_by_city(reports) {
             let Some(shard) = self.shard(&city) else {
                 continue;
             };
             let fences = shard.fences.read().clone();
+            let fenced = !fences.fences().is_empty();
             for chunk in indices.chunks(INGEST_BATCH_MAX) {
                 let mut index = shard.index.write();
                 for &i in chunk {
                     let t = &reports[i];
-                    let before = index.get(&t.vehicle_id);
+                    // The previous position matters only where there are fences to cross.
+                    let before = if fenced {
+                        index.get(&t.vehicle_id)
+                    } else {
+                        None
+                    };
                     verdicts[i] = index.apply(t, now);
-                    if verdicts[i] != Ok(Verdict::Applied) || fences.fences().is_empty() {
+                    if verdicts[i] != Ok(Verdict::Applied) || !fenced {
                         continue;
                     }
                     let crossings =
@@ -270,6 +267,26 @@ impl Fleet {
             }
         }
         (verdicts, reactions)
+    }
+
+    /// Report indices grouped by city. A single report (one vehicle's MQTT message, the common
+    /// case) needs no map.
+    fn group_by_city(&self, reports: &[Telemetry]) -> Vec<(CityId, Vec<usize>)> {
+        let routes = self.routes.read();
+        if let [only] = reports {
+            return routes
+                .get(&only.vehicle_id)
+                .map(|c| (c.clone(), vec![0]))
+                .into_iter()
+                .collect();
+        }
+        let mut by_city: HashMap<CityId, Vec<usize>> = HashMap::new();
+        for (i, r) in reports.iter().enumerate() {
+            if let Some(city) = routes.get(&r.vehicle_id) {
+                by_city.entry(city.clone()).or_default().push(i);
+            }
+        }
+        by_city.into_iter().collect()
     }
 
     /// One vehicle's live state and city.
@@ -330,6 +347,7 @@ pub struct LiveState {
     /// Every applied batch, for live views (the WebSocket stream).
     pub changes: tokio::sync::broadcast::Sender<Arc<Vec<Change>>>,
     log: LiveLog,
+    history_dir: Option<std::path::PathBuf>,
     events: Arc<FleetEvents>,
     commands: Arc<crate::commands::Commands>,
 }
@@ -354,6 +372,7 @@ impl LiveState {
                 fleet,
                 changes,
                 log,
+                history_dir: history_dir.map(std::path::Path::to_path_buf),
                 events,
                 commands,
             },
@@ -417,21 +436,22 @@ impl LiveState {
         now: TimestampMs,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
         let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
+        // The log keeps every valid report of a known vehicle: applied ones for the live state,
+        // late (stale) ones for history, since they are real measurements. Replaying a stale one
+        // is a no-op.
         let applied: Vec<&Telemetry> = reports
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| matches!(v, Ok(Verdict::Applied)))
             .map(|(t, _)| t)
             .collect();
-        // History keeps every valid report of a known vehicle, including late (stale) ones:
-        // they are real measurements, only too old to move the live state.
-        let history: Vec<&Telemetry> = reports
+        let kept: Vec<&Telemetry> = reports
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| matches!(v, Ok(Verdict::Applied) | Err(Reject::Stale)))
             .map(|(t, _)| t)
             .collect();
-        if let Err(e) = self.log.append(&applied, &history).await {
+        if let Err(e) = self.log.append(&kept).await {
             metrics::counter!("live_log_errors_total").increment(1);
             tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
             return Err(e);
@@ -447,10 +467,15 @@ impl LiveState {
         Ok(verdicts)
     }
 
-    /// Deletes raw history older than `days` days before `now`.
-    pub async fn prune_history(&self, days: u32, now: TimestampMs) -> std::io::Result<usize> {
-        let today = now.0.div_euclid(86_400_000);
-        self.log.prune_history(today - i64::from(days)).await
+    /// Deletes raw history last written more than `days` days ago.
+    pub async fn prune_history(&self, days: u32) -> std::io::Result<usize> {
+        let Some(dir) = self.history_dir.clone() else {
+            return Ok(0);
+        };
+        let max_age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+        tokio::task::spawn_blocking(move || crate::live_log::prune_history(&dir, max_age))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Writes a snapshot of every vehicle's latest report and drops the log it covers.

@@ -205,10 +205,12 @@ async fn embedded_broker_feeds_json_and_binary_telemetry_into_the_fleet() {
         .await
         .unwrap();
     assert_eq!(v["lat"], 41.40, "the stale report did not overwrite");
-    // Raw history keeps every valid report of the day, the stale one included.
-    let day = ts.div_euclid(86_400_000);
-    let history =
-        mobility_server::live_log::read_history(&app.data_dir().join("history"), day).unwrap();
+    // Raw history keeps every valid report, the stale one included.
+    let history = mobility_server::live_log::read_telemetry(
+        &app.data_dir().join("live"),
+        &app.data_dir().join("history"),
+    )
+    .unwrap();
     let kept: Vec<i64> = history.iter().map(|t| t.at.0).collect();
     assert!(
         kept.contains(&ts) && kept.contains(&(ts + 1_000)) && kept.contains(&(ts - 10)),
