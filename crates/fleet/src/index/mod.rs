@@ -17,6 +17,12 @@ use mobility_core::{BatteryPct, LatLon, TimestampMs, VehicleId, VehicleState, Ve
 
 use crate::telemetry::{ERROR_CODES_MAX, Reject, Telemetry, Verdict, judge};
 
+mod best;
+mod tiles;
+
+use best::Best;
+use tiles::{TILE_EDGE, Tile, TileCache, tile_key, tile_slot};
+
 /// Metres per degree of latitude on the mean Earth sphere (2πR / 360).
 const M_PER_DEG: f64 = 111_195.08;
 /// Metres per 1e-7 degree of latitude.
@@ -38,7 +44,7 @@ const FLAG_SPEED_KNOWN: u8 = 4;
 const FLAG_HEADING_KNOWN: u8 = 8;
 const FLAG_ODOMETER_KNOWN: u8 = 16;
 
-type Map<K, V> = HashMap<K, V, RandomState>;
+pub(super) type Map<K, V> = HashMap<K, V, RandomState>;
 
 /// Everything the index keeps per vehicle, in 32 bytes.
 #[derive(Debug, Clone, Copy)]
@@ -63,20 +69,20 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 /// A vehicle as a cell list holds it: everything a query filters and measures on, so a query
 /// scans contiguous memory and touches [`Slot`]s only for its results.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
-    lat_e7: i32,
-    lon_e7: i32,
-    slot: u32,
-    vtype: u8,
-    state: u8,
-    battery: u8,
+pub(super) struct Entry {
+    pub(super) lat_e7: i32,
+    pub(super) lon_e7: i32,
+    pub(super) slot: u32,
+    pub(super) vtype: u8,
+    pub(super) state: u8,
+    pub(super) battery: u8,
     _pad: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
 impl Entry {
-    const EMPTY: Self = Self {
+    pub(super) const EMPTY: Self = Self {
         lat_e7: 0,
         lon_e7: 0,
         slot: 0,
@@ -86,6 +92,7 @@ impl Entry {
         _pad: 0,
     };
 
+    #[inline]
     const fn of(slot: &Slot, i: u32) -> Self {
         Self {
             lat_e7: slot.lat_e7,
@@ -242,117 +249,6 @@ pub struct FleetStats {
     pub battery_bands: [u32; 6],
 }
 
-/// Cells per tile edge (a power of two).
-const TILE_SHIFT: i32 = 3;
-const TILE_EDGE: i32 = 1 << TILE_SHIFT;
-
-/// 8×8 grid cells stored together.
-#[derive(Debug, Clone)]
-struct Tile {
-    cells: [Vec<Entry>; (TILE_EDGE * TILE_EDGE) as usize],
-    vehicles: u32,
-}
-
-impl Default for Tile {
-    fn default() -> Self {
-        Self {
-            cells: std::array::from_fn(|_| Vec::new()),
-            vehicles: 0,
-        }
-    }
-}
-
-const fn tile_key(cy: i32, cx: i32) -> u64 {
-    pack(cy >> TILE_SHIFT, cx >> TILE_SHIFT)
-}
-
-#[allow(clippy::cast_sign_loss)]
-const fn tile_slot(cy: i32, cx: i32) -> usize {
-    (((cy & (TILE_EDGE - 1)) << TILE_SHIFT) | (cx & (TILE_EDGE - 1))) as usize
-}
-
-/// Remembers the last few tiles a query looked up (rings revisit the same 1–4 tiles).
-struct TileCache<'a> {
-    recent: [(u64, Option<&'a Tile>); 4],
-    next: usize,
-}
-
-impl<'a> TileCache<'a> {
-    fn new() -> Self {
-        Self {
-            recent: [(u64::MAX, None); 4],
-            next: 0,
-        }
-    }
-
-    #[inline]
-    fn cell(&mut self, tiles: &'a Map<u64, Box<Tile>>, cy: i32, cx: i32) -> Option<&'a Vec<Entry>> {
-        let key = tile_key(cy, cx);
-        let tile = match self.recent.iter().find(|(k, _)| *k == key) {
-            Some((_, t)) => *t,
-            None => {
-                let t = tiles.get(&key).map(AsRef::as_ref);
-                self.recent[self.next] = (key, t);
-                self.next = (self.next + 1) % self.recent.len();
-                t
-            }
-        };
-        tile.map(|t| &t.cells[tile_slot(cy, cx)])
-    }
-}
-
-/// The k best (closest) candidates of a query, sorted, in a fixed array on the stack.
-/// `N` is the capacity: small for the usual "nearest 10" so the buffer is cheap to set up.
-struct Best<const N: usize> {
-    items: [(f64, Entry); N],
-    len: usize,
-    limit: usize,
-}
-
-impl<const N: usize> Best<N> {
-    fn new(limit: usize) -> Self {
-        Self {
-            items: [(0.0, Entry::EMPTY); N],
-            len: 0,
-            limit: limit.clamp(1, N),
-        }
-    }
-
-    /// The distance² a candidate must beat (or tie) to get in: infinite until full.
-    #[inline]
-    fn worst(&self) -> f64 {
-        if self.len == self.limit {
-            self.items[self.len - 1].0
-        } else {
-            f64::INFINITY
-        }
-    }
-
-    /// Inserts in order of distance; ids break exact ties (rare), so results are deterministic.
-    #[inline]
-    fn offer(&mut self, d2: f64, e: Entry, ids: &[VehicleId]) {
-        let mut at = self.len;
-        while at > 0 {
-            let (bd, be) = self.items[at - 1];
-            if bd < d2 || (bd == d2 && ids[be.slot as usize] < ids[e.slot as usize]) {
-                break;
-            }
-            at -= 1;
-        }
-        if at >= self.limit {
-            return;
-        }
-        let end = self.len.min(self.limit - 1);
-        self.items.copy_within(at..end, at + 1);
-        self.items[at] = (d2, e);
-        self.len = (self.len + 1).min(self.limit);
-    }
-
-    fn items(&self) -> &[(f64, Entry)] {
-        &self.items[..self.len]
-    }
-}
-
 /// One city's live vehicles.
 #[derive(Debug, Clone)]
 pub struct CityIndex {
@@ -377,7 +273,8 @@ fn from_e7(lat_e7: i32, lon_e7: i32) -> Option<LatLon> {
 }
 
 #[allow(clippy::cast_sign_loss)]
-const fn pack(cy: i32, cx: i32) -> u64 {
+#[inline]
+pub(super) const fn pack(cy: i32, cx: i32) -> u64 {
     ((cy as u32 as u64) << 32) | (cx as u32 as u64)
 }
 
