@@ -6,7 +6,7 @@ mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{ADMIN, TestApp};
+use common::{ADMIN, TestApp, eventually};
 use reqwest::Method;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -139,24 +139,11 @@ async fn an_acknowledged_command_is_acked() {
     let (status, c) = command(&app, &v.id, json!({"command": "ring"})).await;
     assert_eq!((status, c["state"].as_str()), (202, Some("pending")));
     let id = c["id"].as_str().unwrap().to_owned();
-    let done = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let c: Value = app
-                .authed(Method::GET, &format!("/v1/commands/{id}"), ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if c["state"] != "pending" {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let done = eventually("the command is decided", || async {
+        let c = app.admin_json(&format!("/v1/commands/{id}")).await;
+        (c["state"] != "pending").then_some(c)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(done["state"], "acked");
     let history: Value = app
         .authed(
@@ -212,24 +199,11 @@ async fn silence_times_out_and_a_late_ack_does_not_change_that() {
         .await
         .unwrap();
     let id = c["id"].as_str().unwrap();
-    let late = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let c: Value = app
-                .authed(Method::GET, &format!("/v1/commands/{id}"), ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if c.get("late_ack_at_ms").is_some() {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let late = eventually("the late ack is noted", || async {
+        let c = app.admin_json(&format!("/v1/commands/{id}")).await;
+        c.get("late_ack_at_ms").is_some().then_some(c)
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(late["state"], "timed_out");
     app.stop().await;
 }
@@ -253,17 +227,12 @@ async fn a_vehicle_cannot_answer_for_another() {
         )
         .await
         .unwrap();
-    let metrics = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let m = app.get("/metrics").await.text().await.unwrap();
-            if m.contains(r#"command_acks_total{outcome="unknown_command"}"#) {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let metrics = eventually("the refused ack is counted", || async {
+        let m = app.get("/metrics").await.text().await.unwrap();
+        m.contains(r#"command_acks_total{outcome="unknown_command"}"#)
+            .then_some(m)
     })
-    .await
-    .unwrap();
+    .await;
     assert!(!metrics.contains(r#"command_acks_total{outcome="acked"}"#));
     let c: Value = app
         .authed(

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ADMIN, TestApp};
+use common::{ADMIN, TestApp, now_ms};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -43,16 +43,6 @@ async fn token(app: &TestApp, role: &str) -> String {
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
     body["token"].as_str().unwrap().to_owned()
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 async fn ingest(app: &TestApp, token: &str, reports: Value) -> Value {

@@ -7,7 +7,7 @@ mod common;
 
 use std::{io::Write, net::SocketAddr, time::Duration};
 
-use common::{ADMIN, TestApp};
+use common::{ADMIN, TestApp, now_ms};
 use mobility_core::{BatteryPct, LatLon, TimestampMs, VehicleId};
 use mobility_fleet::Telemetry;
 use reqwest::Method;
@@ -45,16 +45,6 @@ fn vehicle_client(addr: SocketAddr, creds: &Value) -> (AsyncClient, rumqttc::Eve
     );
     o.set_max_packet_size(2 << 20, 2 << 20); // room for the oversize test message
     AsyncClient::new(o, 16)
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 /// Polls the vehicle's event loop in the background (it must run for publishes to go out).

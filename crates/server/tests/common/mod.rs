@@ -7,6 +7,36 @@ use std::{net::SocketAddr, sync::Arc};
 use mobility_server::{Application, Settings};
 use mobility_store::{Store, testsuite::TestStore};
 
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Polls `probe` every 20 ms until it yields a value; fails the test after 10 s, naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The bootstrap admin token every `TestApp` is configured with.
 pub const ADMIN: &str = "test-admin-token";
 
@@ -84,6 +114,17 @@ impl TestApp {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)
+    }
+
+    /// GET `path` as admin and parse the JSON body.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        self.authed(reqwest::Method::GET, path, ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
