@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 mod load;
+mod sim;
 use mobility_server::{Application, Settings, app, telemetry};
 
 /// Run a shared electric fleet (e-scooters, e-bikes, cars, vans) across cities.
@@ -37,6 +38,8 @@ enum Command {
     Config,
     /// Print the version.
     Version,
+    /// Run the simulated city headless, in process, and write a report (JSON, CSV, SVG plots).
+    Sim(sim::SimArgs),
     /// Generate load against a running platform (for benchmarks).
     #[command(subcommand)]
     Load(LoadCommand),
@@ -64,6 +67,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if matches!(cli.command, Command::Version) {
         println!("mobility {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
+    }
+    if let Command::Sim(a) = &cli.command {
+        return sim::run(a);
     }
     if let Command::Load(LoadCommand::Mqtt(o)) = cli.command {
         return runtime()?.block_on(load::run(o));
@@ -106,7 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             guard.shutdown();
             result
         }
-        Command::Version | Command::Load(_) => Ok(()),
+        Command::Version | Command::Load(_) | Command::Sim(_) => Ok(()),
     }
 }
 

@@ -176,6 +176,13 @@ impl Fleet {
         }
     }
 
+    /// Sets a vehicle's lifecycle state in the live index (after the store recorded it).
+    pub fn set_state(&self, id: &VehicleId, state: mobility_core::VehicleState) {
+        if let Some(shard) = self.city_of(id).and_then(|c| self.shard(&c)) {
+            shard.index.write().set_state(id, state);
+        }
+    }
+
     /// The city a vehicle belongs to.
     #[must_use]
     pub fn city_of(&self, id: &VehicleId) -> Option<CityId> {

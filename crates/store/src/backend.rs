@@ -412,31 +412,39 @@ macro_rules! impl_store {
             }
 
             async fn insert_vehicle(&self, v: &Vehicle, secret_sha256: &str) -> Result<(), StoreError> {
-                let result = sqlx::query(
-                    "INSERT INTO vehicles (id, city_id, vehicle_type, state, version, updated_at_ms, created_at_ms, device_secret_sha256) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
-                )
-                .bind(v.id.to_string())
-                .bind(v.city.as_str())
-                .bind(v.vehicle_type.as_str())
-                .bind(v.state.as_str())
-                .bind(to_i64(v.version, "version")?)
-                .bind(v.updated_at.0)
-                .bind(secret_sha256)
-                .execute(&self.pool)
-                .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
-                        Some(ErrorKind::UniqueViolation) => {
-                            StoreError::AlreadyExists(format!("vehicle {}", v.id))
-                        }
-                        Some(ErrorKind::ForeignKeyViolation) => {
-                            StoreError::MissingReference(format!("city {} does not exist", v.city))
-                        }
-                        _ => StoreError::Database(e),
-                    }),
+                self.insert_vehicles(&[(v.clone(), secret_sha256.to_owned())]).await
+            }
+
+            async fn insert_vehicles(&self, vehicles: &[(Vehicle, String)]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for (v, secret_sha256) in vehicles {
+                    let result = sqlx::query(
+                        "INSERT INTO vehicles (id, city_id, vehicle_type, state, version, updated_at_ms, created_at_ms, device_secret_sha256) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+                    )
+                    .bind(v.id.to_string())
+                    .bind(v.city.as_str())
+                    .bind(v.vehicle_type.as_str())
+                    .bind(v.state.as_str())
+                    .bind(to_i64(v.version, "version")?)
+                    .bind(v.updated_at.0)
+                    .bind(secret_sha256)
+                    .execute(&mut *tx)
+                    .await;
+                    if let Err(e) = result {
+                        return Err(match e.as_database_error().map(|d| d.kind()) {
+                            Some(ErrorKind::UniqueViolation) => {
+                                StoreError::AlreadyExists(format!("vehicle {}", v.id))
+                            }
+                            Some(ErrorKind::ForeignKeyViolation) => {
+                                StoreError::MissingReference(format!("city {} does not exist", v.city))
+                            }
+                            _ => StoreError::Database(e),
+                        });
+                    }
                 }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn vehicle(&self, id: &VehicleId) -> Result<Option<Vehicle>, StoreError> {
@@ -557,9 +565,16 @@ macro_rules! impl_store {
             }
 
             async fn record_state_change(&self, c: &StateChange) -> Result<Vehicle, StoreError> {
+                let mut out = self.record_state_changes(std::slice::from_ref(c)).await?;
+                out.pop().ok_or_else(|| StoreError::NotFound(format!("vehicle {}", c.vehicle_id)))
+            }
+
+            async fn record_state_changes(&self, changes: &[StateChange]) -> Result<Vec<Vehicle>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut out = Vec::with_capacity(changes.len());
+                for c in changes {
                 let id = c.vehicle_id.to_string();
                 let from_version = to_i64(c.from_version, "version")?;
-                let mut tx = self.pool.begin().await?;
                 // The write comes first so SQLite takes its write lock at once (no lock upgrade).
                 let updated = sqlx::query(
                     "UPDATE vehicles SET state = $1, version = version + 1, \
@@ -608,9 +623,10 @@ macro_rules! impl_store {
                 .bind(&id)
                 .fetch_one(&mut *tx)
                 .await?;
-                let vehicle = vehicle_row!(row).into_domain()?;
+                out.push(vehicle_row!(row).into_domain()?);
+                }
                 tx.commit().await?;
-                Ok(vehicle)
+                Ok(out)
             }
 
             async fn vehicle_events(

@@ -237,6 +237,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         device_secret_sha256: &str,
     ) -> Result<(), StoreError>;
 
+    /// Registers many vehicles (each with its secret's SHA-256) in one transaction: all or none.
+    async fn insert_vehicles(&self, vehicles: &[(Vehicle, String)]) -> Result<(), StoreError>;
+
     /// The SHA-256 (hex) of a vehicle's device secret, if the vehicle exists and has one.
     async fn device_secret_sha256(&self, id: &VehicleId) -> Result<Option<String>, StoreError>;
 
@@ -277,6 +280,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Atomically applies a state change decided from `change.from_version` and appends it to the
     /// event log. Fails with `VersionConflict` if the vehicle moved on, `NotFound` if it is unknown.
     async fn record_state_change(&self, change: &StateChange) -> Result<Vehicle, StoreError>;
+
+    /// [`Store::record_state_change`] for many changes in one transaction: all apply or none
+    /// (the first conflict or unknown vehicle fails the batch). Returns the vehicles in order.
+    async fn record_state_changes(&self, changes: &[StateChange])
+    -> Result<Vec<Vehicle>, StoreError>;
 
     /// The most recent events of a vehicle, newest first.
     async fn vehicle_events(

@@ -128,6 +128,7 @@ macro_rules! conformance_tests {
             api_tokens_issue_find_and_revoke,
             commands_resolve_once_and_expire,
             geofences_put_list_replace_delete,
+            batches_register_and_change_all_or_nothing,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -633,4 +634,45 @@ pub async fn geofences_put_list_replace_delete(store: Arc<dyn Store>) {
     );
     assert_eq!(store.delete_geofence("g1").await.unwrap(), None);
     assert_eq!(store.geofences(&city).await.unwrap().len(), 1);
+}
+
+/// Batch registration and batch state changes are all-or-nothing transactions.
+pub async fn batches_register_and_change_all_or_nothing(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let fleet: Vec<(Vehicle, String)> = (100..110)
+        .map(|n| (vehicle(n, VehicleType::Scooter), SECRET.to_owned()))
+        .collect();
+    store.insert_vehicles(&fleet).await.unwrap();
+    // One duplicate in a batch: none of the batch is registered.
+    let mixed = vec![
+        (vehicle(200, VehicleType::Ebike), SECRET.to_owned()),
+        fleet[3].clone(),
+    ];
+    assert!(matches!(
+        store.insert_vehicles(&mixed).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(store.vehicle(&mixed[0].0.id).await.unwrap().is_none());
+
+    let drop_offs: Vec<_> = fleet
+        .iter()
+        .map(|(v, _)| {
+            v.decide(&[EventType::ProviderDropOff], VehicleState::Available, TimestampMs(5))
+                .unwrap()
+        })
+        .collect();
+    let stored = store.record_state_changes(&drop_offs).await.unwrap();
+    assert_eq!(stored.len(), 10);
+    assert!(stored.iter().all(|v| v.state == VehicleState::Available && v.version == 1));
+    // A stale change in a batch fails the whole batch: the fresh one is not applied either.
+    let fresh = stored[0]
+        .decide(&[EventType::TripStart], VehicleState::OnTrip, TimestampMs(6))
+        .unwrap();
+    match store.record_state_changes(&[fresh, drop_offs[1].clone()]).await {
+        Err(StoreError::VersionConflict { .. }) => {}
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+    let v0 = store.vehicle(&stored[0].id).await.unwrap().unwrap();
+    assert_eq!(v0.state, VehicleState::Available);
+    assert_eq!(store.vehicle_events(&v0.id, 10).await.unwrap().len(), 1);
 }

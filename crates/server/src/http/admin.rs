@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/v1/admin/vehicles",
             post(register_vehicle).get(list_vehicles),
         )
+        .route("/v1/admin/vehicles/batch", post(register_batch))
         .route("/v1/admin/tokens", post(issue_token).get(list_tokens))
         .route("/v1/admin/tokens/{id}", delete(revoke_token))
 }
@@ -35,7 +36,9 @@ pub(super) fn routes() -> Router<AppState> {
 /// A store failure as a problem: conflicts and missing references are the client's, the rest ours.
 pub(super) fn store_problem(e: &StoreError) -> Response {
     let (status, slug, title) = match e {
-        StoreError::AlreadyExists(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+        StoreError::AlreadyExists(_) | StoreError::VersionConflict { .. } => {
+            (StatusCode::CONFLICT, "conflict", "Conflict")
+        }
         StoreError::MissingReference(_) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "missing-reference",
@@ -231,36 +234,27 @@ struct MqttCredentials {
     commands_topic: String,
 }
 
-async fn register_vehicle(
-    _: AdminCaller,
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<RegisterVehicle>,
-) -> Response {
-    let city = match CityId::parse(&body.city) {
-        Ok(c) => c,
-        Err(e) => return bad_request("invalid_field", e.to_string()),
-    };
-    let vehicle_type = match VehicleType::parse(&body.vehicle_type) {
-        Ok(t) => t,
-        Err(e) => return bad_request("invalid_field", e.to_string()),
-    };
+/// Most vehicles in one batch registration.
+pub const REGISTER_BATCH_MAX: usize = 1_000;
+
+/// Parses one registration into the vehicle and its fresh device secret.
+fn new_vehicle(body: &RegisterVehicle) -> Result<(Vehicle, String), String> {
+    let city = CityId::parse(&body.city).map_err(|e| e.to_string())?;
+    let vehicle_type = VehicleType::parse(&body.vehicle_type).map_err(|e| e.to_string())?;
     let id = match body.id.as_deref().map(VehicleId::parse).transpose() {
         Ok(Some(id)) => id,
         Ok(None) => VehicleId::from_uuid(uuid::Uuid::now_v7()),
-        Err(e) => return bad_request("invalid_field", e.to_string()),
+        Err(e) => return Err(e.to_string()),
     };
-    let vehicle = Vehicle::registered(id, city, vehicle_type, now());
-    let secret = new_secret();
-    if let Err(e) = state
-        .store
-        .insert_vehicle(&vehicle, &sha256_hex(&secret))
-        .await
-    {
-        return store_problem(&e);
-    }
-    state.fleet.register(&vehicle);
+    Ok((
+        Vehicle::registered(id, city, vehicle_type, now()),
+        new_secret(),
+    ))
+}
+
+fn registered(vehicle: &Vehicle, secret: String) -> Registered {
     let id = vehicle.id.to_string();
-    let body = Registered {
+    Registered {
         id: id.clone(),
         city: vehicle.city.to_string(),
         vehicle_type: vehicle.vehicle_type.as_str(),
@@ -273,8 +267,73 @@ async fn register_vehicle(
             telemetry_topic: format!("v1/vehicles/{id}/telemetry"),
             commands_topic: format!("v1/vehicles/{id}/commands"),
         },
+    }
+}
+
+async fn register_vehicle(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterVehicle>,
+) -> Response {
+    let (vehicle, secret) = match new_vehicle(&body) {
+        Ok(x) => x,
+        Err(e) => return bad_request("invalid_field", e),
     };
-    (StatusCode::CREATED, Json(body)).into_response()
+    if let Err(e) = state
+        .store
+        .insert_vehicle(&vehicle, &sha256_hex(&secret))
+        .await
+    {
+        return store_problem(&e);
+    }
+    state.fleet.register(&vehicle);
+    (StatusCode::CREATED, Json(registered(&vehicle, secret))).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBatch {
+    vehicles: Vec<RegisterVehicle>,
+}
+
+#[derive(Debug, Serialize)]
+struct RegisteredBatch {
+    vehicles: Vec<Registered>,
+}
+
+/// Registers up to [`REGISTER_BATCH_MAX`] vehicles in one transaction (a delivery of a fleet):
+/// all are registered or, on any invalid or duplicate entry, none.
+async fn register_batch(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBatch>,
+) -> Response {
+    if body.vehicles.is_empty() || body.vehicles.len() > REGISTER_BATCH_MAX {
+        return bad_request(
+            "invalid_field",
+            format!("vehicles must hold 1 to {REGISTER_BATCH_MAX} entries"),
+        );
+    }
+    let mut fresh = Vec::with_capacity(body.vehicles.len());
+    for (i, v) in body.vehicles.iter().enumerate() {
+        match new_vehicle(v) {
+            Ok(x) => fresh.push(x),
+            Err(e) => return bad_request("invalid_field", format!("vehicles[{i}]: {e}")),
+        }
+    }
+    let rows: Vec<(Vehicle, String)> = fresh
+        .iter()
+        .map(|(v, s)| (v.clone(), sha256_hex(s)))
+        .collect();
+    if let Err(e) = state.store.insert_vehicles(&rows).await {
+        return store_problem(&e);
+    }
+    for (v, _) in &fresh {
+        state.fleet.register(v);
+    }
+    tracing::info!(count = fresh.len(), "registered a batch of vehicles");
+    let vehicles = fresh.into_iter().map(|(v, s)| registered(&v, s)).collect();
+    (StatusCode::CREATED, Json(RegisteredBatch { vehicles })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

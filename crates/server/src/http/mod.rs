@@ -9,6 +9,7 @@ pub mod extract;
 mod geofences;
 mod health;
 mod ingest;
+mod lifecycle;
 mod metrics_layer;
 pub mod problem;
 mod stream;
@@ -65,6 +66,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(admin::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
+        .merge(lifecycle::routes())
         .merge(commands::routes())
         .merge(geofences::routes())
         .merge(stream::routes())

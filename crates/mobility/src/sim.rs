@@ -1,0 +1,194 @@
+//! `mobility sim`: a headless run of the simulated city against the domain core in process,
+//! written out as a report (JSON and CSV), the ground truth, and plots (SVG).
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use mobility_core::TimestampMs;
+use mobility_sim::{CityModel, Faults, LocalPlatform, Platform, Report, Sim, SimConfig};
+
+/// Options of `mobility sim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Simulated hours.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Clock speed: `max` (as fast as possible) or a factor of real time (60 = an hour a minute).
+    #[arg(long, default_value = "max")]
+    pub speed: String,
+    /// Seed: the same seed and options give the same report.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Fleet size.
+    #[arg(long, default_value_t = 5_000)]
+    pub vehicles: u32,
+    /// First simulated day (local midnight), YYYY-MM-DD. 2026-06-01 is a Monday.
+    #[arg(long, default_value = "2026-06-01")]
+    pub start: String,
+    /// Potential trips per vehicle per day (rider requests) on a dry weekday.
+    #[arg(long, default_value_t = 6.0)]
+    pub demand: f64,
+    /// Connectivity faults: `none` or `realistic` (duplicates, reordering, offline periods).
+    #[arg(long, value_parser = ["none", "realistic"], default_value = "none")]
+    pub faults: String,
+    /// Directory for report.json, hourly.csv, districts.csv, truth.json and the SVG plots.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Parses `YYYY-MM-DD` into the UTC instant of local midnight in a city `utc_offset_min` ahead.
+pub fn parse_start(s: &str, utc_offset_min: i32) -> anyhow::Result<TimestampMs> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        bail!("--start must be YYYY-MM-DD, not {s:?}");
+    };
+    let (y, m, d): (i64, u32, u32) = (
+        y.parse().context("--start year")?,
+        m.parse().context("--start month")?,
+        d.parse().context("--start day")?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        bail!("--start {s:?} is not a date between 1970 and 9999");
+    }
+    let days = mobility_sim::days_from_civil(y, m, d);
+    Ok(TimestampMs(
+        days * 86_400_000 - i64::from(utc_offset_min) * 60_000,
+    ))
+}
+
+/// Parses `--speed`: `None` for as fast as possible.
+pub fn parse_speed(s: &str) -> anyhow::Result<Option<f64>> {
+    if s == "max" {
+        return Ok(None);
+    }
+    let f: f64 = s
+        .parse()
+        .with_context(|| format!("--speed must be `max` or a positive number, not {s:?}"))?;
+    if !(f.is_finite() && f > 0.0) {
+        bail!("--speed must be `max` or a positive number, not {s:?}");
+    }
+    Ok(Some(f))
+}
+
+pub fn run(a: &SimArgs) -> anyhow::Result<()> {
+    let city = CityModel::barcelona();
+    let speed = parse_speed(&a.speed)?;
+    if a.hours == 0 || a.hours > 24 * 366 {
+        bail!("--hours must be 1 to 8784");
+    }
+    if !(a.demand.is_finite() && a.demand >= 0.0 && a.demand <= 1_000.0) {
+        bail!("--demand must be between 0 and 1000");
+    }
+    let mut cfg = SimConfig::new(a.seed, parse_start(&a.start, city.utc_offset_min)?);
+    cfg.vehicles = a.vehicles;
+    cfg.demand_per_vehicle_day = a.demand;
+    cfg.faults = if a.faults == "realistic" {
+        Faults::realistic()
+    } else {
+        Faults::none()
+    };
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+
+    let wall = Instant::now();
+    let mut sim = Sim::new(cfg, city);
+    let mut platform = LocalPlatform::for_sim(&sim);
+    let start = sim.now();
+    for msg in sim.deployment() {
+        platform.deliver(&msg, start);
+    }
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(u64::from(a.hours) * 60)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} sim min  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    // Advance a simulated minute at a time; at a finite speed, wait for the wall clock.
+    for minute in 1..=u64::from(a.hours) * 60 {
+        let minute_i = i64::try_from(minute).unwrap_or(i64::MAX);
+        sim.advance_to(start.plus_ms(minute_i * 60_000), &mut platform);
+        if let Some(speed) = speed {
+            let due = Duration::from_secs_f64(minute as f64 * 60.0 / speed);
+            if let Some(wait) = due.checked_sub(wall.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if minute % 10 == 0 {
+            let t = sim.totals();
+            bar.set_position(minute);
+            bar.set_message(format!(
+                "trips {} lost {:.1} %",
+                t.served,
+                if t.demand == 0 {
+                    0.0
+                } else {
+                    t.lost as f64 * 100.0 / t.demand as f64
+                }
+            ));
+        }
+    }
+    sim.flush(&mut platform);
+    bar.finish_and_clear();
+    let report = Report::of(&sim, a.hours, &platform.received);
+    let elapsed = wall.elapsed();
+    write_outputs(&a.out, &report, &sim)?;
+    println!(
+        "simulated {} h of {} with {} vehicles (seed {}) in {:.1} s",
+        a.hours,
+        sim.city().name,
+        report.vehicles,
+        report.seed,
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  demand {}  served {}  lost {} ({:.1} %)  utilisation {:.1} %  revenue {:.0} {}",
+        report.demand,
+        report.trips_served,
+        report.lost,
+        report.lost_demand_pct,
+        report.utilisation_pct,
+        report.revenue,
+        sim.city().currency
+    );
+    println!(
+        "  avg walk {:.0} m  avg trip {:.2} km  relocations {}  battery swaps {}  flat at end {}",
+        report.avg_walk_m,
+        report.avg_trip_km,
+        report.relocations,
+        report.battery_swaps,
+        report.flat_at_end
+    );
+    println!("  report written to {}", a.out.display());
+    Ok(())
+}
+
+fn write_outputs(dir: &std::path::Path, report: &Report, sim: &Sim) -> anyhow::Result<()> {
+    let write = |name: &str, body: &[u8]| -> anyhow::Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("report.json", serde_json::to_string_pretty(report)?.as_bytes())?;
+    write("hourly.csv", report.hourly_csv().as_bytes())?;
+    write("districts.csv", report.districts_csv().as_bytes())?;
+    write(
+        "truth.json",
+        serde_json::to_string_pretty(sim.truth())?.as_bytes(),
+    )?;
+    let plot = |r: Result<String, String>| r.map_err(|e| anyhow::anyhow!("plot: {e}"));
+    write("demand_vs_served.svg", plot(report.demand_svg())?.as_bytes())?;
+    write("lost_by_zone.svg", plot(report.lost_by_zone_svg())?.as_bytes())?;
+    write("battery.svg", plot(report.battery_svg())?.as_bytes())?;
+    Ok(())
+}
