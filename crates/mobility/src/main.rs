@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod load;
 mod sim;
 use mobility_server::{Application, Settings, app, telemetry};
@@ -38,6 +39,9 @@ enum Command {
     Config,
     /// Print the version.
     Version,
+    /// Run the platform plus a simulated city (Barcelona, 5,000 vehicles) driving it over MQTT
+    /// and HTTP, with a live status line. Stops cleanly on Ctrl-C.
+    Demo(demo::DemoArgs),
     /// Run the simulated city headless, in process, and write a report (JSON, CSV, SVG plots).
     Sim(sim::SimArgs),
     /// Generate load against a running platform (for benchmarks).
@@ -108,6 +112,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 app.run_until(app::shutdown_signal()).await?;
                 anyhow::Ok(())
             });
+            drop(rt);
+            guard.shutdown();
+            result
+        }
+        Command::Demo(a) => {
+            let guard = telemetry::init(&settings)?;
+            let rt = runtime()?;
+            let result = rt.block_on(demo::run(settings, a));
             drop(rt);
             guard.shutdown();
             result

@@ -179,7 +179,10 @@ fn write_outputs(dir: &std::path::Path, report: &Report, sim: &Sim) -> anyhow::R
         let path = dir.join(name);
         std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("report.json", serde_json::to_string_pretty(report)?.as_bytes())?;
+    write(
+        "report.json",
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
     write("hourly.csv", report.hourly_csv().as_bytes())?;
     write("districts.csv", report.districts_csv().as_bytes())?;
     write(
@@ -187,8 +190,14 @@ fn write_outputs(dir: &std::path::Path, report: &Report, sim: &Sim) -> anyhow::R
         serde_json::to_string_pretty(sim.truth())?.as_bytes(),
     )?;
     let plot = |r: Result<String, String>| r.map_err(|e| anyhow::anyhow!("plot: {e}"));
-    write("demand_vs_served.svg", plot(report.demand_svg())?.as_bytes())?;
-    write("lost_by_zone.svg", plot(report.lost_by_zone_svg())?.as_bytes())?;
+    write(
+        "demand_vs_served.svg",
+        plot(report.demand_svg())?.as_bytes(),
+    )?;
+    write(
+        "lost_by_zone.svg",
+        plot(report.lost_by_zone_svg())?.as_bytes(),
+    )?;
     write("battery.svg", plot(report.battery_svg())?.as_bytes())?;
     Ok(())
 }

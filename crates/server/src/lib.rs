@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod demo;
 pub mod fleet;
 pub mod http;
 pub mod ingest;

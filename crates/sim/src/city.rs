@@ -245,9 +245,7 @@ impl CityModel {
     /// The default: Barcelona, with its stations, beaches, office districts and nightlife.
     #[must_use]
     pub fn barcelona() -> Self {
-        use HotspotKind::{
-            Beach, Nightlife, Office, Residential, Station, Tourist, University,
-        };
+        use HotspotKind::{Beach, Nightlife, Office, Residential, Station, Tourist, University};
         let h = |name: &str, kind, lat, lon, radius_m, weight| Hotspot {
             name: name.to_owned(),
             kind,
@@ -266,12 +264,26 @@ impl CityModel {
             h("22@ Poblenou", Office, 41.4030, 2.1940, 600.0, 1.6),
             h("Diagonal Mar", Office, 41.4100, 2.2160, 500.0, 0.9),
             h("Glòries", Office, 41.4032, 2.1870, 400.0, 0.8),
-            h("Zona Universitària", University, 41.3860, 2.1150, 600.0, 1.2),
+            h(
+                "Zona Universitària",
+                University,
+                41.3860,
+                2.1150,
+                600.0,
+                1.2,
+            ),
             h("Les Corts", Office, 41.3810, 2.1280, 500.0, 0.9),
             h("Gràcia", Nightlife, 41.4025, 2.1570, 500.0, 1.3),
             h("El Born", Nightlife, 41.3850, 2.1820, 350.0, 1.0),
             h("Raval", Nightlife, 41.3800, 2.1680, 350.0, 0.9),
-            h("Eixample Esquerra", Residential, 41.3850, 2.1550, 800.0, 2.0),
+            h(
+                "Eixample Esquerra",
+                Residential,
+                41.3850,
+                2.1550,
+                800.0,
+                2.0,
+            ),
             h("Sant Antoni", Residential, 41.3780, 2.1600, 500.0, 1.0),
             h("Poble Sec", Residential, 41.3730, 2.1620, 500.0, 0.9),
             h("Sant Martí", Residential, 41.4180, 2.2000, 800.0, 1.4),

@@ -16,8 +16,8 @@ pub use city::{CityModel, Hotspot, HotspotKind, Zone};
 pub use local::{LocalPlatform, Received};
 pub use report::Report;
 pub use sim::{
-    Activity, Faults, FleetMix, GroundTruth, Outgoing, Platform, Sim, SimConfig, SimVehicle,
-    Weather, days_from_civil,
+    Activity, Faults, FleetMix, GroundTruth, Outgoing, Platform, Sim, SimConfig, SimVehicle, Step,
+    Weather, days_from_civil, lifecycle,
 };
 
 /// Runs a whole simulation in process and returns its report. `progress` is called about once per

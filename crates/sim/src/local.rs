@@ -3,10 +3,7 @@
 //! in seconds, and what the index decides is what the server would decide.
 
 use mobility_core::{TimestampMs, VehicleState};
-use mobility_fleet::{
-    CityIndex, Hit, NearbyQuery, Reject, Verdict,
-    index::CELL_M_DEFAULT,
-};
+use mobility_fleet::{CityIndex, Hit, NearbyQuery, Reject, Verdict, index::CELL_M_DEFAULT};
 use serde::Serialize;
 
 use crate::sim::{Outgoing, Platform, Sim};
@@ -26,6 +23,8 @@ pub struct Received {
     pub lifecycle: u64,
     /// IMU events received.
     pub imu_events: u64,
+    /// Lifecycle changes the vehicle's MDS state machine refuses (a simulator bug if not 0).
+    pub illegal_lifecycle: u64,
 }
 
 /// The domain core in process.
@@ -70,9 +69,23 @@ impl Platform for LocalPlatform {
                 Err(Reject::Stale) => self.received.stale += 1,
                 Err(_) => self.received.rejected += 1,
             },
-            Outgoing::Lifecycle { vehicle, to, .. } => {
-                if self.index.set_state(vehicle, *to) {
+            Outgoing::Lifecycle {
+                vehicle,
+                events,
+                to,
+                ..
+            } => {
+                // Checked as the server checks it: against the mode's MDS state machine.
+                let legal = self.index.get(vehicle).is_some_and(|v| {
+                    v.vehicle_type
+                        .mode()
+                        .apply_events(v.state, events, *to)
+                        .is_ok()
+                });
+                if legal && self.index.set_state(vehicle, *to) {
                     self.received.lifecycle += 1;
+                } else {
+                    self.received.illegal_lifecycle += 1;
                 }
             }
             Outgoing::Imu { .. } => self.received.imu_events += 1,

@@ -225,7 +225,13 @@ impl Report {
             let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
             let hours = u32::try_from(self.hourly.len()).unwrap_or(0).max(1);
-            let top = self.hourly.iter().map(|h| h.demand).max().unwrap_or(1).max(1);
+            let top = self
+                .hourly
+                .iter()
+                .map(|h| h.demand)
+                .max()
+                .unwrap_or(1)
+                .max(1);
             let mut chart = ChartBuilder::on(&root)
                 .caption("Demand vs trips served, per hour", ("sans-serif", 22))
                 .margin(12)

@@ -10,7 +10,9 @@
 
 use std::{cmp::Reverse, collections::BinaryHeap};
 
-use mobility_core::{BatteryPct, EventType, LatLon, TimestampMs, VehicleId, VehicleState, VehicleType};
+use mobility_core::{
+    BatteryPct, EventType, LatLon, TimestampMs, VehicleId, VehicleState, VehicleType,
+};
 use mobility_fleet::{Hit, NearbyQuery, StateFilter, Telemetry, index::TypeMask};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -258,6 +260,58 @@ fn rentable_battery(t: VehicleType) -> u8 {
     if t.is_micromobility() { 15 } else { 20 }
 }
 
+/// A lifecycle step of the simulation, as MDS events of the vehicle's mode (micromobility and
+/// car share have different state machines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Put in service.
+    Deploy,
+    /// A rider takes it.
+    TripStart,
+    /// The rider parks it.
+    TripEnd,
+    /// The rider parks it with a flat battery.
+    TripEndFlat,
+    /// Its battery ran flat while parked.
+    Flat,
+}
+
+/// The MDS events and the resulting state for a lifecycle step of a vehicle type.
+#[must_use]
+pub fn lifecycle(t: VehicleType, step: Step) -> (Vec<EventType>, VehicleState) {
+    use EventType as E;
+    use VehicleState as S;
+    let micro = t.is_micromobility();
+    match (step, micro) {
+        (Step::Deploy, true) => (vec![E::ProviderDropOff], S::Available),
+        (Step::Deploy, false) => (vec![E::Recommission, E::ServiceStart], S::Available),
+        (Step::TripStart, true) => (vec![E::TripStart], S::OnTrip),
+        (Step::TripStart, false) => (
+            vec![E::ReservationStart, E::ReservationStop, E::TripStart],
+            S::OnTrip,
+        ),
+        (Step::TripEnd, true) => (vec![E::TripEnd], S::Available),
+        (Step::TripEnd, false) => (vec![E::TripStop, E::TripEnd], S::Available),
+        (Step::TripEndFlat, true) => (vec![E::TripEnd, E::BatteryLow], S::NonOperational),
+        (Step::TripEndFlat, false) => (
+            vec![E::TripStop, E::TripEnd, E::ServiceEnd],
+            S::NonOperational,
+        ),
+        (Step::Flat, true) => (vec![E::BatteryLow], S::NonOperational),
+        (Step::Flat, false) => (vec![E::ServiceEnd], S::NonOperational),
+    }
+}
+
+fn lifecycle_msg(v: &SimVehicle, step: Step, at: i64) -> Outgoing {
+    let (events, to) = lifecycle(v.vehicle_type, step);
+    Outgoing::Lifecycle {
+        vehicle: v.id,
+        events,
+        to,
+        at: TimestampMs(at),
+    }
+}
+
 /// Distance over which a destination's pull falls by a factor e (gravity model), metres.
 const TRIP_DECAY_M: f64 = 1_800.0;
 
@@ -487,8 +541,9 @@ impl Sim {
                 degrade_per_day,
                 trip: None,
                 offline_until: None,
-                // Spread heartbeats so they do not all arrive at once.
-                next_report: sim.now + rng.random_range(0..report_idle_ms.max(1)),
+                // Every vehicle reports within its first 10 s (a fleet coming online), spread so
+                // they do not all arrive at once; then every `report_idle_s`.
+                next_report: sim.now + rng.random_range(0..report_idle_ms.clamp(1, 10_000)),
                 last_ts: 0,
                 last_report: None,
             });
@@ -562,12 +617,7 @@ impl Sim {
     pub fn deployment(&self) -> Vec<Outgoing> {
         self.vehicles
             .iter()
-            .map(|v| Outgoing::Lifecycle {
-                vehicle: v.id,
-                events: vec![EventType::ProviderDropOff],
-                to: VehicleState::Available,
-                at: TimestampMs(self.now),
-            })
+            .map(|v| lifecycle_msg(v, Step::Deploy, self.now))
             .collect()
     }
 
@@ -599,7 +649,12 @@ impl Sim {
         rng: &mut ChaCha8Rng,
         factor: impl Fn(&crate::city::Hotspot) -> f64,
     ) -> usize {
-        let total: f64 = self.city.hotspots.iter().map(|h| h.weight * factor(h)).sum();
+        let total: f64 = self
+            .city
+            .hotspots
+            .iter()
+            .map(|h| h.weight * factor(h))
+            .sum();
         if total <= 0.0 {
             return rng.random_range(0..self.city.hotspots.len().max(1));
         }
@@ -695,7 +750,10 @@ impl Sim {
         let tick_h = tick as f64 / HOUR_MS as f64;
         let offline_p = (self.cfg.faults.offline_per_hour * tick_h).clamp(0.0, 1.0);
         for k in 0..self.vehicles.len() {
-            if offline_p > 0.0 && self.vehicles[k].offline_until.is_none() && self.rng.random_bool(offline_p) {
+            if offline_p > 0.0
+                && self.vehicles[k].offline_until.is_none()
+                && self.rng.random_bool(offline_p)
+            {
                 let mean = self.cfg.faults.offline_mean_s.max(1.0);
                 let secs = Exp::new(1.0 / mean).map_or(mean, |d| d.sample(&mut self.rng));
                 #[allow(clippy::cast_possible_truncation)]
@@ -717,16 +775,7 @@ impl Sim {
                 if v.activity == Activity::Available && v.battery < FLAT_PCT {
                     v.activity = Activity::LowBattery;
                     self.totals.went_flat += 1;
-                    let (id, at) = (v.id, TimestampMs(now));
-                    platform.deliver(
-                        &Outgoing::Lifecycle {
-                            vehicle: id,
-                            events: vec![EventType::BatteryLow],
-                            to: VehicleState::NonOperational,
-                            at,
-                        },
-                        at,
-                    );
+                    platform.deliver(&lifecycle_msg(v, Step::Flat, now), TimestampMs(now));
                 }
                 if self.vehicles[k].next_report <= now {
                     self.report(k, platform);
@@ -892,16 +941,7 @@ impl Sim {
             crash_g,
         });
         v.activity = Activity::OnTrip;
-        let id = v.id;
-        platform.deliver(
-            &Outgoing::Lifecycle {
-                vehicle: id,
-                events: vec![EventType::TripStart],
-                to: VehicleState::OnTrip,
-                at: TimestampMs(now),
-            },
-            TimestampMs(now),
-        );
+        platform.deliver(&lifecycle_msg(v, Step::TripStart, now), TimestampMs(now));
         self.on_trip.push(k);
         self.report(k, platform);
     }
@@ -977,21 +1017,14 @@ impl Sim {
                 TimestampMs(now),
             );
         }
-        let mut events = vec![EventType::TripEnd];
-        let to = if flat {
+        let step = if flat {
             self.totals.went_flat += 1;
-            events.push(EventType::BatteryLow);
-            VehicleState::NonOperational
+            Step::TripEndFlat
         } else {
-            VehicleState::Available
+            Step::TripEnd
         };
         platform.deliver(
-            &Outgoing::Lifecycle {
-                vehicle: id,
-                events,
-                to,
-                at: TimestampMs(now),
-            },
+            &lifecycle_msg(&self.vehicles[k], step, now),
             TimestampMs(now),
         );
         self.report(k, platform);

@@ -24,14 +24,27 @@ fn same_seed_same_report_other_seed_other_report() {
         let mut cfg = small(seed);
         cfg.faults = Faults::realistic();
         let (report, truth) = run_in_process(cfg, CityModel::barcelona(), 6, |_| {});
-        (serde_json::to_string(&report).unwrap(), serde_json::to_string(&truth).unwrap(), report)
+        (
+            serde_json::to_string(&report).unwrap(),
+            serde_json::to_string(&truth).unwrap(),
+            report,
+        )
     };
     let (a, ta, report) = run(11);
     let (b, tb, _) = run(11);
     assert_eq!(a, b, "two runs with seed 11 differ");
     assert_eq!(ta, tb);
     assert!(report.demand > 100 && report.trips_served > 0, "{report:?}");
-    assert!(report.duplicated > 0 && report.reordered > 0, "faults were not injected");
+    assert!(
+        report.duplicated > 0 && report.reordered > 0,
+        "faults were not injected"
+    );
+    assert_eq!(
+        report.platform.illegal_lifecycle, 0,
+        "{:?}",
+        report.platform
+    );
+    assert!(report.platform.lifecycle > 800);
     let (c, _, _) = run(12);
     assert_ne!(a, c, "seeds 11 and 12 gave the same run");
 }
@@ -48,13 +61,19 @@ fn a_day_without_rebalancing_loses_10_to_30_percent_of_demand() {
     );
     assert_eq!(report.hourly.len(), 24);
     // Evenings lose more than early mornings: vehicles have drifted away from demand.
-    let lost = |range: std::ops::Range<usize>| -> u32 { report.hourly[range].iter().map(|h| h.lost).sum() };
+    let lost = |range: std::ops::Range<usize>| -> u32 {
+        report.hourly[range].iter().map(|h| h.lost).sum()
+    };
     assert!(lost(19..23) > lost(5..9), "{:?}", report.hourly);
     assert_eq!(report.relocations, 0);
     assert!(report.avg_walk_m > 0.0 && report.avg_walk_m <= 450.0);
     assert!(!truth.degrading_batteries.is_empty());
     assert!(!truth.crashes.is_empty());
-    let plots = [report.demand_svg(), report.lost_by_zone_svg(), report.battery_svg()];
+    let plots = [
+        report.demand_svg(),
+        report.lost_by_zone_svg(),
+        report.battery_svg(),
+    ];
     for svg in plots {
         let svg = svg.unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
@@ -79,17 +98,27 @@ fn platform_view_converges_to_the_truth_under_faults() {
         platform.deliver(&msg, start);
     }
     sim.advance_to(start.plus_ms(3 * 3_600_000), &mut platform);
-    assert!(sim.in_flight() > 0, "some messages should still be held back");
+    assert!(
+        sim.in_flight() > 0,
+        "some messages should still be held back"
+    );
     sim.flush(&mut platform);
     let r = &platform.received;
     assert!(r.duplicates > 0, "{r:?}");
-    assert!(r.stale > 0, "reordering should have produced stale reports: {r:?}");
+    assert!(
+        r.stale > 0,
+        "reordering should have produced stale reports: {r:?}"
+    );
     for v in sim.vehicles() {
         let truth = v.last_report.as_ref().unwrap();
         let seen = platform.index.get(&v.id).unwrap();
         assert_eq!(seen.at, Some(truth.at), "vehicle {}", v.id);
         let p = seen.position.unwrap();
-        assert!(p.distance_m(&truth.position) < 0.05, "vehicle {} position", v.id);
+        assert!(
+            p.distance_m(&truth.position) < 0.05,
+            "vehicle {} position",
+            v.id
+        );
         assert_eq!(seen.battery, truth.battery);
         assert_eq!(seen.locked, truth.locked);
     }

@@ -283,8 +283,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// [`Store::record_state_change`] for many changes in one transaction: all apply or none
     /// (the first conflict or unknown vehicle fails the batch). Returns the vehicles in order.
-    async fn record_state_changes(&self, changes: &[StateChange])
-    -> Result<Vec<Vehicle>, StoreError>;
+    async fn record_state_changes(
+        &self,
+        changes: &[StateChange],
+    ) -> Result<Vec<Vehicle>, StoreError>;
 
     /// The most recent events of a vehicle, newest first.
     async fn vehicle_events(

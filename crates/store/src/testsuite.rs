@@ -657,18 +657,33 @@ pub async fn batches_register_and_change_all_or_nothing(store: Arc<dyn Store>) {
     let drop_offs: Vec<_> = fleet
         .iter()
         .map(|(v, _)| {
-            v.decide(&[EventType::ProviderDropOff], VehicleState::Available, TimestampMs(5))
-                .unwrap()
+            v.decide(
+                &[EventType::ProviderDropOff],
+                VehicleState::Available,
+                TimestampMs(5),
+            )
+            .unwrap()
         })
         .collect();
     let stored = store.record_state_changes(&drop_offs).await.unwrap();
     assert_eq!(stored.len(), 10);
-    assert!(stored.iter().all(|v| v.state == VehicleState::Available && v.version == 1));
+    assert!(
+        stored
+            .iter()
+            .all(|v| v.state == VehicleState::Available && v.version == 1)
+    );
     // A stale change in a batch fails the whole batch: the fresh one is not applied either.
     let fresh = stored[0]
-        .decide(&[EventType::TripStart], VehicleState::OnTrip, TimestampMs(6))
+        .decide(
+            &[EventType::TripStart],
+            VehicleState::OnTrip,
+            TimestampMs(6),
+        )
         .unwrap();
-    match store.record_state_changes(&[fresh, drop_offs[1].clone()]).await {
+    match store
+        .record_state_changes(&[fresh, drop_offs[1].clone()])
+        .await
+    {
         Err(StoreError::VersionConflict { .. }) => {}
         other => panic!("expected a version conflict, got {other:?}"),
     }

@@ -1,0 +1,148 @@
+//! `mobility demo`: the platform with embedded defaults plus a simulated city driving it over the
+//! real protocols (vehicles over MQTT, riders and lifecycle over HTTP), with a live status line.
+
+use std::{io::IsTerminal, io::Write, sync::atomic::Ordering, time::Duration};
+
+use anyhow::Context;
+use mobility_core::{CityId, TimestampMs};
+use mobility_server::{
+    Application, Settings, app,
+    demo::{Demo, DemoConfig, SPEED_MAX},
+};
+use mobility_sim::{CityModel, Faults, SimConfig};
+
+/// Options of `mobility demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Fleet size.
+    #[arg(long, default_value_t = 5_000)]
+    pub vehicles: u32,
+    /// Seed of the simulated city.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulated seconds per second (1 = real time; at most 50).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Connectivity faults: `none` or `realistic` (duplicates, reordering, offline periods).
+    #[arg(long, value_parser = ["none", "realistic"], default_value = "realistic")]
+    pub faults: String,
+}
+
+pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
+    if !(a.speed > 0.0 && a.speed <= SPEED_MAX) {
+        anyhow::bail!("--speed must be in (0, {SPEED_MAX}]");
+    }
+    if a.vehicles == 0 || a.vehicles > 100_000 {
+        anyhow::bail!("--vehicles must be 1 to 100000");
+    }
+    let started = std::time::Instant::now();
+    let data_dir = settings.data_dir.clone();
+    let admin_token = settings.admin_token.clone();
+    let external = settings.mqtt_url.clone();
+    let app = Application::build(settings).await?;
+    let api = format!("http://{}", app.local_addr());
+    let mqtt = match (app.mqtt_addr(), external) {
+        (Some(addr), _) => addr.to_string(),
+        (None, Some(url)) => url
+            .trim_start_matches("mqtt://")
+            .trim_end_matches('/')
+            .to_owned(),
+        (None, None) => anyhow::bail!("no MQTT broker to connect the vehicles to"),
+    };
+    let fleet = app.fleet();
+    let (token, _) =
+        mobility_server::auth::bootstrap_admin_token(admin_token.as_deref(), &data_dir)
+            .context("reading the admin token")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let city = CityModel::barcelona();
+    let city_id = CityId::parse(&city.id)?;
+    let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::http::now().0));
+    sim.vehicles = a.vehicles;
+    sim.faults = if a.faults == "realistic" {
+        Faults::realistic()
+    } else {
+        Faults::none()
+    };
+    let demo = Demo::start(DemoConfig {
+        api: api.clone(),
+        mqtt: mqtt.clone(),
+        admin_token: token,
+        state_dir: data_dir.clone(),
+        sim,
+        city,
+        speed: a.speed,
+    })
+    .await?;
+    println!(
+        "mobility demo: {} with {} simulated vehicles (seed {}, speed {}x), ready in {:.1} s",
+        "Barcelona",
+        a.vehicles,
+        a.seed,
+        a.speed,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  API        {api}   (admin token in {})",
+        data_dir.join("admin-token").display()
+    );
+    println!("  nearby     {api}/v1/vehicles/nearby?lat=41.3870&lon=2.1700&radius_m=500");
+    println!("  fleet      {api}/v1/fleet/stats?city=barcelona");
+    println!(
+        "  live map   ws://{}/v1/stream/vehicles?bbox=2.07,41.32,2.23,41.47",
+        api.trim_start_matches("http://")
+    );
+    println!("  metrics    {api}/metrics        vehicles' MQTT broker: {mqtt}");
+    println!(
+        "  Ctrl-C stops the demo; the city and its fleet are kept in {}",
+        data_dir.display()
+    );
+
+    let tty = std::io::stdout().is_terminal();
+    let shutdown = app::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = tick.tick() => {
+                let s = &demo.status;
+                let demand = s.demand.load(Ordering::Relaxed);
+                let lost = s.lost.load(Ordering::Relaxed);
+                let sim_ms = i64::try_from(s.sim_time.load(Ordering::Relaxed)).unwrap_or(0);
+                let local = (sim_ms + 3_600_000).rem_euclid(86_400_000) / 60_000;
+                let (available, reporting) = fleet.stats(&city_id).map_or((0, 0), |st| {
+                    let avail = st.by_state.iter().filter(|(state, _)| state.as_str() == "available").map(|(_, n)| *n).sum::<u32>();
+                    (avail, st.total)
+                });
+                let line = format!(
+                    "sim {:02}:{:02} | connected {}/{} | platform: {} vehicles, {} available | on trip {} | trips {} | lost {:.1} % | msgs {}",
+                    local / 60, local % 60,
+                    s.connected.load(Ordering::Relaxed), a.vehicles,
+                    reporting, available,
+                    s.on_trip.load(Ordering::Relaxed),
+                    s.served.load(Ordering::Relaxed),
+                    if demand == 0 { 0.0 } else { lost as f64 * 100.0 / demand as f64 },
+                    s.published.load(Ordering::Relaxed),
+                );
+                if tty {
+                    print!("\r{line}\x1b[K");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+    if tty {
+        println!();
+    }
+    println!("stopping the simulated city…");
+    demo.close().await;
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
