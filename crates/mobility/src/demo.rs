@@ -60,6 +60,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
 
     let city = CityModel::barcelona();
     let city_id = CityId::parse(&city.id)?;
+    let (city_name, utc_offset_ms) = (city.name.clone(), i64::from(city.utc_offset_min) * 60_000);
     let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::http::now().0));
     sim.vehicles = a.vehicles;
     sim.faults = if a.faults == "realistic" {
@@ -79,7 +80,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     .await?;
     println!(
         "mobility demo: {} with {} simulated vehicles (seed {}, speed {}x), ready in {:.1} s",
-        "Barcelona",
+        city_name,
         a.vehicles,
         a.seed,
         a.speed,
@@ -113,7 +114,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
                 let demand = s.demand.load(Ordering::Relaxed);
                 let lost = s.lost.load(Ordering::Relaxed);
                 let sim_ms = i64::try_from(s.sim_time.load(Ordering::Relaxed)).unwrap_or(0);
-                let local = (sim_ms + 3_600_000).rem_euclid(86_400_000) / 60_000;
+                let local = (sim_ms + utc_offset_ms).rem_euclid(86_400_000) / 60_000;
                 let (available, reporting) = fleet.stats(&city_id).map_or((0, 0), |st| {
                     let avail = st.by_state.iter().filter(|(state, _)| state.as_str() == "available").map(|(_, n)| *n).sum::<u32>();
                     (avail, st.total)

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod load;
+mod load_http;
 mod sim;
 use mobility_server::{Application, Settings, app, telemetry};
 
@@ -53,6 +54,8 @@ enum Command {
 enum LoadCommand {
     /// Vehicles publishing telemetry over MQTT with their own credentials.
     Mqtt(load::MqttLoad),
+    /// Riders searching for vehicles nearby over HTTP with keep-alive connections.
+    Http(load_http::HttpLoad),
 }
 
 fn main() -> ExitCode {
@@ -75,8 +78,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Sim(a) = &cli.command {
         return sim::run(a);
     }
-    if let Command::Load(LoadCommand::Mqtt(o)) = cli.command {
-        return runtime()?.block_on(load::run(o));
+    match cli.command {
+        Command::Load(LoadCommand::Mqtt(o)) => return runtime()?.block_on(load::run(o)),
+        Command::Load(LoadCommand::Http(o)) => return runtime()?.block_on(load_http::run(o)),
+        _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
     if cli.log_json {

@@ -598,3 +598,194 @@ fn the_mqtt_load_generator_drives_a_running_platform() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn the_http_load_generator_reports_throughput_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = mobility(dir.path())
+        .args(["load", "http", "--api", &server.url(""), "--token", &admin])
+        .args(["--connections", "4", "--duration-s", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(" ok (") && stdout.contains("0 failed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("p99 "), "{stdout}");
+    // A wrong token: every request fails, and the tool says so.
+    let out = mobility(dir.path())
+        .args(["load", "http", "--api", &server.url(""), "--token", "wrong"])
+        .args(["--connections", "1", "--duration-s", "1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "no request succeeded");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
+
+#[test]
+fn sim_writes_a_report_and_the_same_seed_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, seed: &str| {
+        let o = mobility(dir.path())
+            .args(["sim", "--hours", "6", "--vehicles", "1000", "--seed", seed])
+            .args(["--faults", "realistic", "--quiet", "--out", out])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let stdout = run("a", "5");
+    assert!(stdout.contains("lost"), "{stdout}");
+    run("b", "5");
+    run("c", "6");
+    let read = |d: &str, f: &str| std::fs::read(dir.path().join(d).join(f)).unwrap();
+    for f in [
+        "report.json",
+        "hourly.csv",
+        "districts.csv",
+        "truth.json",
+        "demand_vs_served.svg",
+        "lost_by_zone.svg",
+        "battery.svg",
+    ] {
+        assert!(
+            read("a", f) == read("b", f),
+            "{f} differs between equal runs"
+        );
+    }
+    assert!(
+        read("a", "report.json") != read("c", "report.json"),
+        "seeds 5 and 6 agree"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&read("a", "report.json")).unwrap();
+    for key in [
+        "trips_served",
+        "lost_demand_pct",
+        "utilisation_pct",
+        "revenue",
+        "relocations",
+        "battery_swaps",
+        "avg_walk_m",
+    ] {
+        assert!(report.get(key).is_some(), "report.json lacks {key}");
+    }
+    assert_eq!(report["hourly"].as_array().unwrap().len(), 6);
+    // Bad options are one-line errors.
+    let o = mobility(dir.path())
+        .args(["sim", "--start", "2026-13-01"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "--start");
+    let o = mobility(dir.path())
+        .args(["sim", "--speed", "fast"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "--speed");
+}
+
+#[test]
+fn demo_shows_a_living_city_within_10_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = mobility(dir.path())
+        .args(["demo", "--vehicles", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut api = None;
+    let mut living = None;
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(rest) = line.trim().strip_prefix("API") {
+            api = rest.split_whitespace().next().map(str::to_owned);
+        }
+        seen.push(line);
+        if api.is_some() {
+            break;
+        }
+    }
+    let api = api.unwrap_or_else(|| panic!("no API line: {seen:?}"));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Living: the platform knows where the vehicles are, and they move.
+    while started.elapsed() < Duration::from_secs(10) {
+        let (code, body) = call(
+            "GET",
+            &format!("{api}/v1/fleet/stats?city=barcelona"),
+            &admin,
+            None,
+        );
+        if code == 200 {
+            let stats = body;
+            let reporting = 300 - stats["battery"]["unknown"].as_u64().unwrap_or(300);
+            if reporting >= 250 {
+                living = Some(started.elapsed());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let living = living.unwrap_or_else(|| panic!("no living city within 10 s of start: {seen:?}"));
+    eprintln!(
+        "demo: 250 of 300 vehicles reporting {:.1} s after start",
+        living.as_secs_f64()
+    );
+    let (code, body) = call(
+        "GET",
+        &format!("{api}/v1/cities/barcelona/geofences"),
+        &admin,
+        None,
+    );
+    assert_eq!(code, 200);
+    let body = body.to_string();
+    assert!(
+        body.contains("slow_zone") && body.contains("no_parking"),
+        "{body}"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "demo exited with {status}");
+    let printed: Vec<String> = rx.try_iter().collect();
+    assert!(
+        printed.iter().chain(&seen).any(|l| l.contains("connected")),
+        "no status line: {seen:?} {printed:?}"
+    );
+}

@@ -354,18 +354,19 @@ impl Report {
                 .y_desc("vehicles")
                 .draw()
                 .map_err(|e| e.to_string())?;
+            // Rectangles in band order (plotters' Histogram aggregates in a HashMap, whose
+            // order would make equal runs write different files).
             chart
-                .draw_series(
-                    Histogram::vertical(&chart)
-                        .style(BLUE.mix(0.7).filled())
-                        .margin(4)
-                        .data(
-                            self.battery_bands
-                                .iter()
-                                .enumerate()
-                                .map(|(b, n)| (u32::try_from(b).unwrap_or(0), *n)),
-                        ),
-                )
+                .draw_series(self.battery_bands.iter().enumerate().map(|(b, n)| {
+                    let b = u32::try_from(b).unwrap_or(0);
+                    Rectangle::new(
+                        [
+                            (SegmentValue::Exact(b), 0),
+                            (SegmentValue::Exact(b + 1), *n),
+                        ],
+                        BLUE.mix(0.7).filled(),
+                    )
+                }))
                 .map_err(|e| e.to_string())?;
             root.present().map_err(|e| e.to_string())?;
         }

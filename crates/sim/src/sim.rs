@@ -257,7 +257,7 @@ fn speed_m_s(t: VehicleType) -> f64 {
 
 /// Battery below which a vehicle is not rented, percent.
 fn rentable_battery(t: VehicleType) -> u8 {
-    if t.is_micromobility() { 15 } else { 20 }
+    if micromobility(t) { 15 } else { 20 }
 }
 
 /// A lifecycle step of the simulation, as MDS events of the vehicle's mode (micromobility and
@@ -281,7 +281,7 @@ pub enum Step {
 pub fn lifecycle(t: VehicleType, step: Step) -> (Vec<EventType>, VehicleState) {
     use EventType as E;
     use VehicleState as S;
-    let micro = t.is_micromobility();
+    let micro = micromobility(t);
     match (step, micro) {
         (Step::Deploy, true) => (vec![E::ProviderDropOff], S::Available),
         (Step::Deploy, false) => (vec![E::Recommission, E::ServiceStart], S::Available),
@@ -331,14 +331,9 @@ fn fare_cents(t: VehicleType, minutes: f64) -> i64 {
     cents
 }
 
-trait MicroExt {
-    fn is_micromobility(self) -> bool;
-}
-
-impl MicroExt for VehicleType {
-    fn is_micromobility(self) -> bool {
-        matches!(self, Self::Scooter | Self::Ebike)
-    }
+/// Scooters and e-bikes (the micromobility mode), as opposed to car share.
+fn micromobility(t: VehicleType) -> bool {
+    matches!(t, VehicleType::Scooter | VehicleType::Ebike)
 }
 
 /// Weather the simulation provides (the forecasting issue reads it as an input).
@@ -541,9 +536,9 @@ impl Sim {
                 degrade_per_day,
                 trip: None,
                 offline_until: None,
-                // Every vehicle reports within its first 10 s (a fleet coming online), spread so
+                // Every vehicle reports within its first 3 s (a fleet coming online), spread so
                 // they do not all arrive at once; then every `report_idle_s`.
-                next_report: sim.now + rng.random_range(0..report_idle_ms.clamp(1, 10_000)),
+                next_report: sim.now + rng.random_range(0..report_idle_ms.clamp(1, 3_000)),
                 last_ts: 0,
                 last_report: None,
             });
