@@ -64,7 +64,7 @@ fn wall_now() -> i64 {
 }
 
 /// What `mobility demo` (or a test) asks for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoConfig {
     /// Base URL of the platform's HTTP API.
     pub api: String,
@@ -80,6 +80,19 @@ pub struct DemoConfig {
     pub city: CityModel,
     /// Simulated seconds per wall second (1 = real time), at most [`SPEED_MAX`].
     pub speed: f64,
+}
+
+impl std::fmt::Debug for DemoConfig {
+    // The admin token is a secret: never in logs or panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("api", &self.api)
+            .field("mqtt", &self.mqtt)
+            .field("admin_token", &"***")
+            .field("state_dir", &self.state_dir)
+            .field("speed", &self.speed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Live counters of a running demo.
@@ -127,12 +140,25 @@ pub struct Demo {
     thread: Option<std::thread::JoinHandle<Sim>>,
     clients: Vec<AsyncClient>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    api: Api,
+    /// Tokens issued for this run (riders, field staff), revoked when it ends.
+    token_ids: Vec<String>,
 }
 
 struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
+}
+
+impl std::fmt::Debug for Api {
+    // The token is a secret: never in logs or panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .field("token", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Api {
@@ -574,14 +600,14 @@ impl Demo {
             )
         };
         // Riders search with a staff token until rider accounts exist (bookings issue).
-        let rider_token = issue("staff", "demo riders").await?["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let staff_token = issue("staff", "demo field staff").await?["token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let riders = issue("staff", "demo riders").await?;
+        let staff = issue("staff", "demo field staff").await?;
+        let token_ids = [&riders, &staff]
+            .iter()
+            .filter_map(|t| t["id"].as_str().map(str::to_owned))
+            .collect();
+        let rider_token = riders["token"].as_str().unwrap_or_default().to_owned();
+        let staff_token = staff["token"].as_str().unwrap_or_default().to_owned();
 
         let (host, port) = cfg
             .mqtt
@@ -663,6 +689,8 @@ impl Demo {
             thread: Some(thread),
             clients,
             tasks,
+            api,
+            token_ids,
         })
     }
 
@@ -687,6 +715,16 @@ impl Demo {
         }
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        for id in &self.token_ids {
+            let url = format!("{}/v1/admin/tokens/{id}", self.api.base);
+            let _ = self
+                .api
+                .http
+                .delete(url)
+                .bearer_auth(&self.api.token)
+                .send()
+                .await;
         }
     }
 }
