@@ -63,6 +63,8 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     let (city_name, utc_offset_ms) = (city.name.clone(), i64::from(city.utc_offset_min) * 60_000);
     let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::http::now().0));
     sim.vehicles = a.vehicles;
+    // One-second steps: at real time a map should move smoothly (the cost is negligible).
+    sim.tick_s = 1;
     sim.faults = if a.faults == "realistic" {
         Faults::realistic()
     } else {
@@ -120,7 +122,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
                     (avail, st.total)
                 });
                 let line = format!(
-                    "sim {:02}:{:02} | connected {}/{} | platform: {} vehicles, {} available | on trip {} | trips {} | lost {:.1} % | msgs {}",
+                    "sim {:02}:{:02} | connected {}/{} | platform: {} vehicles, {} available | on trip {} | trips {} | lost {:.1} % | msgs {} (dropped {})",
                     local / 60, local % 60,
                     s.connected.load(Ordering::Relaxed), a.vehicles,
                     reporting, available,
@@ -128,6 +130,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
                     s.served.load(Ordering::Relaxed),
                     if demand == 0 { 0.0 } else { lost as f64 * 100.0 / demand as f64 },
                     s.published.load(Ordering::Relaxed),
+                    s.dropped.load(Ordering::Relaxed),
                 );
                 if tty {
                     print!("\r{line}\x1b[K");
