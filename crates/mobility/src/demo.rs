@@ -9,7 +9,7 @@ use mobility_server::{
     Application, Settings, app,
     demo::{Demo, DemoConfig, SPEED_MAX},
 };
-use mobility_sim::{CityModel, Faults, SimConfig};
+use mobility_sim::{Faults, SimConfig};
 
 /// Options of `mobility demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +26,8 @@ pub struct DemoArgs {
     /// Connectivity faults: `none` or `realistic` (duplicates, reordering, offline periods).
     #[arg(long, value_parser = ["none", "realistic"], default_value = "realistic")]
     pub faults: String,
+    #[command(flatten)]
+    pub city: crate::sim::CityArgs,
 }
 
 pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
@@ -35,6 +37,9 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     if a.vehicles == 0 || a.vehicles > 100_000 {
         anyhow::bail!("--vehicles must be 1 to 100000");
     }
+    let city = a.city.city()?;
+    // Options are checked before anything starts.
+    a.city.apply(&mut SimConfig::new(a.seed, TimestampMs(0)))?;
     let started = std::time::Instant::now();
     let data_dir = settings.data_dir.clone();
     let admin_token = settings.admin_token.clone();
@@ -58,7 +63,6 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let city = CityModel::barcelona();
     let city_id = CityId::parse(&city.id)?;
     let (city_name, utc_offset_ms) = (city.name.clone(), i64::from(city.utc_offset_min) * 60_000);
     let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::http::now().0));
@@ -70,6 +74,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     } else {
         Faults::none()
     };
+    a.city.apply(&mut sim)?;
     let demo = Demo::start(DemoConfig {
         api: api.clone(),
         mqtt: mqtt.clone(),

@@ -52,6 +52,9 @@ pub struct MqttLoad {
     /// Payload format.
     #[arg(long, value_parser = ["bin", "json"], default_value = "bin")]
     pub format: String,
+    /// Total messages per second across all vehicles (0 = as fast as the window allows).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// City the load vehicles are registered in (created if missing).
     #[arg(long, default_value = "load-test")]
     pub city: String,
@@ -204,7 +207,15 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
                 let (client, in_flight, sent) = (client.clone(), in_flight.clone(), sent.clone());
                 tokio::spawn(async move {
                     let mut seq = 0i64;
+                    let every = (o.rate > 0).then(|| {
+                        Duration::from_secs_f64(f64::from(o.vehicles.max(1)) / o.rate as f64)
+                    });
+                    let mut next = Instant::now();
                     while Instant::now() < deadline {
+                        if let Some(every) = every {
+                            tokio::time::sleep_until(next.into()).await;
+                            next += every;
+                        }
                         let Ok(permit) = in_flight.clone().acquire_owned().await else {
                             break;
                         };
@@ -283,8 +294,18 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
     let messages = sent.load(std::sync::atomic::Ordering::Relaxed);
     let applied = after - before;
     println!(
-        "mqtt load: {} vehicles, qos {}, {} format, batch {}, window {}, {} s",
-        o.vehicles, o.qos, o.format, o.batch, o.window, o.duration_s
+        "mqtt load: {} vehicles, qos {}, {} format, batch {}, window {}, {} s, rate {}",
+        o.vehicles,
+        o.qos,
+        o.format,
+        o.batch,
+        o.window,
+        o.duration_s,
+        if o.rate == 0 {
+            "max".to_owned()
+        } else {
+            format!("{}/s", o.rate)
+        }
     );
     #[allow(clippy::cast_precision_loss)]
     {

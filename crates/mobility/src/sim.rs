@@ -8,7 +8,96 @@ use std::{
 
 use anyhow::{Context, bail};
 use mobility_core::TimestampMs;
-use mobility_sim::{CityModel, Faults, LocalPlatform, Platform, Report, Sim, SimConfig};
+use mobility_sim::{CityModel, Faults, FleetMix, LocalPlatform, Platform, Report, Sim, SimConfig};
+
+/// The city and its people: options shared by `mobility sim` and `mobility demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CityArgs {
+    /// City to simulate, as JSON (default: Barcelona; `mobility sim --print-city` prints it to
+    /// start from).
+    #[arg(long, value_name = "FILE")]
+    pub city: Option<PathBuf>,
+    /// Fleet mix as shares of scooter,ebike,car,van.
+    #[arg(long, default_value = "0.60,0.30,0.07,0.03")]
+    pub mix: String,
+    /// How far riders walk to a scooter or e-bike, metres (twice that to a car or van).
+    #[arg(long, default_value_t = 400.0)]
+    pub walk_m: f64,
+    /// Probability that a message is delivered twice (overrides --faults).
+    #[arg(long)]
+    pub duplicate: Option<f64>,
+    /// Probability that a message is held back 1–15 s and overtaken (overrides --faults).
+    #[arg(long)]
+    pub reorder: Option<f64>,
+    /// Offline periods per vehicle-hour (overrides --faults).
+    #[arg(long)]
+    pub offline_per_hour: Option<f64>,
+}
+
+impl CityArgs {
+    /// The city: from `--city`, else Barcelona.
+    pub fn city(&self) -> anyhow::Result<CityModel> {
+        match &self.city {
+            None => Ok(CityModel::barcelona()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                CityModel::from_json(&text)
+                    .map_err(|e| anyhow::anyhow!("{} is not a usable city: {e}", path.display()))
+            }
+        }
+    }
+
+    /// Applies the options to a configuration whose faults hold the preset.
+    pub fn apply(&self, cfg: &mut SimConfig) -> anyhow::Result<()> {
+        let shares: Vec<f64> = self
+            .mix
+            .split(',')
+            .map(|s| s.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .ok()
+            .filter(|v: &Vec<f64>| {
+                v.len() == 4
+                    && v.iter().all(|x| x.is_finite() && *x >= 0.0)
+                    && v.iter().sum::<f64>() > 0.0
+            })
+            .with_context(|| {
+                format!(
+                    "--mix must be four non-negative shares scooter,ebike,car,van, not {:?}",
+                    self.mix
+                )
+            })?;
+        cfg.mix = FleetMix {
+            scooter: shares[0],
+            ebike: shares[1],
+            car: shares[2],
+            van: shares[3],
+        };
+        if !(self.walk_m.is_finite() && self.walk_m > 0.0 && self.walk_m <= 2_500.0) {
+            bail!("--walk-m must be in (0, 2500]");
+        }
+        cfg.walk_radius_m = self.walk_m;
+        cfg.car_walk_radius_m = (self.walk_m * 2.0).min(5_000.0);
+        let prob = |name: &str, v: Option<f64>, into: &mut f64| -> anyhow::Result<()> {
+            if let Some(v) = v {
+                if !(0.0..=1.0).contains(&v) {
+                    bail!("--{name} must be a probability in [0, 1]");
+                }
+                *into = v;
+            }
+            Ok(())
+        };
+        prob("duplicate", self.duplicate, &mut cfg.faults.duplicate)?;
+        prob("reorder", self.reorder, &mut cfg.faults.reorder)?;
+        if let Some(v) = self.offline_per_hour {
+            if !(v.is_finite() && (0.0..=3_600.0).contains(&v)) {
+                bail!("--offline-per-hour must be in [0, 3600]");
+            }
+            cfg.faults.offline_per_hour = v;
+        }
+        Ok(())
+    }
+}
 
 /// Options of `mobility sim`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,6 +129,11 @@ pub struct SimArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the default city as JSON (a starting point for --city) and exit.
+    #[arg(long)]
+    pub print_city: bool,
+    #[command(flatten)]
+    pub city: CityArgs,
 }
 
 /// Parses `YYYY-MM-DD` into the UTC instant of local midnight in a city `utc_offset_min` ahead.
@@ -77,7 +171,11 @@ pub fn parse_speed(s: &str) -> anyhow::Result<Option<f64>> {
 }
 
 pub fn run(a: &SimArgs) -> anyhow::Result<()> {
-    let city = CityModel::barcelona();
+    if a.print_city {
+        println!("{}", serde_json::to_string_pretty(&CityModel::barcelona())?);
+        return Ok(());
+    }
+    let city = a.city.city()?;
     let speed = parse_speed(&a.speed)?;
     if a.hours == 0 || a.hours > 24 * 366 {
         bail!("--hours must be 1 to 8784");
@@ -93,6 +191,7 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
     } else {
         Faults::none()
     };
+    a.city.apply(&mut cfg)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
 

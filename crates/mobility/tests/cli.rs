@@ -693,6 +693,55 @@ fn sim_writes_a_report_and_the_same_seed_gives_the_same_bytes() {
         .output()
         .unwrap();
     assert_one_line_error(&o, "--speed");
+    let o = mobility(dir.path())
+        .args(["sim", "--mix", "1,2"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "--mix");
+}
+
+#[test]
+fn sim_runs_a_city_from_a_file_and_refuses_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mobility(dir.path())
+        .args(["sim", "--print-city"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut city: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(city["id"], "barcelona");
+    // A smaller town: only the first three hotspots, renamed.
+    city["id"] = "petita".into();
+    city["name"] = "Petita".into();
+    let hotspots: Vec<serde_json::Value> = city["hotspots"].as_array().unwrap()[..3].to_vec();
+    city["hotspots"] = hotspots.into();
+    std::fs::write(dir.path().join("town.json"), city.to_string()).unwrap();
+    let o = mobility(dir.path())
+        .args([
+            "sim",
+            "--city",
+            "town.json",
+            "--hours",
+            "2",
+            "--vehicles",
+            "200",
+        ])
+        .args(["--mix", "1,0,0,0", "--quiet", "--out", "town"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("town/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["city"], "petita");
+    assert_eq!(report["districts"].as_array().unwrap().len(), 3);
+    city["hotspots"][0]["center"] = serde_json::json!({"lat": 10.0, "lon": 10.0});
+    std::fs::write(dir.path().join("broken.json"), city.to_string()).unwrap();
+    let o = mobility(dir.path())
+        .args(["sim", "--city", "broken.json"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "outside the operating area");
 }
 
 #[test]

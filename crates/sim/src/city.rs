@@ -3,10 +3,10 @@
 //! real places, so demo maps look familiar; any city can be described the same way.
 
 use mobility_core::LatLon;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of place a hotspot is; it decides when trips start and end there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HotspotKind {
     /// Where people live: trips start here in the morning and end here in the evening.
@@ -177,7 +177,8 @@ impl HotspotKind {
 }
 
 /// A place that draws trips.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hotspot {
     /// Name, shown in reports ("lost demand by zone").
     pub name: String,
@@ -192,20 +193,23 @@ pub struct Hotspot {
 }
 
 /// A zone the operator draws (becomes a geofence on the platform).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Zone {
     /// Name.
     pub name: String,
     /// Geofence kind as the platform API names it (`no_parking`, `slow_zone`, `no_riding`, `parking_hub`).
-    pub kind: &'static str,
+    pub kind: String,
     /// Speed limit for slow zones.
     pub speed_limit_kmh: Option<i64>,
     /// Outer ring, open (first point not repeated).
     pub ring: Vec<LatLon>,
 }
 
-/// A city to simulate.
-#[derive(Debug, Clone, Serialize)]
+/// A city to simulate (`--city FILE` reads one as JSON; `CityModel::barcelona()` is the default,
+/// and `mobility sim --print-city` prints it as a starting point).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CityModel {
     /// City id on the platform (slug).
     pub id: String,
@@ -310,13 +314,13 @@ impl CityModel {
         let zones = vec![
             Zone {
                 name: "Plaça Catalunya".into(),
-                kind: "no_parking",
+                kind: "no_parking".into(),
                 speed_limit_kmh: None,
                 ring: square(p(41.3870, 2.1700), 90.0, 110.0),
             },
             Zone {
                 name: "La Rambla".into(),
-                kind: "no_parking",
+                kind: "no_parking".into(),
                 speed_limit_kmh: None,
                 ring: vec![
                     p(41.3860, 2.1690),
@@ -327,13 +331,13 @@ impl CityModel {
             },
             Zone {
                 name: "Sagrada Família squares".into(),
-                kind: "no_parking",
+                kind: "no_parking".into(),
                 speed_limit_kmh: None,
                 ring: square(p(41.4036, 2.1744), 120.0, 140.0),
             },
             Zone {
                 name: "Barceloneta promenade".into(),
-                kind: "slow_zone",
+                kind: "slow_zone".into(),
                 speed_limit_kmh: Some(10),
                 ring: vec![
                     p(41.3760, 2.1880),
@@ -346,13 +350,13 @@ impl CityModel {
             },
             Zone {
                 name: "Barri Gòtic".into(),
-                kind: "slow_zone",
+                kind: "slow_zone".into(),
                 speed_limit_kmh: Some(10),
                 ring: square(p(41.3830, 2.1770), 300.0, 350.0),
             },
             Zone {
                 name: "Park Güell".into(),
-                kind: "no_riding",
+                kind: "no_riding".into(),
                 speed_limit_kmh: None,
                 ring: square(p(41.4145, 2.1527), 250.0, 300.0),
             },
@@ -367,6 +371,49 @@ impl CityModel {
             hotspots,
             zones,
         }
+    }
+
+    /// Reads a city from JSON and checks it is usable.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let city: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        city.validate()?;
+        Ok(city)
+    }
+
+    /// Why this city cannot be simulated, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        mobility_core::CityId::parse(&self.id).map_err(|e| format!("id: {e}"))?;
+        if !(-14 * 60..=14 * 60).contains(&self.utc_offset_min) {
+            return Err("utc_offset_min must be within ±14 h".into());
+        }
+        if self.operating_area.len() < 3 {
+            return Err("operating_area needs at least 3 points".into());
+        }
+        if self.hotspots.is_empty() {
+            return Err("a city needs at least one hotspot".into());
+        }
+        for h in &self.hotspots {
+            if !(h.weight.is_finite() && h.weight > 0.0) {
+                return Err(format!("hotspot {}: weight must be positive", h.name));
+            }
+            if !(h.radius_m.is_finite() && h.radius_m > 0.0 && h.radius_m <= 20_000.0) {
+                return Err(format!(
+                    "hotspot {}: radius_m must be in (0, 20000]",
+                    h.name
+                ));
+            }
+            if !self.contains(h.center) {
+                return Err(format!("hotspot {} is outside the operating area", h.name));
+            }
+        }
+        for z in &self.zones {
+            mobility_fleet::geofence::ZoneKind::parse(&z.kind, z.speed_limit_kmh)
+                .map_err(|e| format!("zone {}: {e}", z.name))?;
+            if z.ring.len() < 3 {
+                return Err(format!("zone {}: needs at least 3 points", z.name));
+            }
+        }
+        Ok(())
     }
 
     /// The bounding box of the operating area: (south-west, north-east).
@@ -439,6 +486,25 @@ mod tests {
             }
         }
         assert!(!c.contains(p(41.50, 2.17)));
+    }
+
+    #[test]
+    fn a_city_round_trips_through_json_and_bad_cities_are_refused() {
+        let c = CityModel::barcelona();
+        let text = serde_json::to_string(&c).unwrap();
+        let back = CityModel::from_json(&text).unwrap();
+        assert_eq!(back.hotspots.len(), c.hotspots.len());
+        let mut bad = c.clone();
+        bad.hotspots[0].center = p(41.50, 2.17);
+        assert!(
+            CityModel::from_json(&serde_json::to_string(&bad).unwrap())
+                .unwrap_err()
+                .contains("outside")
+        );
+        let mut bad = c.clone();
+        bad.zones[0].kind = "moat".into();
+        assert!(CityModel::from_json(&serde_json::to_string(&bad).unwrap()).is_err());
+        assert!(CityModel::from_json("{\"id\": \"x\"}").is_err());
     }
 
     #[test]
