@@ -15,11 +15,13 @@ pub enum Role {
     Staff,
     /// A telemetry gateway: may only submit telemetry.
     Gateway,
+    /// A rider: finds vehicles, books and rides them, sees their own account.
+    Rider,
 }
 
 impl Role {
     /// All roles.
-    pub const ALL: &'static [Self] = &[Self::Admin, Self::Staff, Self::Gateway];
+    pub const ALL: &'static [Self] = &[Self::Admin, Self::Staff, Self::Gateway, Self::Rider];
 
     /// Our name for it.
     #[must_use]
@@ -28,6 +30,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Staff => "staff",
             Self::Gateway => "gateway",
+            Self::Rider => "rider",
         }
     }
 
@@ -38,16 +41,23 @@ impl Role {
             .copied()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                ParseError::new("role", format!("{s:?} is not one of admin, staff, gateway"))
+                ParseError::new(
+                    "role",
+                    format!("{s:?} is not one of admin, staff, gateway, rider"),
+                )
             })
     }
 
-    /// Does this role include the rights of `other`? Admin includes staff; gateway is separate.
+    /// Does this role include the rights of `other`? Admin includes every role; staff includes
+    /// what riders may see (to help them); gateways and riders include only themselves.
     #[must_use]
     pub const fn includes(self, other: Self) -> bool {
         matches!(
             (self, other),
-            (Self::Admin, _) | (Self::Staff, Self::Staff) | (Self::Gateway, Self::Gateway)
+            (Self::Admin, _)
+                | (Self::Staff, Self::Staff | Self::Rider)
+                | (Self::Gateway, Self::Gateway)
+                | (Self::Rider, Self::Rider)
         )
     }
 }
@@ -69,6 +79,10 @@ mod tests {
         assert!(!Role::Staff.includes(Role::Admin));
         assert!(!Role::Staff.includes(Role::Gateway));
         assert!(!Role::Gateway.includes(Role::Staff));
+        assert!(Role::Staff.includes(Role::Rider));
+        assert!(!Role::Rider.includes(Role::Staff));
+        assert!(!Role::Rider.includes(Role::Gateway));
+        assert!(!Role::Gateway.includes(Role::Rider));
         for r in Role::ALL {
             assert_eq!(Role::parse(r.as_str()).unwrap(), *r);
         }

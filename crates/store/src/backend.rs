@@ -20,7 +20,7 @@ use sqlx::{
 
 use crate::{
     ApiToken, Backend, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX, Readiness,
-    RecordedEvent, Store, StoreError, redact_url,
+    RecordedEvent, RefreshToken, Rotation, Store, StoreError, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -276,6 +276,19 @@ macro_rules! vehicle_row {
     };
 }
 
+macro_rules! user_row {
+    ($row:expr) => {{
+        let role: String = $row.try_get("role")?;
+        UserRecord {
+            id: $row.try_get("id")?,
+            email: $row.try_get("email")?,
+            password_hash: $row.try_get("password_hash")?,
+            role: Role::parse(&role).map_err(|e| corrupt("user role", e))?,
+            created_at: TimestampMs($row.try_get("created_at_ms")?),
+        }
+    }};
+}
+
 macro_rules! token_row {
     ($row:expr) => {{
         let role: String = $row.try_get("role")?;
@@ -409,6 +422,138 @@ macro_rules! impl_store {
                 rows.iter()
                     .map(|r| -> Result<City, StoreError> { city_row!(r).into_domain() })
                     .collect()
+            }
+
+            async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+                let result = sqlx::query(
+                    "INSERT INTO users (id, email, password_hash, role, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.password_hash)
+                .bind(u.role.as_str())
+                .bind(u.created_at.0)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::UniqueViolation) => {
+                            StoreError::AlreadyExists("an account with this e-mail".into())
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE email = $1",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .transpose()
+            }
+
+            async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .transpose()
+            }
+
+            async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&t.token_sha256)
+                .bind(&t.user_id)
+                .bind(&t.family_id)
+                .bind(t.created_at.0)
+                .bind(t.expires_at.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented: &str,
+                next_sha256: &str,
+                next_expires_at: TimestampMs,
+                now: TimestampMs,
+            ) -> Result<Rotation, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // The write comes first so SQLite takes its write lock at once, and two
+                // concurrent refreshes with one token cannot both succeed.
+                let used = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at_ms = $1 \
+                     WHERE token_sha256 = $2 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $1",
+                )
+                .bind(now.0)
+                .bind(presented)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let row = sqlx::query(
+                    "SELECT user_id, family_id, used_at_ms FROM refresh_tokens WHERE token_sha256 = $1",
+                )
+                .bind(presented)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Rotation::Invalid);
+                };
+                let user_id: String = row.try_get("user_id")?;
+                let family_id: String = row.try_get("family_id")?;
+                if used == 1 {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(next_sha256)
+                    .bind(&user_id)
+                    .bind(&family_id)
+                    .bind(now.0)
+                    .bind(next_expires_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::Rotated { user_id });
+                }
+                let used_at: Option<i64> = row.try_get("used_at_ms")?;
+                if used_at.is_some() {
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE family_id = $2 AND revoked_at_ms IS NULL",
+                    )
+                    .bind(now.0)
+                    .bind(&family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::ReuseDetected);
+                }
+                Ok(Rotation::Invalid)
+            }
+
+            async fn revoke_refresh_family(&self, token_sha256: &str, now: TimestampMs) -> Result<bool, StoreError> {
+                let revoked = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE revoked_at_ms IS NULL AND family_id = \
+                     (SELECT family_id FROM refresh_tokens WHERE token_sha256 = $2)",
+                )
+                .bind(now.0)
+                .bind(token_sha256)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(revoked > 0)
             }
 
             async fn insert_vehicle(&self, v: &Vehicle, secret_sha256: &str) -> Result<(), StoreError> {

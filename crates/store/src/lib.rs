@@ -93,6 +93,50 @@ pub struct ApiToken {
     pub revoked_at: Option<TimestampMs>,
 }
 
+/// A person who signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// User id (UUID).
+    pub id: String,
+    /// E-mail address, lower-cased; unique.
+    pub email: String,
+    /// argon2id PHC string (never the password).
+    pub password_hash: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When the account was created.
+    pub created_at: TimestampMs,
+}
+
+/// A refresh token as stored (only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    /// Hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// Whose it is.
+    pub user_id: String,
+    /// The login it descends from.
+    pub family_id: String,
+    /// When it was issued.
+    pub created_at: TimestampMs,
+    /// When it stops working.
+    pub expires_at: TimestampMs,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was valid and unused: it is now used and `next` is stored in its family.
+    Rotated {
+        /// The user.
+        user_id: String,
+    },
+    /// The token had been used before: its whole family is now revoked.
+    ReuseDetected,
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
 /// A command sent to a vehicle, with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -236,6 +280,38 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         vehicle: &Vehicle,
         device_secret_sha256: &str,
     ) -> Result<(), StoreError>;
+
+    /// Creates a user. Fails with `AlreadyExists` when the e-mail is taken.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+
+    /// A user by e-mail (lower-case).
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// A user by id.
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Stores a refresh token (the first of a family at login).
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError>;
+
+    /// Presents the refresh token with digest `presented` at `now`. If it is valid and unused, it
+    /// is marked used and its successor (digest `next_sha256`, same user and family, expiring at
+    /// `next_expires_at`) is stored, in one transaction. A token presented twice revokes its
+    /// family (a stolen token is useless to both holders).
+    async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        next_sha256: &str,
+        next_expires_at: TimestampMs,
+        now: TimestampMs,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes the family of the refresh token with this digest (logout). Returns whether the
+    /// token was known.
+    async fn revoke_refresh_family(
+        &self,
+        token_sha256: &str,
+        now: TimestampMs,
+    ) -> Result<bool, StoreError>;
 
     /// Registers many vehicles (each with its secret's SHA-256) in one transaction: all or none.
     async fn insert_vehicles(&self, vehicles: &[(Vehicle, String)]) -> Result<(), StoreError>;

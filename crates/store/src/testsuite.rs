@@ -17,7 +17,8 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    ApiToken, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore, Store, StoreError,
+    ApiToken, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore, RefreshToken, Rotation,
+    Store, StoreError, UserRecord,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -129,6 +130,8 @@ macro_rules! conformance_tests {
             commands_resolve_once_and_expire,
             geofences_put_list_replace_delete,
             batches_register_and_change_all_or_nothing,
+            users_are_unique_by_email,
+            refresh_tokens_rotate_once_and_reuse_revokes_the_family,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -183,7 +186,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(4));
+    assert_eq!(r.schema_version, Some(5));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -690,4 +693,148 @@ pub async fn batches_register_and_change_all_or_nothing(store: Arc<dyn Store>) {
     let v0 = store.vehicle(&stored[0].id).await.unwrap().unwrap();
     assert_eq!(v0.state, VehicleState::Available);
     assert_eq!(store.vehicle_events(&v0.id, 10).await.unwrap().len(), 1);
+}
+
+fn user(n: u32, email: &str) -> UserRecord {
+    UserRecord {
+        id: format!("00000000-0000-7000-8000-{n:012}"),
+        email: email.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        role: Role::Rider,
+        created_at: TimestampMs(1),
+    }
+}
+
+/// Accounts: one per e-mail; found by e-mail and by id.
+pub async fn users_are_unique_by_email(store: Arc<dyn Store>) {
+    let ana = user(1, "ana@example.com");
+    store.insert_user(&ana).await.unwrap();
+    assert!(matches!(
+        store.insert_user(&user(2, "ana@example.com")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.user_by_email("ana@example.com").await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(store.user(&ana.id).await.unwrap(), Some(ana));
+    assert_eq!(store.user_by_email("bo@example.com").await.unwrap(), None);
+}
+
+/// A refresh token works once; presenting it again revokes every token of its login.
+pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<dyn Store>) {
+    let ana = user(3, "ana3@example.com");
+    store.insert_user(&ana).await.unwrap();
+    let first = RefreshToken {
+        token_sha256: "a".repeat(64),
+        user_id: ana.id.clone(),
+        family_id: "family-1".into(),
+        created_at: TimestampMs(10),
+        expires_at: TimestampMs(1_000),
+    };
+    store.insert_refresh_token(&first).await.unwrap();
+    let b = "b".repeat(64);
+    let c = "c".repeat(64);
+    assert_eq!(
+        store
+            .rotate_refresh_token(&first.token_sha256, &b, TimestampMs(1_000), TimestampMs(20))
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            user_id: ana.id.clone()
+        }
+    );
+    // The successor works...
+    assert_eq!(
+        store
+            .rotate_refresh_token(&b, &c, TimestampMs(1_000), TimestampMs(30))
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            user_id: ana.id.clone()
+        }
+    );
+    // ...but the first token again is theft: the family dies, including the newest token.
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &first.token_sha256,
+                &"d".repeat(64),
+                TimestampMs(1_000),
+                TimestampMs(40)
+            )
+            .await
+            .unwrap(),
+        Rotation::ReuseDetected
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(&c, &"e".repeat(64), TimestampMs(1_000), TimestampMs(50))
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    // Unknown and expired tokens are invalid.
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &"f".repeat(64),
+                &"g".repeat(64),
+                TimestampMs(1_000),
+                TimestampMs(50)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    let old = RefreshToken {
+        token_sha256: "h".repeat(64),
+        family_id: "family-2".into(),
+        expires_at: TimestampMs(100),
+        ..first.clone()
+    };
+    store.insert_refresh_token(&old).await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &old.token_sha256,
+                &"i".repeat(64),
+                TimestampMs(1_000),
+                TimestampMs(100)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    // Logout revokes the family.
+    let live = RefreshToken {
+        token_sha256: "j".repeat(64),
+        family_id: "family-3".into(),
+        ..first
+    };
+    store.insert_refresh_token(&live).await.unwrap();
+    assert!(
+        store
+            .revoke_refresh_family(&live.token_sha256, TimestampMs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &live.token_sha256,
+                &"k".repeat(64),
+                TimestampMs(1_000),
+                TimestampMs(70)
+            )
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    assert!(
+        !store
+            .revoke_refresh_family(&"z".repeat(64), TimestampMs(60))
+            .await
+            .unwrap()
+    );
 }

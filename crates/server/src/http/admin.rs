@@ -426,6 +426,12 @@ async fn issue_token(
     ApiJson(body): ApiJson<IssueToken>,
 ) -> Response {
     let role = match Role::parse(&body.role) {
+        Ok(Role::Rider) => {
+            return bad_request(
+                "invalid_field",
+                "riders sign in with accounts (POST /v1/auth/signup), not API tokens",
+            );
+        }
         Ok(r) => r,
         Err(e) => return bad_request("invalid_field", e.to_string()),
     };
