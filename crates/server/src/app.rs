@@ -133,7 +133,23 @@ impl Application {
                 "generated an admin token; read it from this file (it is never logged)"
             );
         }
-        let auth = Arc::new(crate::auth::Auth::new(&admin_token, store.clone()));
+        let (jwt_secret, _) = crate::auth::bootstrap_secret(
+            settings.jwt_secret.as_deref(),
+            &settings.data_dir.join(crate::accounts::JWT_SECRET_FILE),
+        )
+        .map_err(StartupError::AdminToken)?;
+        let accounts = Arc::new(
+            crate::accounts::Accounts::new(&jwt_secret, store.clone())
+                .await
+                .map_err(|reason| {
+                    StartupError::AdminToken(crate::auth::AdminTokenError::other(reason))
+                })?,
+        );
+        let auth = Arc::new(crate::auth::Auth::new(
+            &admin_token,
+            store.clone(),
+            accounts,
+        ));
         let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
         let started = std::time::Instant::now();
         let live_dir = settings.data_dir.join("live");

@@ -68,16 +68,29 @@ fn hex(bytes: &[u8]) -> String {
 pub struct Auth {
     bootstrap_sha256: String,
     store: Arc<dyn Store>,
+    accounts: Arc<crate::accounts::Accounts>,
     cache: RwLock<HashMap<String, (Option<Role>, Instant)>>,
 }
 
-/// Reading or creating the admin token failed.
+/// Reading or creating a bootstrap secret file (admin token, JWT secret) failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {action} the admin token file {path}: {reason}")]
+#[error("cannot {action} the secret file {path}: {reason}")]
 pub struct AdminTokenError {
     action: &'static str,
     path: String,
     reason: String,
+}
+
+impl AdminTokenError {
+    /// Any other failure to set up a secret.
+    #[must_use]
+    pub fn other(reason: String) -> Self {
+        Self {
+            action: "set up",
+            path: String::from("(in memory)"),
+            reason,
+        }
+    }
 }
 
 /// The bootstrap admin token: the configured one, else the one in `data_dir/admin-token`, else a
@@ -86,10 +99,19 @@ pub fn bootstrap_admin_token(
     configured: Option<&str>,
     data_dir: &Path,
 ) -> Result<(String, bool), AdminTokenError> {
+    bootstrap_secret(configured, &data_dir.join(ADMIN_TOKEN_FILE))
+}
+
+/// A secret: the configured one, else the one in `path`, else a new one written there (mode
+/// 0600). Returns it and whether it was just created.
+pub fn bootstrap_secret(
+    configured: Option<&str>,
+    path: &Path,
+) -> Result<(String, bool), AdminTokenError> {
     if let Some(t) = configured.filter(|t| !t.trim().is_empty()) {
         return Ok((t.trim().to_owned(), false));
     }
-    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let path = path.to_path_buf();
     let err = |action, e: std::io::Error| AdminTokenError {
         action,
         path: path.display().to_string(),
@@ -130,16 +152,30 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
 impl Auth {
     /// An authenticator with the given bootstrap admin token.
     #[must_use]
-    pub fn new(admin_token: &str, store: Arc<dyn Store>) -> Self {
+    pub fn new(
+        admin_token: &str,
+        store: Arc<dyn Store>,
+        accounts: Arc<crate::accounts::Accounts>,
+    ) -> Self {
         Self {
             bootstrap_sha256: sha256_hex(admin_token),
             store,
+            accounts,
             cache: RwLock::new(HashMap::new()),
         }
     }
 
-    /// The role a bearer token grants, if any.
+    /// Account services.
+    #[must_use]
+    pub fn accounts(&self) -> &Arc<crate::accounts::Accounts> {
+        &self.accounts
+    }
+
+    /// The role a bearer token grants, if any: an account's access token (a JWT) or an API token.
     pub async fn role_of(&self, token: &str) -> Option<Role> {
+        if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            return self.accounts.verify(token).map(|(_, role)| role);
+        }
         let digest = sha256_hex(token);
         if digest
             .as_bytes()
@@ -209,7 +245,7 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Role
                 .or_else(|| h.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .filter(|t| !t.is_empty() && t.len() <= 2_048)
         .ok_or_else(|| unauthorized("the Authorization header must be: Bearer <token>"))?;
     let role = state
         .auth
@@ -251,6 +287,43 @@ caller!(
     /// A caller with the gateway role (or admin).
     GatewayCaller, Role::Gateway
 );
+caller!(
+    /// A caller with the rider role (or staff, or admin).
+    RiderCaller, Role::Rider
+);
+
+/// A signed-in account (an access token, not an API token): who it is and its role.
+#[derive(Debug, Clone)]
+pub struct UserCaller {
+    /// The user id.
+    pub user_id: String,
+    /// The account's role.
+    pub role: Role,
+}
+
+impl FromRequestParts<AppState> for UserCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| unauthorized("send Authorization: Bearer <access token>"))?;
+        let (user_id, role) = state.auth.accounts().verify(token).ok_or_else(|| {
+            unauthorized("sign in: this needs an account's access token, valid and unexpired")
+        })?;
+        Ok(Self { user_id, role })
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -83,6 +83,10 @@ pub struct Settings {
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// Secret that signs account access tokens (HS256). When unset, one is generated into
+    /// `DATA_DIR/jwt-secret` on first start (set it explicitly when several processes serve the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
     /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces are exported when set.
     /// Also read from the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +112,7 @@ impl Default for Settings {
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             admin_token: None,
+            jwt_secret: None,
             otlp_endpoint: None,
         }
     }
@@ -218,6 +223,8 @@ impl Settings {
     #[must_use]
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
+        shown.admin_token = self.admin_token.as_ref().map(|_| "***".to_owned());
+        shown.jwt_secret = self.jwt_secret.as_ref().map(|_| "***".to_owned());
         shown.database_url = Some(mobility_store::redact_url(&self.effective_database_url()));
         shown.otlp_endpoint = self
             .otlp_endpoint
@@ -267,6 +274,7 @@ fn known_settings() -> String {
         .unwrap_or_default();
     keys.extend([
         "admin_token".to_owned(),
+        "jwt_secret".to_owned(),
         "database_url".to_owned(),
         "otlp_endpoint".to_owned(),
     ]);

@@ -4,6 +4,7 @@
 //! The binary (`crates/mobility`) is a thin command-line front over [`Application`]; tests build
 //! the same `Application` on port 0 (see `tests/`).
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod commands;

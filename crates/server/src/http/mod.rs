@@ -3,6 +3,7 @@
 //! **API boundary:** JSON shapes live here, not in the core; handlers parse requests into core
 //! types and render core values into DTOs explicitly.
 
+mod accounts;
 mod admin;
 mod commands;
 pub mod extract;
@@ -64,6 +65,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(admin::routes())
+        .merge(accounts::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())

@@ -22,7 +22,7 @@ use super::{
     AppState, Problem,
     extract::{ApiQuery, bad_request},
 };
-use crate::auth::StaffCaller;
+use crate::auth::{RiderCaller, StaffCaller};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -113,7 +113,7 @@ fn parse_nearby(p: &NearbyParams) -> Result<(Option<CityId>, NearbyQuery), Strin
 }
 
 async fn nearby(
-    _: StaffCaller,
+    _: RiderCaller,
     State(state): State<AppState>,
     ApiQuery(p): ApiQuery<NearbyParams>,
 ) -> Response {
