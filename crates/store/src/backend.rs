@@ -19,8 +19,8 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX, Readiness,
-    RecordedEvent, RefreshToken, Rotation, Store, StoreError, UserRecord, redact_url,
+    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX,
+    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -276,6 +276,26 @@ macro_rules! vehicle_row {
     };
 }
 
+macro_rules! booking_row {
+    ($row:expr) => {{
+        let vehicle: String = $row.try_get("vehicle_id")?;
+        let city: String = $row.try_get("city_id")?;
+        BookingRecord {
+            id: $row.try_get("id")?,
+            user_id: $row.try_get("user_id")?,
+            vehicle_id: VehicleId::parse(&vehicle).map_err(|e| corrupt("vehicle id", e))?,
+            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+            state: $row.try_get("state")?,
+            created_at: TimestampMs($row.try_get("created_at_ms")?),
+            hold_until: TimestampMs($row.try_get("hold_until_ms")?),
+            updated_at: TimestampMs($row.try_get("updated_at_ms")?),
+        }
+    }};
+}
+
+const BOOKING_COLUMNS: &str =
+    "id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms";
+
 macro_rules! user_row {
     ($row:expr) => {{
         let role: String = $row.try_get("role")?;
@@ -421,6 +441,81 @@ macro_rules! impl_store {
                 .await?;
                 rows.iter()
                     .map(|r| -> Result<City, StoreError> { city_row!(r).into_domain() })
+                    .collect()
+            }
+
+            async fn insert_booking(&self, b: &BookingRecord) -> Result<(), StoreError> {
+                let result = sqlx::query(
+                    "INSERT INTO bookings (id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
+                )
+                .bind(&b.id)
+                .bind(&b.user_id)
+                .bind(b.vehicle_id.to_string())
+                .bind(b.city.as_str())
+                .bind(&b.state)
+                .bind(b.created_at.0)
+                .bind(b.hold_until.0)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists(
+                            "an active booking of this vehicle or by this rider".into(),
+                        ),
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference("unknown rider, vehicle or city".into())
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .transpose()
+            }
+
+            async fn transition_booking(
+                &self,
+                id: &str,
+                from: &str,
+                to: &str,
+                now: TimestampMs,
+            ) -> Result<Option<BookingRecord>, StoreError> {
+                let changed = sqlx::query(
+                    "UPDATE bookings SET state = $1, updated_at_ms = $2 WHERE id = $3 AND state = $4",
+                )
+                .bind(to)
+                .bind(now.0)
+                .bind(id)
+                .bind(from)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                self.booking(id).await
+            }
+
+            async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE bookings SET state = 'expired', updated_at_ms = $1 \
+                     WHERE state = 'reserved' AND hold_until_ms <= $1 RETURNING {BOOKING_COLUMNS}"
+                )))
+                .bind(now.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
                     .collect()
             }
 

@@ -137,6 +137,30 @@ pub enum Rotation {
     Invalid,
 }
 
+/// A booking as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRecord {
+    /// Booking id (UUID).
+    pub id: String,
+    /// The rider.
+    pub user_id: String,
+    /// The vehicle.
+    pub vehicle_id: VehicleId,
+    /// The vehicle's city.
+    pub city: CityId,
+    /// `reserved`, `cancelled`, `expired` (trip states come with unlocking).
+    pub state: String,
+    /// When it was made.
+    pub created_at: TimestampMs,
+    /// When an unused hold lapses.
+    pub hold_until: TimestampMs,
+    /// Last change.
+    pub updated_at: TimestampMs,
+}
+
+/// The states in which a booking holds its vehicle.
+pub const ACTIVE_BOOKING_STATES: &[&str] = &["reserved", "unlocking", "on_trip", "paused"];
+
 /// A command sent to a vehicle, with its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
@@ -280,6 +304,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         vehicle: &Vehicle,
         device_secret_sha256: &str,
     ) -> Result<(), StoreError>;
+
+    /// Stores a new booking. Fails with `AlreadyExists` when the vehicle or the rider already has
+    /// an active booking (decided by the database, so concurrent attempts cannot both win).
+    async fn insert_booking(&self, booking: &BookingRecord) -> Result<(), StoreError>;
+
+    /// A booking by id.
+    async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError>;
+
+    /// Moves a booking from `from` to `to` if it is still in `from` (compare-and-set). Returns
+    /// the booking after the change, or `None` if it was not in `from`.
+    async fn transition_booking(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        now: TimestampMs,
+    ) -> Result<Option<BookingRecord>, StoreError>;
+
+    /// Expires reserved bookings whose hold lapsed by `now`; returns them (now `expired`).
+    async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError>;
 
     /// Creates a user. Fails with `AlreadyExists` when the e-mail is taken.
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

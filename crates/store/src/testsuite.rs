@@ -17,8 +17,8 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    ApiToken, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore, RefreshToken, Rotation,
-    Store, StoreError, UserRecord,
+    ApiToken, BookingRecord, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore,
+    RefreshToken, Rotation, Store, StoreError, UserRecord,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -132,6 +132,8 @@ macro_rules! conformance_tests {
             batches_register_and_change_all_or_nothing,
             users_are_unique_by_email,
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+            of_200_concurrent_reservations_of_one_vehicle_exactly_one_wins,
+            holds_expire_and_bookings_change_state_once,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -186,7 +188,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(5));
+    assert_eq!(r.schema_version, Some(6));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -837,4 +839,136 @@ pub async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(store: Arc<
             .await
             .unwrap()
     );
+}
+
+fn booking(n: u32, user: &UserRecord, vehicle: &Vehicle, hold_until: i64) -> BookingRecord {
+    BookingRecord {
+        id: format!("00000000-0000-7000-9000-{n:012}"),
+        user_id: user.id.clone(),
+        vehicle_id: vehicle.id,
+        city: vehicle.city.clone(),
+        state: "reserved".into(),
+        created_at: TimestampMs(10),
+        hold_until: TimestampMs(hold_until),
+        updated_at: TimestampMs(10),
+    }
+}
+
+/// No double booking: 200 riders reserving one vehicle at once, exactly one succeeds.
+pub async fn of_200_concurrent_reservations_of_one_vehicle_exactly_one_wins(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let v = vehicle(500, VehicleType::Scooter);
+    store.insert_vehicle(&v, SECRET).await.unwrap();
+    let mut riders = Vec::new();
+    for n in 0..200 {
+        let u = user(1_000 + n, &format!("rider{n}@example.com"));
+        store.insert_user(&u).await.unwrap();
+        riders.push(u);
+    }
+    let attempts: Vec<_> = riders
+        .iter()
+        .enumerate()
+        .map(|(n, u)| {
+            let (store, b) = (store.clone(), booking(n as u32, u, &v, 1_000));
+            tokio::spawn(async move { store.insert_booking(&b).await })
+        })
+        .collect();
+    let mut won = 0;
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => panic!("a losing reservation must be AlreadyExists, got {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    // The same rider cannot hold a second vehicle either.
+    let w = vehicle(501, VehicleType::Scooter);
+    store.insert_vehicle(&w, SECRET).await.unwrap();
+    let mut winner = None;
+    for (n, u) in riders.iter().enumerate() {
+        if store
+            .booking(&booking(n as u32, u, &v, 0).id)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            winner = Some((n, u.clone()));
+        }
+    }
+    let (n, u) = winner.unwrap();
+    assert!(matches!(
+        store.insert_booking(&booking(10_000, &u, &w, 1_000)).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    // Once the hold ends, the vehicle can be booked again.
+    let id = booking(n as u32, &u, &v, 0).id;
+    assert!(
+        store
+            .transition_booking(&id, "reserved", "cancelled", TimestampMs(20))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .insert_booking(&booking(10_001, &riders[(n + 1) % 200], &v, 1_000))
+        .await
+        .unwrap();
+}
+
+/// Holds lapse once; a booking changes state only from the state the caller saw.
+pub async fn holds_expire_and_bookings_change_state_once(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let (v1, v2) = (
+        vehicle(600, VehicleType::Scooter),
+        vehicle(601, VehicleType::Ebike),
+    );
+    store.insert_vehicle(&v1, SECRET).await.unwrap();
+    store.insert_vehicle(&v2, SECRET).await.unwrap();
+    let (a, b) = (user(2_001, "a@example.com"), user(2_002, "b@example.com"));
+    store.insert_user(&a).await.unwrap();
+    store.insert_user(&b).await.unwrap();
+    let early = booking(1, &a, &v1, 100);
+    let late = booking(2, &b, &v2, 500);
+    store.insert_booking(&early).await.unwrap();
+    store.insert_booking(&late).await.unwrap();
+    let expired = store.expire_holds(TimestampMs(100)).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        (expired[0].id.as_str(), expired[0].state.as_str()),
+        (early.id.as_str(), "expired")
+    );
+    assert!(
+        store
+            .expire_holds(TimestampMs(100))
+            .await
+            .unwrap()
+            .is_empty(),
+        "expires once"
+    );
+    // Cancelling an expired booking does nothing; cancelling the live one works once.
+    assert!(
+        store
+            .transition_booking(&early.id, "reserved", "cancelled", TimestampMs(150))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let done = store
+        .transition_booking(&late.id, "reserved", "cancelled", TimestampMs(150))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.state.as_str(), done.updated_at),
+        ("cancelled", TimestampMs(150))
+    );
+    assert!(
+        store
+            .transition_booking(&late.id, "reserved", "cancelled", TimestampMs(160))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.booking("nope").await.unwrap(), None);
 }
