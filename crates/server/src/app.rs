@@ -202,6 +202,11 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
+                bookings: Arc::new(crate::bookings::Bookings::new(
+                    store.clone(),
+                    fleet.clone(),
+                    settings.reservation_hold_s,
+                )),
                 store,
                 metrics,
                 fleet,
@@ -276,11 +281,15 @@ impl Application {
             metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
         }
         let commands = self.state.commands.clone();
+        let bookings = self.state.bookings.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(COMMAND_SWEEP_INTERVAL);
             loop {
                 tick.tick().await;
                 commands.expire(http::now()).await;
+                if let Err(e) = bookings.expire(http::now()).await {
+                    tracing::warn!(error = %e, "cannot expire reservation holds; will retry");
+                }
             }
         });
         let retention_days = self.settings.history_retention_days;

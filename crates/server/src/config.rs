@@ -79,6 +79,8 @@ pub struct Settings {
     pub live_snapshot_interval_s: u64,
     /// Days of raw telemetry history kept under `data_dir/history` (0: keep none).
     pub history_retention_days: u32,
+    /// How long a reservation holds its vehicle before it lapses, seconds.
+    pub reservation_hold_s: u64,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +113,7 @@ impl Default for Settings {
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
+            reservation_hold_s: 600,
             admin_token: None,
             jwt_secret: None,
             otlp_endpoint: None,

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod bookings;
 pub mod commands;
 pub mod config;
 pub mod demo;

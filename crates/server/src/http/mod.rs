@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod bookings;
 mod commands;
 pub mod extract;
 mod geofences;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Vehicle commands.
     pub commands: Arc<crate::commands::Commands>,
+    /// Bookings.
+    pub bookings: Arc<crate::bookings::Bookings>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -66,6 +69,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(health::routes())
         .merge(admin::routes())
         .merge(accounts::routes())
+        .merge(bookings::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())

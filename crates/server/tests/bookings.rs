@@ -1,0 +1,346 @@
+//! Reservations over HTTP: no double booking under 200 concurrent riders, holds that lapse,
+//! cancellation, ownership, and the vehicle's live state following along. On SQLite, and on
+//! PostgreSQL when `MOBILITY_TEST_POSTGRES_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{ADMIN, TestApp, eventually, now_ms};
+use mobility_core::{Role, TimestampMs};
+use mobility_server::accounts::Accounts;
+use mobility_store::{UserRecord, testsuite::TestStore};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const SECRET: &str = "test-jwt-secret-for-bookings";
+
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = app.authed(method, path, token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Barcelona with one vehicle of `kind` at `battery` %, in service.
+async fn vehicle(app: &TestApp, kind: &str, battery: u8) -> String {
+    let (s, _) = call(
+        app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona",
+        ADMIN,
+        Some(json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = call(
+        app,
+        Method::POST,
+        "/v1/admin/vehicles",
+        ADMIN,
+        Some(json!({"city": "barcelona", "type": kind})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (s, r) = call(
+        app,
+        Method::POST,
+        "/v1/ingest/telemetry",
+        ADMIN,
+        Some(json!([
+            {"vehicle_id": id, "ts": now_ms(), "lat": 41.387, "lon": 2.170, "battery_pct": battery}
+        ])),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    let events = if kind == "car" || kind == "van" {
+        json!(["recommission", "service_start"])
+    } else {
+        json!(["provider_drop_off"])
+    };
+    let (s, r) = call(
+        app,
+        Method::POST,
+        "/v1/vehicles/events",
+        ADMIN,
+        Some(json!({"changes": [
+            {"vehicle_id": id, "event_types": events, "vehicle_state": "available"}
+        ]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    id
+}
+
+/// `n` rider accounts with access tokens (made directly in the store: hashing 200 passwords
+/// would only slow the test).
+async fn riders(app: &TestApp, n: usize) -> Vec<String> {
+    let accounts = Accounts::new(SECRET, app.store.clone()).await.unwrap();
+    let mut tokens = Vec::new();
+    for k in 0..n {
+        let user = UserRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            email: format!("rider{k}-{}@example.com", uuid::Uuid::now_v7().simple()),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            role: Role::Rider,
+            created_at: TimestampMs(now_ms()),
+        };
+        app.store.insert_user(&user).await.unwrap();
+        tokens.push(
+            accounts
+                .start_session(&user, TimestampMs(now_ms()))
+                .await
+                .unwrap()
+                .access_token,
+        );
+    }
+    tokens
+}
+
+async fn scenario(store: Option<TestStore>) {
+    let Some(app) = TestApp::spawn_with(store, |s| {
+        s.jwt_secret = Some(SECRET.into());
+        s.reservation_hold_s = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let app = Arc::new(app);
+    let scooter = vehicle(&app, "scooter", 80).await;
+    let tokens = riders(&app, 200).await;
+
+    // 200 riders reserve the same scooter at once: exactly one wins.
+    let attempts: Vec<_> = tokens
+        .iter()
+        .map(|t| {
+            let (app, t, id) = (app.clone(), t.clone(), scooter.clone());
+            tokio::spawn(async move {
+                call(
+                    &app,
+                    Method::POST,
+                    "/v1/bookings",
+                    &t,
+                    Some(json!({"vehicle_id": id})),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (k, a) in attempts.into_iter().enumerate() {
+        let (status, body) = a.await.unwrap();
+        match status {
+            201 => winners.push((k, body)),
+            409 => assert!(
+                body["type"].as_str().unwrap().contains("/problems/"),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one reservation wins");
+    let (k, booking) = winners.pop().unwrap();
+    let id = booking["id"].as_str().unwrap().to_owned();
+    assert_eq!(booking["state"], "reserved");
+    let (_, v) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{scooter}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "reserved");
+    let (_, near) = call(
+        &app,
+        Method::GET,
+        "/v1/vehicles/nearby?lat=41.387&lon=2.170",
+        &tokens[0],
+        None,
+    )
+    .await;
+    assert!(
+        near["vehicles"].as_array().unwrap().is_empty(),
+        "a reserved vehicle is not offered: {near}"
+    );
+
+    // Only its rider (and staff) see it; cancelling works once and frees the vehicle.
+    let other = &tokens[(k + 1) % 200];
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            &format!("/v1/bookings/{id}"),
+            other,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            &format!("/v1/bookings/{id}/cancel"),
+            other,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    let (s, b) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/bookings/{id}"),
+        &tokens[k],
+        None,
+    )
+    .await;
+    assert_eq!((s, b["id"].as_str()), (200, Some(id.as_str())));
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{id}/cancel"),
+        &tokens[k],
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("cancelled")), "{b}");
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{id}/cancel"),
+        &tokens[k],
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+    let (_, v) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{scooter}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "available");
+
+    // An unused hold lapses and the vehicle is offered again.
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        other,
+        Some(json!({"vehicle_id": scooter})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let id2 = b["id"].as_str().unwrap().to_owned();
+    eventually("the hold lapses", || {
+        let (app, other, id2) = (app.clone(), other.clone(), id2.clone());
+        async move {
+            let (_, b) = call(
+                &app,
+                Method::GET,
+                &format!("/v1/bookings/{id2}"),
+                &other,
+                None,
+            )
+            .await;
+            (b["state"] == "expired").then_some(())
+        }
+    })
+    .await;
+    let (_, v) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{scooter}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "available");
+
+    // Refusals: flat battery, cars without a licence, unknown vehicles, API tokens.
+    let flat = vehicle(&app, "ebike", 9).await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &tokens[3],
+        Some(json!({"vehicle_id": flat})),
+    )
+    .await;
+    assert_eq!(
+        (
+            s,
+            b["type"]
+                .as_str()
+                .map(|t| t.ends_with("vehicle-unavailable"))
+        ),
+        (409, Some(true)),
+        "{b}"
+    );
+    let car = vehicle(&app, "car", 90).await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &tokens[3],
+        Some(json!({"vehicle_id": car})),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &tokens[3],
+        Some(json!({"vehicle_id": uuid::Uuid::now_v7().to_string()})),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &tokens[3],
+        Some(json!({"vehicle_id": "x"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        ADMIN,
+        Some(json!({"vehicle_id": scooter})),
+    )
+    .await;
+    assert_eq!(s, 401, "bookings belong to accounts");
+    Arc::into_inner(app).unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_on_sqlite() {
+    scenario(mobility_store::testsuite::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_on_postgres() {
+    scenario(mobility_store::testsuite::postgres().await).await;
+}
