@@ -205,7 +205,9 @@ impl Application {
                 bookings: Arc::new(crate::bookings::Bookings::new(
                     store.clone(),
                     fleet.clone(),
+                    commands.clone(),
                     settings.reservation_hold_s,
+                    settings.unlock_timeout_s,
                 )),
                 store,
                 metrics,

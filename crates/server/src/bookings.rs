@@ -4,10 +4,16 @@
 
 use std::sync::Arc;
 
-use mobility_core::{EventType, TimestampMs, VehicleId, VehicleState, VehicleType};
-use mobility_store::{BookingRecord, Store, StoreError};
+use std::time::Duration;
 
-use crate::fleet::Fleet;
+use mobility_core::{
+    CommandKind, CommandState, Currency, EventType, Money, Tariff, TimestampMs, VehicleId,
+    VehicleState, VehicleType, fare,
+};
+use mobility_fleet::geofence::ZoneKind;
+use mobility_store::{BookingRecord, Store, StoreError, TripFacts};
+
+use crate::{commands::Commands, fleet::Fleet};
 
 /// Least battery for a scooter or e-bike to be reserved, percent.
 pub const MICRO_MIN_BATTERY: u8 = 15;
@@ -35,6 +41,12 @@ pub enum BookingError {
     /// No such booking (or not the caller's).
     #[error("no such booking")]
     NotFound,
+    /// The vehicle did not do what was asked in time (unlock or lock).
+    #[error("the vehicle did not {0}: {1}")]
+    VehicleDidNot(&'static str, String),
+    /// Ending here is not allowed.
+    #[error("trips cannot end outside the operating area; ride back in and end again")]
+    OutsideOperatingArea,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -55,23 +67,267 @@ fn release_events(t: VehicleType, by_rider: bool) -> Vec<EventType> {
     }
 }
 
+/// The tariff used until pricing plans are configured (amounts for a 2-decimal currency).
+#[must_use]
+pub fn default_tariff(t: VehicleType, currency: Currency) -> Tariff {
+    let scale = 10_i64.pow(currency.minor_digits());
+    let m = |cents: i64| Money::new(cents * scale / 100, currency);
+    match t {
+        VehicleType::Scooter => Tariff {
+            unlock_fee: m(100),
+            per_minute: m(25),
+            per_km: m(0),
+            daily_cap: Some(m(3_000)),
+        },
+        VehicleType::Ebike => Tariff {
+            unlock_fee: m(100),
+            per_minute: m(22),
+            per_km: m(0),
+            daily_cap: Some(m(3_000)),
+        },
+        VehicleType::Car => Tariff {
+            unlock_fee: m(0),
+            per_minute: m(32),
+            per_km: m(19),
+            daily_cap: Some(m(6_900)),
+        },
+        VehicleType::Van => Tariff {
+            unlock_fee: m(0),
+            per_minute: m(40),
+            per_km: m(25),
+            daily_cap: Some(m(8_900)),
+        },
+    }
+}
+
+/// Fee for ending a trip in a no-parking zone (2-decimal currency units).
+pub const NO_PARKING_FEE_CENTS: i64 = 500;
+
 /// The booking service.
 #[derive(Debug)]
 pub struct Bookings {
     store: Arc<dyn Store>,
     fleet: Arc<Fleet>,
+    commands: Arc<Commands>,
     hold_ms: i64,
+    unlock_timeout: Duration,
 }
 
 impl Bookings {
     /// Bookings holding vehicles for `hold_s` seconds.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, hold_s: u64) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        fleet: Arc<Fleet>,
+        commands: Arc<Commands>,
+        hold_s: u64,
+        unlock_timeout_s: u64,
+    ) -> Self {
         Self {
             store,
             fleet,
+            commands,
             hold_ms: i64::try_from(hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
+            unlock_timeout: Duration::from_secs(unlock_timeout_s.clamp(1, 120)),
         }
+    }
+
+    /// Sends a command and waits for the vehicle's answer (bounded); `Err` says what went wrong.
+    async fn command(
+        &self,
+        vehicle: VehicleId,
+        kind: CommandKind,
+        now: TimestampMs,
+    ) -> Result<(), String> {
+        let timeout_ms = i64::try_from(self.unlock_timeout.as_millis()).unwrap_or(i64::MAX);
+        let sent = self
+            .commands
+            .send(vehicle, kind, timeout_ms, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let decided = self
+            .commands
+            .wait(&sent.id, self.unlock_timeout + Duration::from_millis(500))
+            .await
+            .map_err(|e| e.to_string())?;
+        match decided {
+            Some(c) if c.state == CommandState::Acked => Ok(()),
+            Some(c) if c.state == CommandState::Failed => {
+                Err(c.detail.unwrap_or_else(|| "it refused".into()))
+            }
+            _ => Err(format!(
+                "no answer within {} s",
+                self.unlock_timeout.as_secs()
+            )),
+        }
+    }
+
+    /// Unlocks a reserved vehicle: the trip starts when the vehicle acknowledges; otherwise the
+    /// booking fails cleanly and the vehicle is released.
+    pub async fn unlock(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<BookingRecord, BookingError> {
+        let b = self.get(id, user_id).await?;
+        if self
+            .store
+            .transition_booking(&b.id, "reserved", "unlocking", now)
+            .await?
+            .is_none()
+        {
+            return Err(BookingError::WrongState(self.get(id, user_id).await?.state));
+        }
+        if let Err(why) = self.command(b.vehicle_id, CommandKind::Unlock, now).await {
+            let facts = TripFacts {
+                detail: Some(format!("unlock failed: {why}")),
+                ..TripFacts::default()
+            };
+            let failed_at = crate::http::now();
+            self.store
+                .update_booking(&b.id, "unlocking", "failed", &facts, failed_at)
+                .await?;
+            self.release(&b, false, failed_at).await?;
+            metrics::counter!("bookings_total", "outcome" => "unlock_failed").increment(1);
+            return Err(BookingError::VehicleDidNot("unlock", why));
+        }
+        let started = crate::http::now();
+        let odometer = self
+            .fleet
+            .vehicle(&b.vehicle_id)
+            .and_then(|(_, v)| v.odometer_m)
+            .map(i64::from);
+        let facts = TripFacts {
+            started_at: Some(started),
+            start_odometer_m: odometer,
+            ..TripFacts::default()
+        };
+        let t = self
+            .fleet
+            .vehicle(&b.vehicle_id)
+            .map_or(VehicleType::Scooter, |(_, v)| v.vehicle_type);
+        let events = if micromobility(t) {
+            vec![EventType::TripStart]
+        } else {
+            vec![EventType::ReservationStop, EventType::TripStart]
+        };
+        self.change_vehicle(&b.vehicle_id, &events, VehicleState::OnTrip, started)
+            .await?;
+        let on_trip = self
+            .store
+            .update_booking(&b.id, "unlocking", "on_trip", &facts, started)
+            .await?
+            .ok_or(BookingError::NotFound)?;
+        metrics::counter!("bookings_total", "outcome" => "trip_started").increment(1);
+        Ok(on_trip)
+    }
+
+    /// Ends a trip: the vehicle must be inside the operating area and lock; the fare is charged
+    /// from the duration, the distance and any no-parking fee, and kept as the receipt.
+    pub async fn end(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<BookingRecord, BookingError> {
+        let b = self.get(id, user_id).await?;
+        if b.state != "on_trip" {
+            return Err(BookingError::WrongState(b.state));
+        }
+        let (city, view) = self
+            .fleet
+            .vehicle(&b.vehicle_id)
+            .ok_or(BookingError::UnknownVehicle(b.vehicle_id))?;
+        let shard = self
+            .fleet
+            .shard(&city)
+            .ok_or(BookingError::UnknownVehicle(b.vehicle_id))?;
+        let currency = shard.city.read().currency;
+        let fences = shard.fences.read().clone();
+        let mut in_no_parking = false;
+        if let Some(p) = view.position {
+            let mut has_area = false;
+            let mut inside_area = false;
+            for f in fences.fences() {
+                match f.kind {
+                    ZoneKind::OperatingArea => {
+                        has_area = true;
+                        inside_area |= f.contains(p);
+                    }
+                    ZoneKind::NoParking => in_no_parking |= f.contains(p),
+                    _ => {}
+                }
+            }
+            if has_area && !inside_area {
+                return Err(BookingError::OutsideOperatingArea);
+            }
+        }
+        if let Err(why) = self.command(b.vehicle_id, CommandKind::Lock, now).await {
+            return Err(BookingError::VehicleDidNot("lock", why));
+        }
+        let ended = crate::http::now();
+        let started = b.trip.started_at.unwrap_or(b.created_at);
+        let distance = match (
+            b.trip.start_odometer_m,
+            self.fleet
+                .vehicle(&b.vehicle_id)
+                .and_then(|(_, v)| v.odometer_m),
+        ) {
+            (Some(a), Some(z)) if i64::from(z) >= a => i64::from(z) - a,
+            _ => 0,
+        };
+        let scale = 10_i64.pow(currency.minor_digits());
+        let fee = Money::new(
+            if in_no_parking {
+                NO_PARKING_FEE_CENTS * scale / 100
+            } else {
+                0
+            },
+            currency,
+        );
+        let tariff = default_tariff(view.vehicle_type, currency);
+        let f = fare(
+            &tariff,
+            ended.since(started),
+            u64::try_from(distance).unwrap_or(0),
+            fee,
+            1_000,
+        )
+        .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?;
+        let receipt = serde_json::json!({
+            "currency": currency.code(),
+            "unlock": f.unlock.minor,
+            "time": f.time.minor,
+            "distance": f.distance.minor,
+            "cap_discount": f.cap_discount.minor,
+            "parking_fee": f.parking_fee.minor,
+            "total": f.total.minor,
+            "total_display": f.total.to_string(),
+            "duration_s": ended.since(started) / 1_000,
+            "distance_m": distance,
+            "tariff": "default",
+        });
+        let facts = TripFacts {
+            ended_at: Some(ended),
+            distance_m: Some(distance),
+            receipt: Some(receipt.to_string()),
+            ..TripFacts::default()
+        };
+        let done = self
+            .store
+            .update_booking(&b.id, "on_trip", "ended", &facts, ended)
+            .await?
+            .ok_or_else(|| BookingError::WrongState("no longer on a trip".into()))?;
+        let events = if micromobility(view.vehicle_type) {
+            vec![EventType::TripEnd]
+        } else {
+            vec![EventType::TripStop, EventType::TripEnd]
+        };
+        self.change_vehicle(&b.vehicle_id, &events, VehicleState::Available, ended)
+            .await?;
+        metrics::counter!("bookings_total", "outcome" => "trip_ended").increment(1);
+        Ok(done)
     }
 
     /// Records an MDS change of the vehicle (re-deciding on a concurrent change) and mirrors it
@@ -147,6 +403,7 @@ impl Bookings {
             created_at: now,
             hold_until: now.plus_ms(self.hold_ms),
             updated_at: now,
+            trip: TripFacts::default(),
         };
         match self.store.insert_booking(&booking).await {
             Ok(()) => {}

@@ -81,6 +81,8 @@ pub struct Settings {
     pub history_retention_days: u32,
     /// How long a reservation holds its vehicle before it lapses, seconds.
     pub reservation_hold_s: u64,
+    /// How long unlocking and locking wait for the vehicle's acknowledgement, seconds.
+    pub unlock_timeout_s: u64,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +116,7 @@ impl Default for Settings {
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
+            unlock_timeout_s: 5,
             admin_token: None,
             jwt_secret: None,
             otlp_endpoint: None,

@@ -344,3 +344,245 @@ async fn reservations_on_sqlite() {
 async fn reservations_on_postgres() {
     scenario(mobility_store::testsuite::postgres().await).await;
 }
+
+/// A vehicle on MQTT that answers every command with `status` (or stays silent).
+async fn connected_vehicle(
+    app: &TestApp,
+    status: Option<&'static str>,
+) -> (String, rumqttc::AsyncClient) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (s, creds) = call(
+        app,
+        Method::POST,
+        "/v1/admin/vehicles",
+        ADMIN,
+        Some(json!({"city": "barcelona", "type": "scooter"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = creds["id"].as_str().unwrap().to_owned();
+    let addr = app.mqtt_addr.unwrap();
+    let mut o = MqttOptions::new(&id, addr.ip().to_string(), addr.port());
+    o.set_credentials(&id, creds["device_secret"].as_str().unwrap());
+    let (client, mut eventloop) = AsyncClient::new(o, 16);
+    let commands = format!("v1/vehicles/{id}/commands");
+    let acks = format!("v1/vehicles/{id}/commands/ack");
+    client.subscribe(&commands, QoS::AtLeastOnce).await.unwrap();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let mut ready_tx = Some(ready_tx);
+    let responder = client.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = eventloop.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(t) = ready_tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) if p.topic == commands => {
+                    let cmd: Value = serde_json::from_slice(&p.payload).unwrap();
+                    if let Some(status) = status {
+                        let ack = json!({"id": cmd["id"], "status": status, "detail": "scripted"});
+                        let _ = responder
+                            .publish(&acks, QoS::AtLeastOnce, false, ack.to_string())
+                            .await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    ready.await.unwrap();
+    (id, client)
+}
+
+async fn report(app: &TestApp, id: &str, lat: f64, lon: f64, odometer: u32) {
+    let (s, r) = call(app, Method::POST, "/v1/ingest/telemetry", ADMIN, Some(json!([
+        {"vehicle_id": id, "ts": now_ms(), "lat": lat, "lon": lon, "battery_pct": 80, "odometer_m": odometer}
+    ]))).await;
+    assert_eq!((s, r["applied"].as_u64()), (200, Some(1)), "{r}");
+}
+
+async fn deploy(app: &TestApp, id: &str) {
+    let (s, r) = call(
+        app,
+        Method::POST,
+        "/v1/vehicles/events",
+        ADMIN,
+        Some(json!({"changes": [
+            {"vehicle_id": id, "event_types": ["provider_drop_off"], "vehicle_state": "available"}
+        ]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+        s.unlock_timeout_s = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    // Central Barcelona as the operating area, Plaça Catalunya as a no-parking zone.
+    let area = json!({"type": "Polygon", "coordinates": [[[2.10, 41.36], [2.22, 41.36], [2.22, 41.43], [2.10, 41.43], [2.10, 41.36]]]});
+    let (s, _) = call(&app, Method::PUT, "/v1/admin/cities/barcelona", ADMIN,
+        Some(json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR", "operating_area": area}))).await;
+    assert_eq!(s, 200);
+    let square = json!({"type": "Polygon", "coordinates": [[[2.168, 41.386], [2.172, 41.386], [2.172, 41.388], [2.168, 41.388], [2.168, 41.386]]]});
+    let (s, f) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/cities/barcelona/geofences",
+        ADMIN,
+        Some(json!({"name": "Plaça Catalunya", "kind": "no_parking", "geometry": square})),
+    )
+    .await;
+    assert_eq!(s, 201, "{f}");
+    let rider = riders(&app, 1).await.pop().unwrap();
+
+    // A good trip: unlock (acked), ride 2.4 km, end in the no-parking square: fare + fee.
+    let (id, _client) = connected_vehicle(&app, Some("ok")).await;
+    report(&app, &id, 41.400, 2.150, 10_000).await;
+    deploy(&app, &id).await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": id})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let booking = b["id"].as_str().unwrap().to_owned();
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/unlock"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("on_trip")), "{b}");
+    assert!(b["started_at_ms"].as_i64().is_some());
+    let (_, v) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{id}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "on_trip");
+    // Outside the operating area the trip cannot end.
+    report(&app, &id, 41.450, 2.150, 11_000).await;
+    let (s, p) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "{p}");
+    assert!(
+        p["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("outside-operating-area")
+    );
+    report(&app, &id, 41.387, 2.170, 12_400).await;
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("ended")), "{b}");
+    assert_eq!(b["distance_m"], 2_400);
+    let r = &b["receipt"];
+    // Under a minute: 1.00 unlock + 0.25 for the started minute + 5.00 no-parking fee.
+    assert_eq!(
+        (
+            r["unlock"].as_i64(),
+            r["time"].as_i64(),
+            r["parking_fee"].as_i64()
+        ),
+        (Some(100), Some(25), Some(500)),
+        "{r}"
+    );
+    assert_eq!(r["total"], 625);
+    let (_, v) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{id}"),
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(v["state"], "available");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "a trip ends once");
+
+    // A vehicle that refuses, and one that never answers: the booking fails cleanly and the
+    // vehicle is released.
+    for status in [Some("failed"), None] {
+        let (id, _client) = connected_vehicle(&app, status).await;
+        report(&app, &id, 41.400, 2.150, 0).await;
+        deploy(&app, &id).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/v1/bookings",
+            &rider,
+            Some(json!({"vehicle_id": id})),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        let booking = b["id"].as_str().unwrap().to_owned();
+        let (s, p) = call(
+            &app,
+            Method::POST,
+            &format!("/v1/bookings/{booking}/unlock"),
+            &rider,
+            None,
+        )
+        .await;
+        assert_eq!(s, 502, "{p}");
+        let (_, b) = call(
+            &app,
+            Method::GET,
+            &format!("/v1/bookings/{booking}"),
+            &rider,
+            None,
+        )
+        .await;
+        assert_eq!(b["state"], "failed", "{b}");
+        assert!(
+            b["detail"].as_str().unwrap().contains("unlock failed"),
+            "{b}"
+        );
+        let (_, v) = call(
+            &app,
+            Method::GET,
+            &format!("/v1/vehicles/{id}"),
+            ADMIN,
+            None,
+        )
+        .await;
+        assert_eq!(v["state"], "available");
+    }
+    app.stop().await;
+}

@@ -20,7 +20,8 @@ use sqlx::{
 
 use crate::{
     ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX,
-    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, UserRecord, redact_url,
+    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
+    redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -289,12 +290,24 @@ macro_rules! booking_row {
             created_at: TimestampMs($row.try_get("created_at_ms")?),
             hold_until: TimestampMs($row.try_get("hold_until_ms")?),
             updated_at: TimestampMs($row.try_get("updated_at_ms")?),
+            trip: TripFacts {
+                started_at: $row
+                    .try_get::<Option<i64>, _>("started_at_ms")?
+                    .map(TimestampMs),
+                ended_at: $row
+                    .try_get::<Option<i64>, _>("ended_at_ms")?
+                    .map(TimestampMs),
+                start_odometer_m: $row.try_get("start_odometer_m")?,
+                distance_m: $row.try_get("distance_m")?,
+                receipt: $row.try_get("receipt")?,
+                detail: $row.try_get("detail")?,
+            },
         }
     }};
 }
 
-const BOOKING_COLUMNS: &str =
-    "id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms";
+const BOOKING_COLUMNS: &str = "id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms, \
+     started_at_ms, ended_at_ms, start_odometer_m, distance_m, receipt, detail";
 
 macro_rules! user_row {
     ($row:expr) => {{
@@ -483,20 +496,31 @@ macro_rules! impl_store {
                     .transpose()
             }
 
-            async fn transition_booking(
+            async fn update_booking(
                 &self,
                 id: &str,
                 from: &str,
                 to: &str,
+                f: &TripFacts,
                 now: TimestampMs,
             ) -> Result<Option<BookingRecord>, StoreError> {
                 let changed = sqlx::query(
-                    "UPDATE bookings SET state = $1, updated_at_ms = $2 WHERE id = $3 AND state = $4",
+                    "UPDATE bookings SET state = $1, updated_at_ms = $2, \
+                     started_at_ms = COALESCE(started_at_ms, $5), ended_at_ms = COALESCE(ended_at_ms, $6), \
+                     start_odometer_m = COALESCE(start_odometer_m, $7), distance_m = COALESCE(distance_m, $8), \
+                     receipt = COALESCE(receipt, $9), detail = COALESCE(detail, $10) \
+                     WHERE id = $3 AND state = $4",
                 )
                 .bind(to)
                 .bind(now.0)
                 .bind(id)
                 .bind(from)
+                .bind(f.started_at.map(|t| t.0))
+                .bind(f.ended_at.map(|t| t.0))
+                .bind(f.start_odometer_m)
+                .bind(f.distance_m)
+                .bind(f.receipt.as_deref())
+                .bind(f.detail.as_deref())
                 .execute(&self.pool)
                 .await?
                 .rows_affected();

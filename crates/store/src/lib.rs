@@ -156,6 +156,25 @@ pub struct BookingRecord {
     pub hold_until: TimestampMs,
     /// Last change.
     pub updated_at: TimestampMs,
+    /// The trip, once unlocked.
+    pub trip: TripFacts,
+}
+
+/// What a booking records about its trip (each set once, when known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TripFacts {
+    /// When the vehicle unlocked.
+    pub started_at: Option<TimestampMs>,
+    /// When the trip ended.
+    pub ended_at: Option<TimestampMs>,
+    /// The vehicle's odometer at the start, metres.
+    pub start_odometer_m: Option<i64>,
+    /// Distance ridden, metres.
+    pub distance_m: Option<i64>,
+    /// The receipt: the itemised fare, JSON.
+    pub receipt: Option<String>,
+    /// Why it failed, or other notes.
+    pub detail: Option<String>,
 }
 
 /// The states in which a booking holds its vehicle.
@@ -319,6 +338,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &str,
         from: &str,
         to: &str,
+        now: TimestampMs,
+    ) -> Result<Option<BookingRecord>, StoreError> {
+        self.update_booking(id, from, to, &TripFacts::default(), now)
+            .await
+    }
+
+    /// Like [`Store::transition_booking`], also setting the trip facts given (`Some`); facts
+    /// already set are kept.
+    async fn update_booking(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        facts: &TripFacts,
         now: TimestampMs,
     ) -> Result<Option<BookingRecord>, StoreError>;
 

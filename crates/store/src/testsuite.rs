@@ -188,7 +188,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(6));
+    assert_eq!(r.schema_version, Some(7));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -851,6 +851,7 @@ fn booking(n: u32, user: &UserRecord, vehicle: &Vehicle, hold_until: i64) -> Boo
         created_at: TimestampMs(10),
         hold_until: TimestampMs(hold_until),
         updated_at: TimestampMs(10),
+        trip: crate::TripFacts::default(),
     }
 }
 
@@ -971,4 +972,48 @@ pub async fn holds_expire_and_bookings_change_state_once(store: Arc<dyn Store>) 
             .is_none()
     );
     assert_eq!(store.booking("nope").await.unwrap(), None);
+    // Trip facts are set once and kept.
+    let trip = booking(3, &a, &v1, 1_000);
+    store.insert_booking(&trip).await.unwrap();
+    let facts = crate::TripFacts {
+        started_at: Some(TimestampMs(200)),
+        start_odometer_m: Some(1_234),
+        ..crate::TripFacts::default()
+    };
+    let t = store
+        .update_booking(&trip.id, "reserved", "on_trip", &facts, TimestampMs(200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.trip.started_at, t.trip.start_odometer_m),
+        ("on_trip", Some(TimestampMs(200)), Some(1_234))
+    );
+    let end = crate::TripFacts {
+        started_at: Some(TimestampMs(999)),
+        ended_at: Some(TimestampMs(300)),
+        distance_m: Some(2_500),
+        receipt: Some("{\"total\":\"4.00 EUR\"}".into()),
+        ..crate::TripFacts::default()
+    };
+    let t = store
+        .update_booking(&trip.id, "on_trip", "ended", &end, TimestampMs(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        t.trip.started_at,
+        Some(TimestampMs(200)),
+        "facts are kept once set"
+    );
+    assert_eq!(
+        (t.trip.ended_at, t.trip.distance_m),
+        (Some(TimestampMs(300)), Some(2_500))
+    );
+    assert!(t.trip.receipt.unwrap().contains("4.00 EUR"));
+    // An ended booking no longer holds the vehicle.
+    store
+        .insert_booking(&booking(4, &a, &v1, 1_000))
+        .await
+        .unwrap();
 }

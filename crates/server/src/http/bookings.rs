@@ -24,6 +24,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/bookings", post(reserve))
         .route("/v1/bookings/{id}", get(one))
         .route("/v1/bookings/{id}/cancel", post(cancel))
+        .route("/v1/bookings/{id}/unlock", post(unlock))
+        .route("/v1/bookings/{id}/end", post(end))
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +43,16 @@ struct BookingDto {
     created_at_ms: i64,
     hold_until_ms: i64,
     updated_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_at_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance_m: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 impl From<&BookingRecord> for BookingDto {
@@ -53,6 +65,15 @@ impl From<&BookingRecord> for BookingDto {
             created_at_ms: b.created_at.0,
             hold_until_ms: b.hold_until.0,
             updated_at_ms: b.updated_at.0,
+            started_at_ms: b.trip.started_at.map(|t| t.0),
+            ended_at_ms: b.trip.ended_at.map(|t| t.0),
+            distance_m: b.trip.distance_m,
+            receipt: b
+                .trip
+                .receipt
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            detail: b.trip.detail.clone(),
         }
     }
 }
@@ -73,6 +94,16 @@ fn problem(e: &BookingError) -> Response {
             StatusCode::FORBIDDEN,
             "licence-required",
             "Driving licence required",
+        ),
+        BookingError::VehicleDidNot(..) => (
+            StatusCode::BAD_GATEWAY,
+            "vehicle-did-not-respond",
+            "The vehicle did not respond",
+        ),
+        BookingError::OutsideOperatingArea => (
+            StatusCode::CONFLICT,
+            "outside-operating-area",
+            "Outside the operating area",
         ),
         BookingError::Store(s) => return store_problem(s),
     };
@@ -127,6 +158,32 @@ async fn cancel(
         .cancel(&id, owner_filter(&caller), now())
         .await
     {
+        Ok(b) => Json(BookingDto::from(&b)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+async fn unlock(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state
+        .bookings
+        .unlock(&id, owner_filter(&caller), now())
+        .await
+    {
+        Ok(b) => Json(BookingDto::from(&b)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+async fn end(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.bookings.end(&id, owner_filter(&caller), now()).await {
         Ok(b) => Json(BookingDto::from(&b)).into_response(),
         Err(e) => problem(&e),
     }
