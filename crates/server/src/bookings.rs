@@ -223,6 +223,54 @@ impl Bookings {
         Ok(on_trip)
     }
 
+    /// Pauses a trip (the rider steps away): the vehicle locks; the trip and its clock go on.
+    pub async fn pause(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<BookingRecord, BookingError> {
+        self.toggle(id, user_id, ("on_trip", "paused"), CommandKind::Lock, now)
+            .await
+    }
+
+    /// Resumes a paused trip: the vehicle unlocks.
+    pub async fn resume(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<BookingRecord, BookingError> {
+        self.toggle(id, user_id, ("paused", "on_trip"), CommandKind::Unlock, now)
+            .await
+    }
+
+    async fn toggle(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        (from, to): (&str, &str),
+        kind: CommandKind,
+        now: TimestampMs,
+    ) -> Result<BookingRecord, BookingError> {
+        let b = self.get(id, user_id).await?;
+        if b.state != from {
+            return Err(BookingError::WrongState(b.state));
+        }
+        if let Err(why) = self.command(b.vehicle_id, kind, now).await {
+            let verb = if kind == CommandKind::Lock {
+                "lock"
+            } else {
+                "unlock"
+            };
+            return Err(BookingError::VehicleDidNot(verb, why));
+        }
+        self.store
+            .transition_booking(&b.id, from, to, crate::http::now())
+            .await?
+            .ok_or_else(|| BookingError::WrongState("changed meanwhile".into()))
+    }
+
     /// Ends a trip: the vehicle must be inside the operating area and lock; the fare is charged
     /// from the duration, the distance and any no-parking fee, and kept as the receipt.
     pub async fn end(
@@ -232,7 +280,7 @@ impl Bookings {
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
         let b = self.get(id, user_id).await?;
-        if b.state != "on_trip" {
+        if b.state != "on_trip" && b.state != "paused" {
             return Err(BookingError::WrongState(b.state));
         }
         let (city, view) = self
@@ -316,7 +364,7 @@ impl Bookings {
         };
         let done = self
             .store
-            .update_booking(&b.id, "on_trip", "ended", &facts, ended)
+            .update_booking(&b.id, &b.state, "ended", &facts, ended)
             .await?
             .ok_or_else(|| BookingError::WrongState("no longer on a trip".into()))?;
         let events = if micromobility(view.vehicle_type) {

@@ -477,6 +477,34 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     )
     .await;
     assert_eq!(v["state"], "on_trip");
+    // Pause and resume lock and unlock the vehicle; the trip goes on.
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/pause"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("paused")), "{b}");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/pause"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "already paused");
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/resume"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("on_trip")), "{b}");
     // Outside the operating area the trip cannot end.
     report(&app, &id, 41.450, 2.150, 11_000).await;
     let (s, p) = call(

@@ -26,6 +26,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/bookings/{id}/cancel", post(cancel))
         .route("/v1/bookings/{id}/unlock", post(unlock))
         .route("/v1/bookings/{id}/end", post(end))
+        .route("/v1/bookings/{id}/pause", post(pause))
+        .route("/v1/bookings/{id}/resume", post(resume))
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +186,36 @@ async fn end(
     Path(id): Path<String>,
 ) -> Response {
     match state.bookings.end(&id, owner_filter(&caller), now()).await {
+        Ok(b) => Json(BookingDto::from(&b)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+async fn pause(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state
+        .bookings
+        .pause(&id, owner_filter(&caller), now())
+        .await
+    {
+        Ok(b) => Json(BookingDto::from(&b)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+async fn resume(
+    caller: UserCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state
+        .bookings
+        .resume(&id, owner_filter(&caller), now())
+        .await
+    {
         Ok(b) => Json(BookingDto::from(&b)).into_response(),
         Err(e) => problem(&e),
     }
