@@ -41,6 +41,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     // Options are checked before anything starts.
     a.city.apply(&mut SimConfig::new(a.seed, TimestampMs(0)))?;
     let started = std::time::Instant::now();
+    let shutdown = app::shutdown_signal();
     let data_dir = settings.data_dir.clone();
     let admin_token = settings.admin_token.clone();
     let external = settings.mqtt_url.clone();
@@ -110,7 +111,6 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     );
 
     let tty = std::io::stdout().is_terminal();
-    let shutdown = app::shutdown_signal();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
     loop {

@@ -202,6 +202,10 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
+                limits: Arc::new(crate::http::limits::Limits::new(
+                    settings.rate_limit_per_s,
+                    settings.sign_in_per_min,
+                )),
                 bookings: Arc::new(crate::bookings::Bookings::new(
                     store.clone(),
                     fleet.clone(),
@@ -270,11 +274,13 @@ impl Application {
         let drain = Duration::from_secs(self.settings.shutdown_timeout_s);
         let store = self.state.store.clone();
         let metrics = self.state.metrics.clone();
+        let limits = self.state.limits.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 metrics.run_upkeep();
+                limits.housekeeping();
             }
         });
         #[allow(clippy::cast_precision_loss)]
@@ -337,17 +343,24 @@ impl Application {
             self.state,
             Duration::from_secs(self.settings.http_request_timeout_s.max(1)),
         );
+        let router = match http::cors(&self.settings.cors_origins) {
+            Some(cors) => router.layer(cors),
+            None => router,
+        };
         tracing::info!(
             backend = store.backend().as_str(),
             "listening on http://{addr}"
         );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .into_future();
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .into_future();
         tokio::pin!(server);
         tokio::pin!(shutdown);
         let result = tokio::select! {
@@ -381,26 +394,43 @@ impl Application {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called (not
+/// when the future is first polled), so a signal that arrives right after start-up is never
+/// the default, fatal one. Call it inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let int = async {
+                match interrupt.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match terminate.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = int => tracing::info!("received SIGINT"),
+                () = term => tracing::info!("received SIGTERM"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT"),
-        () = terminate => tracing::info!("received SIGTERM"),
+        tracing::info!("received Ctrl-C");
     }
 }

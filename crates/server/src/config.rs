@@ -81,6 +81,14 @@ pub struct Settings {
     pub history_retention_days: u32,
     /// How long a reservation holds its vehicle before it lapses, seconds.
     pub reservation_hold_s: u64,
+    /// Requests a second per rider or staff credential (bursts of twice that; admin and gateway
+    /// credentials are not limited); anonymous calls get ten times that per client address.
+    pub rate_limit_per_s: u32,
+    /// Sign-in and sign-up attempts a minute per client address (bursts of a third).
+    pub sign_in_per_min: u32,
+    /// Browser origins allowed to call the API (CORS), e.g. `["https://app.example.com"]`;
+    /// empty: none (the built-in dashboard is same-origin and needs none).
+    pub cors_origins: Vec<String>,
     /// How long unlocking and locking wait for the vehicle's acknowledgement, seconds.
     pub unlock_timeout_s: u64,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
@@ -116,6 +124,9 @@ impl Default for Settings {
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
+            rate_limit_per_s: 20,
+            cors_origins: Vec::new(),
+            sign_in_per_min: 60,
             unlock_timeout_s: 5,
             admin_token: None,
             jwt_secret: None,

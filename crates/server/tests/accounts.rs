@@ -208,3 +208,94 @@ async fn account_journey_on_sqlite() {
 async fn account_journey_on_postgres() {
     journey(mobility_store::testsuite::postgres().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_and_spare_trusted_services() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.rate_limit_per_s = 1;
+        s.sign_in_per_min = 6;
+        s.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    // Sign-in attempts per address: a burst of 2, then 429.
+    let creds = json!({"email": "ana@example.com", "password": "correct horse battery"});
+    let (s, signed) = post(&app, "/v1/auth/signup", None, creds.clone()).await;
+    assert_eq!(s, 201, "{signed}");
+    let (s, _) = post(&app, "/v1/auth/login", None, creds.clone()).await;
+    assert_eq!(s, 200);
+    let r = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["type"].as_str().unwrap().ends_with("rate-limited"),
+        "{body}"
+    );
+
+    // Per account: a burst of 2 a second.
+    let access = signed["access_token"].as_str().unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(get(&app, "/v1/me", access).await.0);
+    }
+    assert_eq!(&codes[..2], &[200, 200]);
+    assert!(codes[2..].contains(&429), "{codes:?}");
+
+    // Admin credentials and health checks are not limited.
+    for _ in 0..30 {
+        assert_eq!(get(&app, "/v1/admin/tokens", ADMIN).await.0, 200);
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("reason=\"rate-limited\""),
+        "rejections are counted"
+    );
+
+    // Security headers on API answers.
+    let r = app.get("/v1/cities").await;
+    for (h, v) in [
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(r.headers()[h], v);
+    }
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    // CORS: the configured origin may call, others get no grant.
+    let pre = |origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, app.url("/v1/cities"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = pre("https://app.example.com").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = pre("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}

@@ -12,6 +12,7 @@ mod geofences;
 mod health;
 mod ingest;
 mod lifecycle;
+pub mod limits;
 mod metrics_layer;
 pub mod problem;
 mod stream;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub commands: Arc<crate::commands::Commands>,
     /// Bookings.
     pub bookings: Arc<crate::bookings::Bookings>,
+    /// Rate limits.
+    pub limits: Arc<limits::Limits>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -60,6 +63,31 @@ pub fn now() -> TimestampMs {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     TimestampMs(ms)
+}
+
+/// CORS for browser apps on other origins (`cors_origins`); `None` when no origin is allowed.
+/// Credentials travel in the Authorization header, never in cookies, so none are allowed.
+#[must_use]
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{Method, header};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The complete router with its middleware stack.
@@ -78,6 +106,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(stream::routes())
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .with_state(state)
         .layer(middleware::from_fn(metrics_layer::record))
         .layer(CatchPanicLayer::custom(problem::from_panic))
@@ -104,5 +133,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             axum::http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
+        ))
+        // API answers are data, never pages: nothing may frame, run or embed them. (The
+        // dashboard will set its own policy on its routes; these apply only where none is set.)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ))
 }
