@@ -78,14 +78,18 @@ fn too_many(wait_s: u64, what: &str) -> Response {
     r
 }
 
+/// `None` when the request may go ahead, else the limited request's 429.
 fn check(
     limiter: &DefaultKeyedRateLimiter<String>,
     key: String,
     what: &str,
-) -> Result<(), Response> {
-    limiter.check_key(&key).map_err(|not_until| {
+) -> Option<Box<Response>> {
+    limiter.check_key(&key).err().map(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        too_many(wait.as_secs() + u64::from(wait.subsec_nanos() > 0), what)
+        Box::new(too_many(
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            what,
+        ))
     })
 }
 
@@ -101,8 +105,8 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
     if path.starts_with("/v1/auth/") {
-        if let Err(r) = check(&limits.sign_in, address, "to sign in from this address") {
-            return r;
+        if let Some(r) = check(&limits.sign_in, address, "to sign in from this address") {
+            return *r;
         }
         return next.run(req).await;
     }
@@ -129,7 +133,7 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
                     .map(|role| (format!("token:{}", sha256_hex(&token)), role)),
             };
             match key {
-                Some((_, Role::Admin | Role::Gateway)) => Ok(()),
+                Some((_, Role::Admin | Role::Gateway)) => None,
                 Some((key, _)) => check(&limits.accounts, key, "for this account"),
                 // Unknown tokens are refused by the handler; limit them by address.
                 None => check(&limits.anonymous, address, "from this address"),
@@ -137,7 +141,7 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         }
     };
     match verdict {
-        Ok(()) => next.run(req).await,
-        Err(r) => r,
+        None => next.run(req).await,
+        Some(r) => *r,
     }
 }
