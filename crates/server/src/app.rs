@@ -201,24 +201,32 @@ impl Application {
         commands.attach(mqtt.clone());
         Ok(Self {
             listener,
-            state: AppState {
-                limits: Arc::new(crate::http::limits::Limits::new(
-                    settings.rate_limit_per_s,
-                    settings.sign_in_per_min,
-                )),
-                bookings: Arc::new(crate::bookings::Bookings::new(
+            state: {
+                let kyc = Arc::new(crate::kyc::Kyc::new(
                     store.clone(),
-                    fleet.clone(),
-                    commands.clone(),
-                    settings.reservation_hold_s,
-                    settings.unlock_timeout_s,
-                )),
-                store,
-                metrics,
-                fleet,
-                live,
-                auth,
-                commands,
+                    Arc::new(crate::kyc::ManualReview),
+                ));
+                AppState {
+                    kyc: kyc.clone(),
+                    limits: Arc::new(crate::http::limits::Limits::new(
+                        settings.rate_limit_per_s,
+                        settings.sign_in_per_min,
+                    )),
+                    bookings: Arc::new(crate::bookings::Bookings::new(
+                        store.clone(),
+                        fleet.clone(),
+                        commands.clone(),
+                        kyc,
+                        settings.reservation_hold_s,
+                        settings.unlock_timeout_s,
+                    )),
+                    store,
+                    metrics,
+                    fleet,
+                    live,
+                    auth,
+                    commands,
+                }
             },
             mqtt,
             settings,

@@ -109,6 +109,7 @@ pub struct Bookings {
     store: Arc<dyn Store>,
     fleet: Arc<Fleet>,
     commands: Arc<Commands>,
+    kyc: Arc<crate::kyc::Kyc>,
     hold_ms: i64,
     unlock_timeout: Duration,
 }
@@ -120,6 +121,7 @@ impl Bookings {
         store: Arc<dyn Store>,
         fleet: Arc<Fleet>,
         commands: Arc<Commands>,
+        kyc: Arc<crate::kyc::Kyc>,
         hold_s: u64,
         unlock_timeout_s: u64,
     ) -> Self {
@@ -127,6 +129,7 @@ impl Bookings {
             store,
             fleet,
             commands,
+            kyc,
             hold_ms: i64::try_from(hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
             unlock_timeout: Duration::from_secs(unlock_timeout_s.clamp(1, 120)),
         }
@@ -417,8 +420,7 @@ impl Bookings {
             .fleet
             .vehicle(&vehicle)
             .ok_or(BookingError::UnknownVehicle(vehicle))?;
-        if !micromobility(view.vehicle_type) {
-            // Until KYC verifies licences, no account has one.
+        if !micromobility(view.vehicle_type) && !self.kyc.may_drive(user_id, now).await? {
             return Err(BookingError::LicenceRequired);
         }
         if view.state != VehicleState::Available {

@@ -614,3 +614,155 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cars_need_a_licence_verified_in_the_review_queue() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+    })
+    .await
+    else {
+        return;
+    };
+    let car = vehicle(&app, "car", 90).await;
+    let mut tokens = riders(&app, 2).await;
+    let (rider, other) = (tokens.remove(0), tokens.remove(0));
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": car})),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    assert!(b["type"].as_str().unwrap().ends_with("licence-required"));
+
+    // Bad submissions are refused with the field named.
+    for (bad, needle) in [
+        (
+            json!({"kind": "driving_licence", "full_name": "Ana Puig", "date_of_birth": "1990-04-01", "document_number": "B1234567"}),
+            "expires_on",
+        ),
+        (
+            json!({"kind": "driving_licence", "full_name": "Ana Puig", "date_of_birth": "1990-04-01", "document_number": "B1234567", "expires_on": "2001-01-01"}),
+            "expired",
+        ),
+        (
+            json!({"kind": "passport", "full_name": "Ana Puig", "date_of_birth": "1990-04-01", "document_number": "B1234567"}),
+            "kind",
+        ),
+        (
+            json!({"kind": "identity", "full_name": "Ana Puig", "date_of_birth": "1990-02-30", "document_number": "B1234567"}),
+            "date_of_birth",
+        ),
+    ] {
+        let (s, p) = call(&app, Method::POST, "/v1/me/kyc", &rider, Some(bad)).await;
+        assert_eq!(s, 400, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(needle), "{p}");
+    }
+    let licence = json!({"kind": "driving_licence", "full_name": "Ana Puig", "date_of_birth": "1990-04-01",
+        "document_number": "B1234567", "expires_on": "2099-01-01"});
+    let (s, k) = call(
+        &app,
+        Method::POST,
+        "/v1/me/kyc",
+        &rider,
+        Some(licence.clone()),
+    )
+    .await;
+    assert_eq!((s, k["state"].as_str()), (201, Some("pending")), "{k}");
+    assert!(
+        k.get("document_number").is_none(),
+        "riders are not shown their document back"
+    );
+    let kyc_id = k["id"].as_str().unwrap().to_owned();
+
+    // Riders cannot see the queue; staff can, with what they need to check.
+    assert_eq!(
+        call(&app, Method::GET, "/v1/kyc/queue", &rider, None)
+            .await
+            .0,
+        403
+    );
+    let (s, q) = call(&app, Method::GET, "/v1/kyc/queue", ADMIN, None).await;
+    assert_eq!(s, 200);
+    let entry = q
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == kyc_id.as_str())
+        .unwrap();
+    assert_eq!(entry["document_number"], "B1234567");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/kyc/{kyc_id}/decision"),
+        &rider,
+        Some(json!({"decision": "verified"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, p) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/kyc/{kyc_id}/decision"),
+        ADMIN,
+        Some(json!({"decision": "rejected"})),
+    )
+    .await;
+    assert_eq!(s, 400, "a rejection needs a reason: {p}");
+    let (s, k) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/kyc/{kyc_id}/decision"),
+        ADMIN,
+        Some(json!({"decision": "verified"})),
+    )
+    .await;
+    assert_eq!((s, k["state"].as_str()), (200, Some("verified")), "{k}");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/kyc/{kyc_id}/decision"),
+        ADMIN,
+        Some(json!({"decision": "rejected", "reason": "late"})),
+    )
+    .await;
+    assert_eq!(s, 409, "decisions are final");
+
+    // Now the car can be booked; another rider's rejected licence still cannot.
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": car})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, k) = call(&app, Method::POST, "/v1/me/kyc", &other, Some(licence)).await;
+    let other_id = k["id"].as_str().unwrap();
+    let (s, k) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/kyc/{other_id}/decision"),
+        ADMIN,
+        Some(json!({"decision": "rejected", "reason": "photo unreadable"})),
+    )
+    .await;
+    assert_eq!((s, k["reason"].as_str()), (200, Some("photo unreadable")));
+    let (_, mine) = call(&app, Method::GET, "/v1/me/kyc", &other, None).await;
+    assert_eq!(mine[0]["state"], "rejected");
+    let car2 = vehicle(&app, "van", 90).await;
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &other,
+        Some(json!({"vehicle_id": car2})),
+    )
+    .await;
+    assert_eq!(s, 403);
+    app.stop().await;
+}

@@ -19,9 +19,9 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, OpenOptions, PAGE_LIMIT_MAX,
-    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
-    redact_url,
+    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions,
+    PAGE_LIMIT_MAX, Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts,
+    UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -309,6 +309,31 @@ macro_rules! booking_row {
 const BOOKING_COLUMNS: &str = "id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms, \
      started_at_ms, ended_at_ms, start_odometer_m, distance_m, receipt, detail";
 
+macro_rules! kyc_row {
+    ($row:expr) => {{
+        KycRecord {
+            id: $row.try_get("id")?,
+            user_id: $row.try_get("user_id")?,
+            kind: $row.try_get("kind")?,
+            state: $row.try_get("state")?,
+            full_name: $row.try_get("full_name")?,
+            date_of_birth: $row.try_get("date_of_birth")?,
+            document_number: $row.try_get("document_number")?,
+            expires_on: $row.try_get("expires_on")?,
+            provider: $row.try_get("provider")?,
+            reason: $row.try_get("reason")?,
+            submitted_at: TimestampMs($row.try_get("submitted_at_ms")?),
+            decided_at: $row
+                .try_get::<Option<i64>, _>("decided_at_ms")?
+                .map(TimestampMs),
+            decided_by: $row.try_get("decided_by")?,
+        }
+    }};
+}
+
+const KYC_COLUMNS: &str = "id, user_id, kind, state, full_name, date_of_birth, document_number, expires_on, \
+     provider, reason, submitted_at_ms, decided_at_ms, decided_by";
+
 macro_rules! user_row {
     ($row:expr) => {{
         let role: String = $row.try_get("role")?;
@@ -541,6 +566,77 @@ macro_rules! impl_store {
                 rows.iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
                     .collect()
+            }
+
+            async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO kyc_submissions (id, user_id, kind, state, full_name, date_of_birth, document_number, \
+                     expires_on, provider, reason, submitted_at_ms, decided_at_ms, decided_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&k.id)
+                .bind(&k.user_id)
+                .bind(&k.kind)
+                .bind(&k.state)
+                .bind(&k.full_name)
+                .bind(&k.date_of_birth)
+                .bind(&k.document_number)
+                .bind(k.expires_on.as_deref())
+                .bind(&k.provider)
+                .bind(k.reason.as_deref())
+                .bind(k.submitted_at.0)
+                .bind(k.decided_at.map(|t| t.0))
+                .bind(k.decided_by.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn user_kyc(&self, user_id: &str) -> Result<Vec<KycRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE user_id = $1 ORDER BY submitted_at_ms DESC, id DESC"
+                )))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
+                    .collect()
+            }
+
+            async fn kyc_queue(&self, limit: u32) -> Result<Vec<KycRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE state = 'pending' ORDER BY submitted_at_ms, id LIMIT $1"
+                )))
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
+                    .collect()
+            }
+
+            async fn decide_kyc(
+                &self,
+                id: &str,
+                state: &str,
+                reason: Option<&str>,
+                by: &str,
+                now: TimestampMs,
+            ) -> Result<Option<KycRecord>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE kyc_submissions SET state = $1, reason = $2, decided_by = $3, decided_at_ms = $4 \
+                     WHERE id = $5 AND state = 'pending' RETURNING {KYC_COLUMNS}"
+                )))
+                .bind(state)
+                .bind(reason)
+                .bind(by)
+                .bind(now.0)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
+                    .transpose()
             }
 
             async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {

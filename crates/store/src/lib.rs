@@ -177,6 +177,49 @@ pub struct TripFacts {
     pub detail: Option<String>,
 }
 
+/// A KYC submission as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KycRecord {
+    /// Submission id (UUID).
+    pub id: String,
+    /// The rider.
+    pub user_id: String,
+    /// `identity` or `driving_licence`.
+    pub kind: String,
+    /// `pending`, `verified` or `rejected`.
+    pub state: String,
+    /// Name on the document.
+    pub full_name: String,
+    /// YYYY-MM-DD.
+    pub date_of_birth: String,
+    /// Document number.
+    pub document_number: String,
+    /// Licence expiry, YYYY-MM-DD.
+    pub expires_on: Option<String>,
+    /// Who checks it: `manual` or an external provider's name.
+    pub provider: String,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+    /// When it was submitted.
+    pub submitted_at: TimestampMs,
+    /// When it was decided.
+    pub decided_at: Option<TimestampMs>,
+    /// Who decided (staff user id, or the provider).
+    pub decided_by: Option<String>,
+}
+
+impl std::fmt::Debug for KycRecord {
+    // Personal data stays out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KycRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The states in which a booking holds its vehicle.
 pub const ACTIVE_BOOKING_STATES: &[&str] = &["reserved", "unlocking", "on_trip", "paused"];
 
@@ -357,6 +400,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Expires reserved bookings whose hold lapsed by `now`; returns them (now `expired`).
     async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Stores a KYC submission.
+    async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError>;
+
+    /// A rider's submissions, newest first.
+    async fn user_kyc(&self, user_id: &str) -> Result<Vec<KycRecord>, StoreError>;
+
+    /// Pending submissions, oldest first (the review queue).
+    async fn kyc_queue(&self, limit: u32) -> Result<Vec<KycRecord>, StoreError>;
+
+    /// Decides a pending submission (compare-and-set); `None` if it was not pending.
+    async fn decide_kyc(
+        &self,
+        id: &str,
+        state: &str,
+        reason: Option<&str>,
+        by: &str,
+        now: TimestampMs,
+    ) -> Result<Option<KycRecord>, StoreError>;
 
     /// Creates a user. Fails with `AlreadyExists` when the e-mail is taken.
     async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

@@ -17,7 +17,7 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    ApiToken, BookingRecord, CommandRecord, GeofenceRecord, OpenOptions, PostgresStore,
+    ApiToken, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions, PostgresStore,
     RefreshToken, Rotation, Store, StoreError, UserRecord,
 };
 
@@ -134,6 +134,7 @@ macro_rules! conformance_tests {
             refresh_tokens_rotate_once_and_reuse_revokes_the_family,
             of_200_concurrent_reservations_of_one_vehicle_exactly_one_wins,
             holds_expire_and_bookings_change_state_once,
+            kyc_queue_is_oldest_first_and_decisions_are_final,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -188,7 +189,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(7));
+    assert_eq!(r.schema_version, Some(8));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -1016,4 +1017,79 @@ pub async fn holds_expire_and_bookings_change_state_once(store: Arc<dyn Store>) 
         .insert_booking(&booking(4, &a, &v1, 1_000))
         .await
         .unwrap();
+}
+
+fn kyc(n: u32, user: &UserRecord, kind: &str, at: i64) -> KycRecord {
+    KycRecord {
+        id: format!("00000000-0000-7000-a000-{n:012}"),
+        user_id: user.id.clone(),
+        kind: kind.into(),
+        state: "pending".into(),
+        full_name: "Ana Puig".into(),
+        date_of_birth: "1990-04-01".into(),
+        document_number: format!("X{n:07}"),
+        expires_on: (kind == "driving_licence").then(|| "2031-01-01".into()),
+        provider: "manual".into(),
+        reason: None,
+        submitted_at: TimestampMs(at),
+        decided_at: None,
+        decided_by: None,
+    }
+}
+
+/// The review queue lists pending submissions oldest first; a decision is made once.
+pub async fn kyc_queue_is_oldest_first_and_decisions_are_final(store: Arc<dyn Store>) {
+    let (a, b) = (user(3_001, "k1@example.com"), user(3_002, "k2@example.com"));
+    store.insert_user(&a).await.unwrap();
+    store.insert_user(&b).await.unwrap();
+    store.insert_kyc(&kyc(2, &b, "identity", 20)).await.unwrap();
+    store
+        .insert_kyc(&kyc(1, &a, "driving_licence", 10))
+        .await
+        .unwrap();
+    store.insert_kyc(&kyc(3, &a, "identity", 30)).await.unwrap();
+    let queue = store.kyc_queue(10).await.unwrap();
+    let ids: Vec<&str> = queue.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            kyc(1, &a, "", 0).id,
+            kyc(2, &a, "", 0).id,
+            kyc(3, &a, "", 0).id
+        ]
+    );
+    assert_eq!(store.kyc_queue(1).await.unwrap().len(), 1);
+    let first = &queue[0].id;
+    let done = store
+        .decide_kyc(first, "verified", None, "staff-1", TimestampMs(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            done.state.as_str(),
+            done.decided_by.as_deref(),
+            done.decided_at
+        ),
+        ("verified", Some("staff-1"), Some(TimestampMs(40)))
+    );
+    assert!(
+        store
+            .decide_kyc(
+                first,
+                "rejected",
+                Some("blurry"),
+                "staff-2",
+                TimestampMs(50)
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mine = store.user_kyc(&a.id).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].kind, "identity", "newest first");
+    assert_eq!(store.kyc_queue(10).await.unwrap().len(), 2);
+    // Debug output carries no personal data.
+    assert!(!format!("{:?}", mine[0]).contains("Ana"));
 }

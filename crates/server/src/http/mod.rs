@@ -11,6 +11,7 @@ pub mod extract;
 mod geofences;
 mod health;
 mod ingest;
+mod kyc;
 mod lifecycle;
 pub mod limits;
 mod metrics_layer;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub bookings: Arc<crate::bookings::Bookings>,
     /// Rate limits.
     pub limits: Arc<limits::Limits>,
+    /// KYC.
+    pub kyc: Arc<crate::kyc::Kyc>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -98,6 +101,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(admin::routes())
         .merge(accounts::routes())
         .merge(bookings::routes())
+        .merge(kyc::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())
