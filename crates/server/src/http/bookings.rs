@@ -115,6 +115,14 @@ fn problem(e: &BookingError) -> Response {
         .into_response()
 }
 
+/// A booking, or the problem that stopped the request.
+fn reply(r: Result<BookingRecord, BookingError>) -> Response {
+    match r {
+        Ok(b) => Json(BookingDto::from(&b)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
 /// Staff and admins see every booking; riders their own.
 fn owner_filter(caller: &UserCaller) -> Option<&str> {
     (!caller.role.includes(Role::Staff)).then_some(caller.user_id.as_str())
@@ -144,10 +152,7 @@ async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.bookings.get(&id, owner_filter(&caller)).await {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(state.bookings.get(&id, owner_filter(&caller)).await)
 }
 
 async fn cancel(
@@ -155,14 +160,12 @@ async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state
-        .bookings
-        .cancel(&id, owner_filter(&caller), now())
-        .await
-    {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(
+        state
+            .bookings
+            .cancel(&id, owner_filter(&caller), now())
+            .await,
+    )
 }
 
 async fn unlock(
@@ -170,14 +173,12 @@ async fn unlock(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state
-        .bookings
-        .unlock(&id, owner_filter(&caller), now())
-        .await
-    {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(
+        state
+            .bookings
+            .unlock(&id, owner_filter(&caller), now())
+            .await,
+    )
 }
 
 async fn end(
@@ -185,10 +186,7 @@ async fn end(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state.bookings.end(&id, owner_filter(&caller), now()).await {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(state.bookings.end(&id, owner_filter(&caller), now()).await)
 }
 
 async fn pause(
@@ -196,14 +194,12 @@ async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state
-        .bookings
-        .pause(&id, owner_filter(&caller), now())
-        .await
-    {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(
+        state
+            .bookings
+            .pause(&id, owner_filter(&caller), now())
+            .await,
+    )
 }
 
 async fn resume(
@@ -211,12 +207,10 @@ async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    match state
-        .bookings
-        .resume(&id, owner_filter(&caller), now())
-        .await
-    {
-        Ok(b) => Json(BookingDto::from(&b)).into_response(),
-        Err(e) => problem(&e),
-    }
+    reply(
+        state
+            .bookings
+            .resume(&id, owner_filter(&caller), now())
+            .await,
+    )
 }
