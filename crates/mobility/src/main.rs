@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod load;
 mod load_http;
+mod load_trips;
 mod sim;
 use mobility_server::{Application, Settings, app, telemetry};
 
@@ -56,6 +57,8 @@ enum LoadCommand {
     Mqtt(load::MqttLoad),
     /// Riders searching for vehicles nearby over HTTP with keep-alive connections.
     Http(load_http::HttpLoad),
+    /// Riders reserving, unlocking and ending trips, with vehicles acking over MQTT.
+    Trips(load_trips::TripsLoad),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Load(LoadCommand::Mqtt(o)) => return runtime()?.block_on(load::run(o)),
         Command::Load(LoadCommand::Http(o)) => return runtime()?.block_on(load_http::run(o)),
+        Command::Load(LoadCommand::Trips(o)) => return runtime()?.block_on(load_trips::run(o)),
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;

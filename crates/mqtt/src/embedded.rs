@@ -146,6 +146,9 @@ impl EmbeddedBroker {
             .name("vehicles/tcp")
             .laddr(addr)
             .allow_anonymous(false)
+            // Commands (unlock, lock) and their acks are single small packets that someone
+            // waits for: send them at once instead of letting Nagle hold them for an ACK.
+            .nodelay(true)
             .max_packet_size(PACKET_BYTES_MAX)
             .reuseaddr(Some(true))
             .bind()

@@ -90,6 +90,10 @@ impl ExternalBroker {
             options.set_credentials(url.username(), url.password().unwrap_or(""));
         }
         let (client, mut eventloop) = AsyncClient::new(options, CLIENT_QUEUE_MAX);
+        // Commands to vehicles are small packets someone waits for: no Nagle delay.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let shown = redact(&url);
         let filters = subscriptions(share_group);
         let subscriber = client.clone();

@@ -532,8 +532,9 @@ impl Platform for Remote {
     }
 }
 
-/// One vehicle's MQTT connection: keeps it up, subscribes to its commands and acknowledges them.
-async fn vehicle_link(
+/// One vehicle's MQTT connection: keeps it up, subscribes to its commands and acknowledges them
+/// (counted in `status`). Used by the demo and by `mobility load trips`.
+pub async fn vehicle_link(
     client: AsyncClient,
     mut eventloop: rumqttc::EventLoop,
     id: String,
@@ -624,7 +625,10 @@ impl Demo {
             opts.set_credentials(&id, secret)
                 .set_keep_alive(Duration::from_secs(60))
                 .set_clean_session(true);
-            let (client, eventloop) = AsyncClient::new(opts, 256);
+            let (client, mut eventloop) = AsyncClient::new(opts, 256);
+            let mut network = rumqttc::NetworkOptions::new();
+            network.set_tcp_nodelay(true);
+            eventloop.set_network_options(network);
             tasks.push(tokio::spawn(vehicle_link(
                 client.clone(),
                 eventloop,
