@@ -838,3 +838,50 @@ fn demo_shows_a_living_city_within_10_seconds() {
         "no status line: {seen:?} {printed:?}"
     );
 }
+
+#[test]
+fn the_trips_load_generator_rides_full_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let broker = server.mqtt_addr().expect("broker address logged");
+    let out = mobility(dir.path())
+        .args([
+            "load",
+            "trips",
+            "--api",
+            &server.url(""),
+            "--broker",
+            &broker,
+        ])
+        .args(["--token", &admin, "--riders", "2", "--duration-s", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trips: u64 = stdout
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("full trips (reserve → unlock → end): ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("trips line");
+    assert!(trips >= 2, "{stdout}");
+    assert!(
+        stdout.contains("unlock (request → vehicle ack → on trip): p50"),
+        "{stdout}"
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+}
