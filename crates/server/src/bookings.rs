@@ -135,6 +135,24 @@ impl Bookings {
         }
     }
 
+    /// The tariff for a vehicle type in a city: its pricing plan, else the built-in default.
+    /// Returns the plan's name too.
+    pub async fn tariff_for(
+        &self,
+        city: &mobility_core::CityId,
+        t: VehicleType,
+        currency: Currency,
+    ) -> Result<(String, Tariff), StoreError> {
+        let plans = self.store.pricing_plans(city).await?;
+        Ok(plans
+            .into_iter()
+            .find(|p| p.vehicle_type == t && p.tariff.unlock_fee.currency == currency)
+            .map_or_else(
+                || ("default".to_owned(), default_tariff(t, currency)),
+                |p| (p.name, p.tariff),
+            ))
+    }
+
     /// Sends a command and waits for the vehicle's answer (bounded); `Err` says what went wrong.
     async fn command(
         &self,
@@ -337,7 +355,7 @@ impl Bookings {
             },
             currency,
         );
-        let tariff = default_tariff(view.vehicle_type, currency);
+        let (plan, tariff) = self.tariff_for(&city, view.vehicle_type, currency).await?;
         let f = fare(
             &tariff,
             ended.since(started),
@@ -357,7 +375,7 @@ impl Bookings {
             "total_display": f.total.to_string(),
             "duration_s": ended.since(started) / 1_000,
             "distance_m": distance,
-            "tariff": "default",
+            "plan": plan,
         });
         let facts = TripFacts {
             ended_at: Some(ended),

@@ -443,11 +443,62 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     .await;
     assert_eq!(s, 201, "{f}");
     let rider = riders(&app, 1).await.pop().unwrap();
+    // Scooters get a plan; the other types keep the built-in default.
+    let (s, p) = call(&app, Method::PUT, "/v1/admin/cities/barcelona/pricing/scooter", ADMIN,
+        Some(json!({"name": "Scooter city", "unlock_fee": 50, "per_minute": 30, "per_km": 10, "daily_cap": 2500}))).await;
+    assert_eq!(s, 200, "{p}");
+    let (s, p) = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona/pricing/scooter",
+        ADMIN,
+        Some(json!({"name": "x", "unlock_fee": -1, "per_minute": 30, "per_km": 10})),
+    )
+    .await;
+    assert_eq!(s, 400, "{p}");
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "/v1/admin/cities/barcelona/pricing/scooter",
+            &rider,
+            Some(json!({"name": "x", "unlock_fee": 1, "per_minute": 1, "per_km": 1}))
+        )
+        .await
+        .0,
+        403
+    );
+    let public = app.get("/v1/cities/barcelona/pricing").await;
+    assert_eq!(public.status(), 200, "prices are public");
+    let plans: Value = public.json().await.unwrap();
+    let plans = plans.as_array().unwrap();
+    assert_eq!(plans.len(), 4);
+    assert!(
+        plans.iter().any(|p| p["vehicle_type"] == "scooter"
+            && p["default"] == false
+            && p["per_minute"] == 30)
+    );
+    assert!(
+        plans
+            .iter()
+            .any(|p| p["vehicle_type"] == "car" && p["default"] == true)
+    );
 
     // A good trip: unlock (acked), ride 2.4 km, end in the no-parking square: fare + fee.
     let (id, _client) = connected_vehicle(&app, Some("ok")).await;
     report(&app, &id, 41.400, 2.150, 10_000).await;
     deploy(&app, &id).await;
+    let (s, q) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{id}/quote?minutes=10&km=2"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{q}");
+    assert_eq!(q["estimate"], 50 + 300 + 20, "{q}");
+    assert_eq!(q["plan"]["name"], "Scooter city");
     let (s, b) = call(
         &app,
         Method::POST,
@@ -534,17 +585,20 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     assert_eq!((s, b["state"].as_str()), (200, Some("ended")), "{b}");
     assert_eq!(b["distance_m"], 2_400);
     let r = &b["receipt"];
-    // Under a minute: 1.00 unlock + 0.25 for the started minute + 5.00 no-parking fee.
+    // Under a minute on the city's plan: 0.50 unlock + 0.30 for the started minute + 2.4 km at
+    // 0.10 + 5.00 no-parking fee.
     assert_eq!(
         (
             r["unlock"].as_i64(),
             r["time"].as_i64(),
+            r["distance"].as_i64(),
             r["parking_fee"].as_i64()
         ),
-        (Some(100), Some(25), Some(500)),
+        (Some(50), Some(30), Some(24), Some(500)),
         "{r}"
     );
-    assert_eq!(r["total"], 625);
+    assert_eq!(r["total"], 604);
+    assert_eq!(r["plan"], "Scooter city");
     let (_, v) = call(
         &app,
         Method::GET,

@@ -20,8 +20,8 @@ use sqlx::{
 
 use crate::{
     ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions,
-    PAGE_LIMIT_MAX, Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts,
-    UserRecord, redact_url,
+    PAGE_LIMIT_MAX, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store,
+    StoreError, TripFacts, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -565,6 +565,69 @@ macro_rules! impl_store {
                 .await?;
                 rows.iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect()
+            }
+
+            async fn put_pricing_plan(&self, p: &PricingPlan) -> Result<(), StoreError> {
+                let t = &p.tariff;
+                let result = sqlx::query(
+                    "INSERT INTO pricing_plans (city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, \
+                     per_km_minor, daily_cap_minor, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (city_id, vehicle_type) DO UPDATE SET name = excluded.name, currency = excluded.currency, \
+                     unlock_fee_minor = excluded.unlock_fee_minor, per_minute_minor = excluded.per_minute_minor, \
+                     per_km_minor = excluded.per_km_minor, daily_cap_minor = excluded.daily_cap_minor, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(p.city.as_str())
+                .bind(p.vehicle_type.as_str())
+                .bind(&p.name)
+                .bind(t.unlock_fee.currency.code())
+                .bind(t.unlock_fee.minor)
+                .bind(t.per_minute.minor)
+                .bind(t.per_km.minor)
+                .bind(t.daily_cap.map(|c| c.minor))
+                .bind(p.updated_at.0)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference(format!("city {} does not exist", p.city))
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, per_km_minor, \
+                     daily_cap_minor, updated_at_ms FROM pricing_plans WHERE city_id = $1 ORDER BY vehicle_type",
+                )
+                .bind(city.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<PricingPlan, StoreError> {
+                        let city: String = r.try_get("city_id")?;
+                        let vt: String = r.try_get("vehicle_type")?;
+                        let cur: String = r.try_get("currency")?;
+                        let currency = Currency::parse(&cur).map_err(|e| corrupt("plan currency", e))?;
+                        let money = |m: i64| mobility_core::Money::new(m, currency);
+                        Ok(PricingPlan {
+                            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+                            vehicle_type: VehicleType::parse(&vt).map_err(|e| corrupt("vehicle type", e))?,
+                            name: r.try_get("name")?,
+                            tariff: mobility_core::Tariff {
+                                unlock_fee: money(r.try_get("unlock_fee_minor")?),
+                                per_minute: money(r.try_get("per_minute_minor")?),
+                                per_km: money(r.try_get("per_km_minor")?),
+                                daily_cap: r.try_get::<Option<i64>, _>("daily_cap_minor")?.map(money),
+                            },
+                            updated_at: TimestampMs(r.try_get("updated_at_ms")?),
+                        })
+                    })
                     .collect()
             }
 

@@ -220,6 +220,21 @@ impl std::fmt::Debug for KycRecord {
     }
 }
 
+/// A pricing plan as stored: the tariff for one vehicle type in one city.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricingPlan {
+    /// The city.
+    pub city: CityId,
+    /// The vehicle type.
+    pub vehicle_type: mobility_core::VehicleType,
+    /// Name shown to riders.
+    pub name: String,
+    /// The tariff.
+    pub tariff: mobility_core::Tariff,
+    /// Last change.
+    pub updated_at: TimestampMs,
+}
+
 /// The states in which a booking holds its vehicle.
 pub const ACTIVE_BOOKING_STATES: &[&str] = &["reserved", "unlocking", "on_trip", "paused"];
 
@@ -400,6 +415,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Expires reserved bookings whose hold lapsed by `now`; returns them (now `expired`).
     async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Creates or replaces the plan of a city and vehicle type (`MissingReference` for an
+    /// unknown city).
+    async fn put_pricing_plan(&self, plan: &PricingPlan) -> Result<(), StoreError>;
+
+    /// A city's plans, by vehicle type.
+    async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError>;
 
     /// Stores a KYC submission.
     async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError>;

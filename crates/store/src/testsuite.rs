@@ -135,6 +135,7 @@ macro_rules! conformance_tests {
             of_200_concurrent_reservations_of_one_vehicle_exactly_one_wins,
             holds_expire_and_bookings_change_state_once,
             kyc_queue_is_oldest_first_and_decisions_are_final,
+            pricing_plans_are_one_per_city_and_type,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -189,7 +190,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(8));
+    assert_eq!(r.schema_version, Some(9));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -1092,4 +1093,47 @@ pub async fn kyc_queue_is_oldest_first_and_decisions_are_final(store: Arc<dyn St
     assert_eq!(store.kyc_queue(10).await.unwrap().len(), 2);
     // Debug output carries no personal data.
     assert!(!format!("{:?}", mine[0]).contains("Ana"));
+}
+
+/// One plan per city and vehicle type; putting again replaces it.
+pub async fn pricing_plans_are_one_per_city_and_type(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let eur = |m| mobility_core::Money::new(m, Currency::parse("EUR").unwrap());
+    let plan = |t: VehicleType, per_minute: i64| crate::PricingPlan {
+        city: barcelona().id,
+        vehicle_type: t,
+        name: format!("{} standard", t.as_str()),
+        tariff: mobility_core::Tariff {
+            unlock_fee: eur(100),
+            per_minute: eur(per_minute),
+            per_km: eur(0),
+            daily_cap: (t == VehicleType::Scooter).then(|| eur(3_000)),
+        },
+        updated_at: TimestampMs(5),
+    };
+    store
+        .put_pricing_plan(&plan(VehicleType::Scooter, 25))
+        .await
+        .unwrap();
+    store
+        .put_pricing_plan(&plan(VehicleType::Ebike, 22))
+        .await
+        .unwrap();
+    store
+        .put_pricing_plan(&plan(VehicleType::Scooter, 29))
+        .await
+        .unwrap();
+    let plans = store.pricing_plans(&barcelona().id).await.unwrap();
+    assert_eq!(plans.len(), 2);
+    let scooter = plans
+        .iter()
+        .find(|p| p.vehicle_type == VehicleType::Scooter)
+        .unwrap();
+    assert_eq!(*scooter, plan(VehicleType::Scooter, 29));
+    let mut nowhere = plan(VehicleType::Car, 30);
+    nowhere.city = CityId::parse("atlantis").unwrap();
+    assert!(matches!(
+        store.put_pricing_plan(&nowhere).await,
+        Err(StoreError::MissingReference(_))
+    ));
 }

@@ -15,7 +15,8 @@ mod kyc;
 mod lifecycle;
 pub mod limits;
 mod metrics_layer;
-pub mod problem;
+pub mod pricing;
+mod problem;
 mod stream;
 mod vehicles;
 
@@ -102,6 +103,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(accounts::routes())
         .merge(bookings::routes())
         .merge(kyc::routes())
+        .merge(pricing::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())
