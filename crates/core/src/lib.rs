@@ -14,6 +14,7 @@ pub mod city;
 pub mod command;
 pub mod ids;
 pub mod money;
+pub mod payments;
 pub mod position;
 pub mod pricing;
 pub mod state_machine;
