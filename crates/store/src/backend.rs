@@ -20,8 +20,8 @@ use sqlx::{
 
 use crate::{
     ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions,
-    PAGE_LIMIT_MAX, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store,
-    StoreError, TripFacts, UserRecord, redact_url,
+    PAGE_LIMIT_MAX, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation,
+    Store, StoreError, TripFacts, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -565,6 +565,99 @@ macro_rules! impl_store {
                 .await?;
                 rows.iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect()
+            }
+
+            async fn record_payment(
+                &self,
+                p: &PaymentRecord,
+                entry: Option<&mobility_core::payments::JournalEntry>,
+            ) -> Result<PaymentRecord, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO payments (idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, \
+                     provider, provider_ref, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .bind(&p.idempotency_key)
+                .bind(&p.user_id)
+                .bind(p.booking_id.as_deref())
+                .bind(&p.kind)
+                .bind(p.amount.minor)
+                .bind(p.amount.currency.code())
+                .bind(&p.state)
+                .bind(p.provider.as_deref())
+                .bind(p.provider_ref.as_deref())
+                .bind(p.detail.as_deref())
+                .bind(p.created_at.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    drop(tx);
+                    return self
+                        .payment(&p.idempotency_key)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("payment {}", p.idempotency_key)));
+                }
+                if let Some(e) = entry {
+                    for (seq, posting) in e.postings().iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO ledger_postings (journal_id, seq, account, amount_minor, currency, at_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(&p.idempotency_key)
+                        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                        .bind(&posting.account)
+                        .bind(posting.amount.minor)
+                        .bind(posting.amount.currency.code())
+                        .bind(p.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(p.clone())
+            }
+
+            async fn payment(&self, key: &str) -> Result<Option<PaymentRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, provider, \
+                     provider_ref, detail, created_at_ms FROM payments WHERE idempotency_key = $1",
+                )
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<PaymentRecord, StoreError> {
+                    let cur: String = r.try_get("currency")?;
+                    let currency = Currency::parse(&cur).map_err(|e| corrupt("payment currency", e))?;
+                    Ok(PaymentRecord {
+                        idempotency_key: r.try_get("idempotency_key")?,
+                        user_id: r.try_get("user_id")?,
+                        booking_id: r.try_get("booking_id")?,
+                        kind: r.try_get("kind")?,
+                        amount: mobility_core::Money::new(r.try_get("amount_minor")?, currency),
+                        state: r.try_get("state")?,
+                        provider: r.try_get("provider")?,
+                        provider_ref: r.try_get("provider_ref")?,
+                        detail: r.try_get("detail")?,
+                        created_at: TimestampMs(r.try_get("created_at_ms")?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS balance FROM ledger_postings \
+                     GROUP BY account, currency ORDER BY account, currency",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<(String, String, i64), StoreError> {
+                        Ok((r.try_get("account")?, r.try_get("currency")?, r.try_get("balance")?))
+                    })
                     .collect()
             }
 

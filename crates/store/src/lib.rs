@@ -235,6 +235,31 @@ pub struct PricingPlan {
     pub updated_at: TimestampMs,
 }
 
+/// A payment as stored, keyed by its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    /// Idempotency key: the same key is the same payment, however often it is tried.
+    pub idempotency_key: String,
+    /// The rider.
+    pub user_id: String,
+    /// The booking it pays for, if any.
+    pub booking_id: Option<String>,
+    /// `charge`, `refund` or `top_up`.
+    pub kind: String,
+    /// Amount (positive).
+    pub amount: mobility_core::Money,
+    /// `succeeded` or `failed`.
+    pub state: String,
+    /// Provider that took it.
+    pub provider: Option<String>,
+    /// The provider's reference.
+    pub provider_ref: Option<String>,
+    /// Why it failed.
+    pub detail: Option<String>,
+    /// When.
+    pub created_at: TimestampMs,
+}
+
 /// The states in which a booking holds its vehicle.
 pub const ACTIVE_BOOKING_STATES: &[&str] = &["reserved", "unlocking", "on_trip", "paused"];
 
@@ -422,6 +447,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// A city's plans, by vehicle type.
     async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError>;
+
+    /// Records a payment outcome and, if given, its journal entry, in one transaction. If the
+    /// idempotency key is already recorded, nothing is written and the first record is returned.
+    async fn record_payment(
+        &self,
+        payment: &PaymentRecord,
+        entry: Option<&mobility_core::payments::JournalEntry>,
+    ) -> Result<PaymentRecord, StoreError>;
+
+    /// A payment by idempotency key.
+    async fn payment(&self, idempotency_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Every account's balance per currency (minor units), by account.
+    async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
 
     /// Stores a KYC submission.
     async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError>;
