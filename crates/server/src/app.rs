@@ -217,6 +217,11 @@ impl Application {
                         fleet.clone(),
                         commands.clone(),
                         kyc,
+                        Arc::new(crate::payments::Payments::new(
+                            store.clone(),
+                            vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
+                            Duration::from_secs(5),
+                        )),
                         settings.reservation_hold_s,
                         settings.unlock_timeout_s,
                     )),

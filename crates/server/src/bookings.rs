@@ -110,6 +110,7 @@ pub struct Bookings {
     fleet: Arc<Fleet>,
     commands: Arc<Commands>,
     kyc: Arc<crate::kyc::Kyc>,
+    payments: Arc<crate::payments::Payments>,
     hold_ms: i64,
     unlock_timeout: Duration,
 }
@@ -122,6 +123,7 @@ impl Bookings {
         fleet: Arc<Fleet>,
         commands: Arc<Commands>,
         kyc: Arc<crate::kyc::Kyc>,
+        payments: Arc<crate::payments::Payments>,
         hold_s: u64,
         unlock_timeout_s: u64,
     ) -> Self {
@@ -130,6 +132,7 @@ impl Bookings {
             fleet,
             commands,
             kyc,
+            payments,
             hold_ms: i64::try_from(hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
             unlock_timeout: Duration::from_secs(unlock_timeout_s.clamp(1, 120)),
         }
@@ -396,7 +399,37 @@ impl Bookings {
         self.change_vehicle(&b.vehicle_id, &events, VehicleState::Available, ended)
             .await?;
         metrics::counter!("bookings_total", "outcome" => "trip_ended").increment(1);
-        Ok(done)
+        // Capture the fare (idempotent per booking); the trip has ended either way, and an
+        // unsettled payment is visible in the booking's detail.
+        let note = match self
+            .payments
+            .charge(
+                &format!("trip:{}", done.id),
+                &done.user_id,
+                Some(&done.id),
+                f.total,
+            )
+            .await
+        {
+            Ok(p) if p.state == "succeeded" => format!(
+                "paid {} via {}",
+                f.total,
+                p.provider
+                    .as_deref()
+                    .unwrap_or("no provider (nothing to pay)")
+            ),
+            Ok(p) => format!("payment failed: {}", p.detail.unwrap_or_default()),
+            Err(e) => format!("payment pending: {e}"),
+        };
+        let facts = TripFacts {
+            detail: Some(note),
+            ..TripFacts::default()
+        };
+        Ok(self
+            .store
+            .update_booking(&done.id, "ended", "ended", &facts, ended)
+            .await?
+            .unwrap_or(done))
     }
 
     /// Records an MDS change of the vehicle (re-deciding on a concurrent change) and mirrors it

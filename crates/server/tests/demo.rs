@@ -104,9 +104,12 @@ async fn converges(app: &TestApp, mqtt: String, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_city_converges_to_the_truth_over_the_embedded_broker() {
-    let app = TestApp::spawn(mobility_store::testsuite::sqlite().await)
-        .await
-        .unwrap();
+    // The simulated city runs at 10× with dense demand: more than a person's request rate.
+    let app = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.rate_limit_per_s = 10_000;
+    })
+    .await
+    .unwrap();
     let mqtt = app.mqtt_addr.unwrap().to_string();
     converges(&app, mqtt, 21).await;
     app.stop().await;
@@ -126,6 +129,7 @@ async fn faulty_city_converges_to_the_truth_over_an_external_broker() {
         s.mqtt_url = Some(url.clone());
         s.mqtt_client_id = format!("mobility-test-{unique}");
         s.mqtt_share_group = format!("test-{unique}");
+        s.rate_limit_per_s = 10_000;
     })
     .await
     .unwrap();

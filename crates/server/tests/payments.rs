@@ -1,0 +1,149 @@
+//! The payment orchestrator under faults: the primary provider fails or times out mid-flow and
+//! the fallback takes over; no charge is lost or doubled, retries with the same key charge
+//! once, and the ledger balances. On SQLite, and on PostgreSQL when its URL is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use std::{sync::Arc, time::Duration};
+
+use mobility_core::{Currency, Money};
+use mobility_server::payments::{PaymentError, PaymentProvider, Payments, SandboxProvider};
+use mobility_store::testsuite::TestStore;
+
+fn eur(m: i64) -> Money {
+    Money::new(m, Currency::parse("EUR").unwrap())
+}
+
+async fn scenario(t: Option<TestStore>) {
+    let Some(t) = t else { return };
+    let primary = Arc::new(SandboxProvider::new("primary"));
+    let fallback = Arc::new(SandboxProvider::new("fallback"));
+    let payments = Payments::new(
+        t.store.clone(),
+        vec![
+            primary.clone() as Arc<dyn PaymentProvider>,
+            fallback.clone(),
+        ],
+        Duration::from_millis(200),
+    );
+    // Healthy: the primary takes it; a retry with the same key charges nothing more.
+    let p = payments
+        .charge("trip:1", "u1", Some("1"), eur(625))
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.state.as_str(), p.provider.as_deref()),
+        ("succeeded", Some("primary"))
+    );
+    let again = payments
+        .charge("trip:1", "u1", Some("1"), eur(625))
+        .await
+        .unwrap();
+    assert_eq!(again, p);
+    assert_eq!(primary.charged(), (625, 1));
+
+    // The primary charges, then goes quiet: the orchestrator finds the charge there and does not
+    // charge the fallback too.
+    primary.hang_after_charging_next(1);
+    let p = payments
+        .charge("trip:4", "u1", Some("4"), eur(200))
+        .await
+        .unwrap();
+    assert_eq!(p.provider.as_deref(), Some("primary"), "{p:?}");
+
+    // The primary fails (both attempts): the fallback takes over.
+    primary.fail_next(2);
+    let p = payments
+        .charge("trip:2", "u1", Some("2"), eur(400))
+        .await
+        .unwrap();
+    assert_eq!(p.provider.as_deref(), Some("fallback"));
+
+    // The primary hangs before charging: it times out, says it did not charge, the fallback
+    // takes it.
+    primary.hang_next(1);
+    let p = payments
+        .charge("trip:3", "u1", Some("3"), eur(300))
+        .await
+        .unwrap();
+    assert_eq!(p.provider.as_deref(), Some("fallback"), "{p:?}");
+
+    // Three failures in a row opened the primary's circuit: it is skipped now.
+    // Both down: recorded as failed, no ledger movement; the same key stays failed.
+    primary.fail_next(10);
+    fallback.fail_next(10);
+    let p = payments
+        .charge("trip:5", "u1", Some("5"), eur(100))
+        .await
+        .unwrap();
+    assert_eq!(p.state, "failed");
+    assert!(p.detail.as_deref().unwrap().contains("primary"), "{p:?}");
+    primary.fail_next(0);
+    fallback.fail_next(0);
+
+    // Nothing lost or doubled: what the providers hold is what the ledger says, and it balances.
+    let (primary_total, primary_n) = primary.charged();
+    let (fallback_total, fallback_n) = fallback.charged();
+    assert_eq!((primary_total, primary_n), (825, 2));
+    assert_eq!((fallback_total, fallback_n), (700, 2));
+    let balances = t.store.ledger_balances().await.unwrap();
+    let get = |a: &str| {
+        balances
+            .iter()
+            .find(|(acc, _, _)| acc == a)
+            .map_or(0, |(_, _, v)| *v)
+    };
+    assert_eq!(get("psp:primary"), primary_total);
+    assert_eq!(get("psp:fallback"), fallback_total);
+    assert_eq!(get("revenue:trips"), -(primary_total + fallback_total));
+    assert_eq!(balances.iter().map(|(_, _, v)| v).sum::<i64>(), 0);
+
+    // A provider that cannot say whether it charged: nothing is recorded, and a later retry
+    // with the same key settles it exactly once.
+    #[derive(Debug)]
+    struct Mute;
+    #[async_trait::async_trait]
+    impl PaymentProvider for Mute {
+        fn name(&self) -> &str {
+            "mute"
+        }
+        async fn charge(
+            &self,
+            _: &str,
+            _: Money,
+        ) -> Result<String, mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
+        async fn lookup(
+            &self,
+            _: &str,
+        ) -> Result<Option<String>, mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
+    }
+    let mute = Payments::new(
+        t.store.clone(),
+        vec![Arc::new(Mute) as Arc<dyn PaymentProvider>, fallback.clone()],
+        Duration::from_millis(100),
+    );
+    assert!(matches!(
+        mute.charge("trip:6", "u1", None, eur(50)).await,
+        Err(PaymentError::Unknown(_))
+    ));
+    assert!(t.store.payment("trip:6").await.unwrap().is_none());
+    let p = payments
+        .charge("trip:6", "u1", None, eur(50))
+        .await
+        .unwrap();
+    assert_eq!(p.state, "succeeded");
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_is_exact_on_sqlite() {
+    scenario(mobility_store::testsuite::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_is_exact_on_postgres() {
+    scenario(mobility_store::testsuite::postgres().await).await;
+}
