@@ -19,9 +19,10 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions,
-    PAGE_LIMIT_MAX, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation,
-    Store, StoreError, TripFacts, UserRecord, redact_url,
+    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
+    NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX, PaymentRecord, PricingPlan,
+    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
+    redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -334,6 +335,27 @@ macro_rules! kyc_row {
 const KYC_COLUMNS: &str = "id, user_id, kind, state, full_name, date_of_birth, document_number, expires_on, \
      provider, reason, submitted_at_ms, decided_at_ms, decided_by";
 
+macro_rules! outbox_row {
+    ($row:expr) => {{
+        OutboxMessage {
+            id: $row.try_get("id")?,
+            event_key: $row.try_get("event_key")?,
+            user_id: $row.try_get("user_id")?,
+            channel: $row.try_get("channel")?,
+            template: $row.try_get("template")?,
+            payload: $row.try_get("payload")?,
+            state: $row.try_get("state")?,
+            attempts: $row.try_get("attempts")?,
+            next_attempt_at: TimestampMs($row.try_get("next_attempt_at_ms")?),
+            last_error: $row.try_get("last_error")?,
+            created_at: TimestampMs($row.try_get("created_at_ms")?),
+        }
+    }};
+}
+
+const OUTBOX_COLUMNS: &str = "id, event_key, user_id, channel, template, payload, state, attempts, \
+     next_attempt_at_ms, last_error, created_at_ms";
+
 macro_rules! user_row {
     ($row:expr) => {{
         let role: String = $row.try_get("role")?;
@@ -565,6 +587,112 @@ macro_rules! impl_store {
                 .await?;
                 rows.iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect()
+            }
+
+            async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "INSERT INTO outbox (id, event_key, user_id, channel, template, payload, state, attempts, \
+                     next_attempt_at_ms, last_error, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (event_key) DO NOTHING",
+                )
+                .bind(&m.id)
+                .bind(&m.event_key)
+                .bind(&m.user_id)
+                .bind(&m.channel)
+                .bind(&m.template)
+                .bind(&m.payload)
+                .bind(&m.state)
+                .bind(m.attempts)
+                .bind(m.next_attempt_at.0)
+                .bind(m.last_error.as_deref())
+                .bind(m.created_at.0)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn due_notifications(&self, now: TimestampMs, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
+                     ORDER BY next_attempt_at_ms, id LIMIT $2"
+                )))
+                .bind(now.0)
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
+                    .collect()
+            }
+
+            async fn finish_notification(
+                &self,
+                id: &str,
+                state: &str,
+                next: TimestampMs,
+                error: Option<&str>,
+                now: TimestampMs,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at_ms = $2, last_error = $3, \
+                     sent_at_ms = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at_ms END WHERE id = $5 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(next.0)
+                .bind(error)
+                .bind(now.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn notification(&self, event_key: &str) -> Result<Option<OutboxMessage>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_key = $1"
+                )))
+                .bind(event_key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
+                    .transpose()
+            }
+
+            async fn set_notification_preference(
+                &self,
+                user_id: &str,
+                p: &NotificationPreference,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO notification_preferences (user_id, channel, enabled, address) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, channel) DO UPDATE SET enabled = excluded.enabled, address = excluded.address",
+                )
+                .bind(user_id)
+                .bind(&p.channel)
+                .bind(i64::from(p.enabled))
+                .bind(p.address.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn notification_preferences(&self, user_id: &str) -> Result<Vec<NotificationPreference>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT channel, enabled, address FROM notification_preferences WHERE user_id = $1 ORDER BY channel",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<NotificationPreference, StoreError> {
+                        Ok(NotificationPreference {
+                            channel: r.try_get("channel")?,
+                            enabled: r.try_get::<i64, _>("enabled")? != 0,
+                            address: r.try_get("address")?,
+                        })
+                    })
                     .collect()
             }
 

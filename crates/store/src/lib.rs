@@ -260,6 +260,44 @@ pub struct PaymentRecord {
     pub created_at: TimestampMs,
 }
 
+/// A notification waiting in (or done with) the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Message id (UUID).
+    pub id: String,
+    /// What it announces, per channel: at most one message per key, ever.
+    pub event_key: String,
+    /// Recipient.
+    pub user_id: String,
+    /// `webhook`, `email` or `push`.
+    pub channel: String,
+    /// Template name.
+    pub template: String,
+    /// JSON the template renders.
+    pub payload: String,
+    /// `pending`, `sent` or `failed`.
+    pub state: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due.
+    pub next_attempt_at: TimestampMs,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was written.
+    pub created_at: TimestampMs,
+}
+
+/// A rider's choice for one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationPreference {
+    /// `webhook`, `email` or `push`.
+    pub channel: String,
+    /// Whether to send on it.
+    pub enabled: bool,
+    /// Webhook URL or e-mail address.
+    pub address: Option<String>,
+}
+
 /// The states in which a booking holds its vehicle.
 pub const ACTIVE_BOOKING_STATES: &[&str] = &["reserved", "unlocking", "on_trip", "paused"];
 
@@ -461,6 +499,42 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every account's balance per currency (minor units), by account.
     async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
+
+    /// Writes a message to the outbox; `false` (and nothing written) if its event key exists.
+    async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError>;
+
+    /// Pending messages due by `now`, oldest first.
+    async fn due_notifications(
+        &self,
+        now: TimestampMs,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Records a delivery attempt: `sent`, `failed` (given up) or `pending` again at `next`.
+    async fn finish_notification(
+        &self,
+        id: &str,
+        state: &str,
+        next: TimestampMs,
+        error: Option<&str>,
+        now: TimestampMs,
+    ) -> Result<(), StoreError>;
+
+    /// A message by event key.
+    async fn notification(&self, event_key: &str) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Sets a rider's preference for a channel.
+    async fn set_notification_preference(
+        &self,
+        user_id: &str,
+        pref: &NotificationPreference,
+    ) -> Result<(), StoreError>;
+
+    /// A rider's preferences.
+    async fn notification_preferences(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<NotificationPreference>, StoreError>;
 
     /// Stores a KYC submission.
     async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError>;
