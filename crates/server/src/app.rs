@@ -133,6 +133,11 @@ impl Application {
                 "generated an admin token; read it from this file (it is never logged)"
             );
         }
+        let (webhook_secret, _) = crate::auth::bootstrap_secret(
+            settings.webhook_secret.as_deref(),
+            &settings.data_dir.join("webhook-secret"),
+        )
+        .map_err(StartupError::AdminToken)?;
         let (jwt_secret, _) = crate::auth::bootstrap_secret(
             settings.jwt_secret.as_deref(),
             &settings.data_dir.join(crate::accounts::JWT_SECRET_FILE),
@@ -202,12 +207,17 @@ impl Application {
         Ok(Self {
             listener,
             state: {
+                let notifier = Arc::new(crate::notifications::Notifier::new(
+                    store.clone(),
+                    &webhook_secret,
+                ));
                 let kyc = Arc::new(crate::kyc::Kyc::new(
                     store.clone(),
                     Arc::new(crate::kyc::ManualReview),
                 ));
                 AppState {
                     kyc: kyc.clone(),
+                    notifier: notifier.clone(),
                     limits: Arc::new(crate::http::limits::Limits::new(
                         settings.rate_limit_per_s,
                         settings.sign_in_per_min,
@@ -222,8 +232,11 @@ impl Application {
                             vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
                             Duration::from_secs(5),
                         )),
-                        settings.reservation_hold_s,
-                        settings.unlock_timeout_s,
+                        notifier.clone(),
+                        crate::bookings::BookingTiming {
+                            hold_s: settings.reservation_hold_s,
+                            unlock_timeout_s: settings.unlock_timeout_s,
+                        },
                     )),
                     store,
                     metrics,
@@ -303,6 +316,7 @@ impl Application {
         }
         let commands = self.state.commands.clone();
         let bookings = self.state.bookings.clone();
+        let notifier = self.state.notifier.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(COMMAND_SWEEP_INTERVAL);
             loop {
@@ -310,6 +324,9 @@ impl Application {
                 commands.expire(http::now()).await;
                 if let Err(e) = bookings.expire(http::now()).await {
                     tracing::warn!(error = %e, "cannot expire reservation holds; will retry");
+                }
+                if let Err(e) = notifier.deliver_due(http::now()).await {
+                    tracing::warn!(error = %e, "cannot deliver notifications; will retry");
                 }
             }
         });

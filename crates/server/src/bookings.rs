@@ -103,6 +103,15 @@ pub fn default_tariff(t: VehicleType, currency: Currency) -> Tariff {
 /// Fee for ending a trip in a no-parking zone (2-decimal currency units).
 pub const NO_PARKING_FEE_CENTS: i64 = 500;
 
+/// How long holds last and how long unlocking and locking wait.
+#[derive(Debug, Clone, Copy)]
+pub struct BookingTiming {
+    /// Reservation hold, seconds.
+    pub hold_s: u64,
+    /// Bound on waiting for a vehicle's ack, seconds.
+    pub unlock_timeout_s: u64,
+}
+
 /// The booking service.
 #[derive(Debug)]
 pub struct Bookings {
@@ -111,6 +120,7 @@ pub struct Bookings {
     commands: Arc<Commands>,
     kyc: Arc<crate::kyc::Kyc>,
     payments: Arc<crate::payments::Payments>,
+    notifier: Arc<crate::notifications::Notifier>,
     hold_ms: i64,
     unlock_timeout: Duration,
 }
@@ -124,8 +134,8 @@ impl Bookings {
         commands: Arc<Commands>,
         kyc: Arc<crate::kyc::Kyc>,
         payments: Arc<crate::payments::Payments>,
-        hold_s: u64,
-        unlock_timeout_s: u64,
+        notifier: Arc<crate::notifications::Notifier>,
+        timing: BookingTiming,
     ) -> Self {
         Self {
             store,
@@ -133,8 +143,9 @@ impl Bookings {
             commands,
             kyc,
             payments,
-            hold_ms: i64::try_from(hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
-            unlock_timeout: Duration::from_secs(unlock_timeout_s.clamp(1, 120)),
+            notifier,
+            hold_ms: i64::try_from(timing.hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
+            unlock_timeout: Duration::from_secs(timing.unlock_timeout_s.clamp(1, 120)),
         }
     }
 
@@ -421,6 +432,26 @@ impl Bookings {
             Ok(p) => format!("payment failed: {}", p.detail.unwrap_or_default()),
             Err(e) => format!("payment pending: {e}"),
         };
+        let announced = self
+            .notifier
+            .announce(
+                &done.user_id,
+                &format!("receipt:{}", done.id),
+                "receipt",
+                &serde_json::json!({
+                    "booking_id": done.id,
+                    "total": f.total.to_string(),
+                    "minutes": ended.since(started).max(0) / 60_000,
+                    "km": (distance as f64 / 100.0).round() / 10.0,
+                    "payment": note,
+                    "receipt": receipt,
+                }),
+                ended,
+            )
+            .await;
+        if let Err(e) = announced {
+            tracing::warn!(error = %e, "cannot queue the receipt notification");
+        }
         let facts = TripFacts {
             detail: Some(note),
             ..TripFacts::default()
@@ -588,6 +619,15 @@ impl Bookings {
         let expired = self.store.expire_holds(now).await?;
         for b in &expired {
             self.release(b, false, now).await?;
+            self.notifier
+                .announce(
+                    &b.user_id,
+                    &format!("reservation_expired:{}", b.id),
+                    "reservation_expired",
+                    &serde_json::json!({"booking_id": b.id, "vehicle_id": b.vehicle_id.to_string()}),
+                    now,
+                )
+                .await?;
             metrics::counter!("bookings_total", "outcome" => "expired").increment(1);
         }
         Ok(expired.len())

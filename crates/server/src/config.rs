@@ -99,6 +99,10 @@ pub struct Settings {
     /// `DATA_DIR/jwt-secret` on first start (set it explicitly when several processes serve the API).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
+    /// Secret from which each rider's webhook signing key is derived. When unset, one is
+    /// generated into `DATA_DIR/webhook-secret` (set it explicitly when several processes run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
     /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`); traces are exported when set.
     /// Also read from the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +134,7 @@ impl Default for Settings {
             unlock_timeout_s: 5,
             admin_token: None,
             jwt_secret: None,
+            webhook_secret: None,
             otlp_endpoint: None,
         }
     }
@@ -242,6 +247,7 @@ impl Settings {
         let mut shown = self.clone();
         shown.admin_token = self.admin_token.as_ref().map(|_| "***".to_owned());
         shown.jwt_secret = self.jwt_secret.as_ref().map(|_| "***".to_owned());
+        shown.webhook_secret = self.webhook_secret.as_ref().map(|_| "***".to_owned());
         shown.database_url = Some(mobility_store::redact_url(&self.effective_database_url()));
         shown.otlp_endpoint = self
             .otlp_endpoint
@@ -292,6 +298,7 @@ fn known_settings() -> String {
     keys.extend([
         "admin_token".to_owned(),
         "jwt_secret".to_owned(),
+        "webhook_secret".to_owned(),
         "database_url".to_owned(),
         "otlp_endpoint".to_owned(),
     ]);

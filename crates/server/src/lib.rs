@@ -16,6 +16,7 @@ pub mod http;
 pub mod ingest;
 pub mod kyc;
 pub mod live_log;
+pub mod notifications;
 pub mod payments;
 pub mod telemetry;
 pub mod vehicle_link;

@@ -452,6 +452,27 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     .await;
     assert_eq!(s, 201, "{f}");
     let rider = riders(&app, 1).await.pop().unwrap();
+    // The rider's webhook: its first delivery fails (500), so the outbox must retry.
+    let hook = webhook_receiver().await;
+    let (s, pref) = call(
+        &app,
+        Method::PUT,
+        "/v1/me/notifications/webhook",
+        &rider,
+        Some(json!({"enabled": true, "address": hook.url})),
+    )
+    .await;
+    assert_eq!(s, 200, "{pref}");
+    let signing_key = pref["signing_key"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/me/notifications/webhook",
+        &rider,
+        Some(json!({"enabled": true, "address": "ftp://x"})),
+    )
+    .await;
+    assert_eq!(s, 400);
     // Scooters get a plan; the other types keep the built-in default.
     let (s, p) = call(&app, Method::PUT, "/v1/admin/cities/barcelona/pricing/scooter", ADMIN,
         Some(json!({"name": "Scooter city", "unlock_fee": 50, "per_minute": 30, "per_km": 10, "daily_cap": 2500}))).await;
@@ -609,6 +630,27 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     assert_eq!(r["total"], 604);
     assert_eq!(r["plan"], "Scooter city");
     assert_eq!(b["detail"], "paid 6.04 EUR via sandbox", "{b}");
+    // The receipt reaches the webhook once, signed, after one failed attempt.
+    eventually("the receipt is delivered", || {
+        let got = hook.got.clone();
+        async move { (!got.lock().unwrap().is_empty()).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let got = hook.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once: {got:?}");
+    assert_eq!(hook.attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let (sig, body) = &got[0];
+    assert_eq!(
+        *sig,
+        mobility_server::notifications::signature(&signing_key, body.as_bytes())
+    );
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["subject"], "Your trip receipt");
+    assert!(
+        body["text"].as_str().unwrap().contains("6.04 EUR"),
+        "{body}"
+    );
     let (_, v) = call(
         &app,
         Method::GET,
@@ -829,4 +871,38 @@ async fn cars_need_a_licence_verified_in_the_review_queue() {
     .await;
     assert_eq!(s, 403);
     app.stop().await;
+}
+
+struct Hook {
+    url: String,
+    got: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    attempts: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// A webhook receiver on port 0 that answers 500 to the first call and 200 after.
+async fn webhook_receiver() -> Hook {
+    use axum::{extract::State, http::HeaderMap, routing::post};
+    type Shared = (
+        Arc<std::sync::Mutex<Vec<(String, String)>>>,
+        Arc<std::sync::atomic::AtomicU32>,
+    );
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            post(|State((got, attempts)): State<Shared>, headers: HeaderMap, body: String| async move {
+                if attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                }
+                let sig = headers["x-mobility-signature"].to_str().unwrap().to_owned();
+                got.lock().unwrap().push((sig, body));
+                axum::http::StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state((got.clone(), attempts.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Hook { url, got, attempts }
 }

@@ -15,6 +15,7 @@ mod kyc;
 mod lifecycle;
 pub mod limits;
 mod metrics_layer;
+mod notifications;
 pub mod pricing;
 mod problem;
 mod stream;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// KYC.
     pub kyc: Arc<crate::kyc::Kyc>,
+    /// Notifications.
+    pub notifier: Arc<crate::notifications::Notifier>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -104,6 +107,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(bookings::routes())
         .merge(kyc::routes())
         .merge(pricing::routes())
+        .merge(notifications::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())
