@@ -36,11 +36,19 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
     async fn charge(&self, key: &str, amount: Money) -> Result<String, ProviderError>;
     /// The reference of the charge made under `key`, if one was made.
     async fn lookup(&self, key: &str) -> Result<Option<String>, ProviderError>;
+    /// Refunds (part of) a charge, under its own idempotency key.
+    async fn refund(
+        &self,
+        key: &str,
+        charge_ref: &str,
+        amount: Money,
+    ) -> Result<String, ProviderError>;
 }
 
 #[derive(Debug, Default)]
 struct SandboxState {
     charges: HashMap<String, (String, Money)>,
+    refunds: HashMap<String, (String, Money)>,
     fail_next: u32,
     hang_next: u32,
     hang_after_charging_next: u32,
@@ -77,6 +85,17 @@ impl SandboxProvider {
     /// The next `n` charges charge, then hang (the caller times out not knowing).
     pub fn hang_after_charging_next(&self, n: u32) {
         self.state.lock().hang_after_charging_next = n;
+    }
+
+    /// Total refunded, minor units.
+    #[must_use]
+    pub fn refunded(&self) -> i64 {
+        self.state
+            .lock()
+            .refunds
+            .values()
+            .map(|(_, m)| m.minor)
+            .sum()
     }
 
     /// Total charged, minor units, and the number of charges.
@@ -129,6 +148,28 @@ impl PaymentProvider for SandboxProvider {
 
     async fn lookup(&self, key: &str) -> Result<Option<String>, ProviderError> {
         Ok(self.state.lock().charges.get(key).map(|(r, _)| r.clone()))
+    }
+
+    async fn refund(
+        &self,
+        key: &str,
+        charge_ref: &str,
+        amount: Money,
+    ) -> Result<String, ProviderError> {
+        let mut s = self.state.lock();
+        if !s.charges.values().any(|(r, _)| r == charge_ref) {
+            return Err(ProviderError::Declined(format!("no charge {charge_ref}")));
+        }
+        Ok(s.refunds
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                (
+                    format!("{}-refund-{}", self.name, uuid::Uuid::now_v7()),
+                    amount,
+                )
+            })
+            .0
+            .clone())
     }
 }
 
@@ -268,6 +309,70 @@ impl Payments {
         metrics::counter!("payments_total", "outcome" => "failed").increment(1);
         let failed = record("failed", None, None, Some(problems.join("; ")));
         Ok(self.store.record_payment(&failed, None).await?)
+    }
+
+    /// Refunds `amount` of the charge recorded under `charge_key`, once per `key`, through the
+    /// provider that took the charge. Refunds never exceed what was charged (counting earlier
+    /// refunds listed in `refunded_so_far`).
+    pub async fn refund(
+        &self,
+        key: &str,
+        charge_key: &str,
+        amount: Money,
+        refunded_so_far: i64,
+    ) -> Result<Result<PaymentRecord, String>, PaymentError> {
+        if let Some(done) = self.store.payment(key).await? {
+            return Ok(Ok(done));
+        }
+        let Some(charge) = self.store.payment(charge_key).await? else {
+            return Ok(Err("nothing was charged for this".into()));
+        };
+        if charge.state != "succeeded" || charge.kind != "charge" {
+            return Ok(Err("nothing was charged for this".into()));
+        }
+        if amount.currency != charge.amount.currency
+            || amount.minor <= 0
+            || amount.minor + refunded_so_far > charge.amount.minor
+        {
+            return Ok(Err(format!(
+                "a refund must be positive, in {}, and at most {} minor units in all",
+                charge.amount.currency, charge.amount.minor
+            )));
+        }
+        let (Some(name), Some(charge_ref)) =
+            (charge.provider.as_deref(), charge.provider_ref.as_deref())
+        else {
+            return Ok(Err("the charge has no provider reference".into()));
+        };
+        let Some((provider, _)) = self.providers.iter().find(|(p, _)| p.name() == name) else {
+            return Ok(Err(format!("provider {name} is not configured")));
+        };
+        let reference = match tokio::time::timeout(
+            self.timeout,
+            provider.refund(key, charge_ref, amount),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Ok(Err(e.to_string())),
+            Err(_) => return Err(PaymentError::Unknown(name.to_owned())),
+        };
+        let entry =
+            JournalEntry::refund(name, amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = PaymentRecord {
+            idempotency_key: key.to_owned(),
+            user_id: charge.user_id.clone(),
+            booking_id: charge.booking_id.clone(),
+            kind: "refund".into(),
+            amount,
+            state: "succeeded".into(),
+            provider: Some(name.to_owned()),
+            provider_ref: Some(reference),
+            detail: None,
+            created_at: crate::http::now(),
+        };
+        metrics::counter!("payments_total", "outcome" => "refunded").increment(1);
+        Ok(Ok(self.store.record_payment(&record, Some(&entry)).await?))
     }
 
     async fn settle(

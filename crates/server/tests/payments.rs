@@ -119,6 +119,14 @@ async fn scenario(t: Option<TestStore>) {
         ) -> Result<Option<String>, mobility_server::payments::ProviderError> {
             std::future::pending().await
         }
+        async fn refund(
+            &self,
+            _: &str,
+            _: &str,
+            _: Money,
+        ) -> Result<String, mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
     }
     let mute = Payments::new(
         t.store.clone(),
@@ -135,6 +143,49 @@ async fn scenario(t: Option<TestStore>) {
         .await
         .unwrap();
     assert_eq!(p.state, "succeeded");
+
+    // Refunds go back through the provider that charged, once per key, never above the charge.
+    let r = payments
+        .refund("refund:1:a", "trip:1", eur(200), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.kind.as_str(), r.provider.as_deref()),
+        ("refund", Some("primary"))
+    );
+    let again = payments
+        .refund("refund:1:a", "trip:1", eur(200), 200)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again, r, "same key, same refund");
+    let too_much = payments
+        .refund("refund:1:b", "trip:1", eur(500), 200)
+        .await
+        .unwrap();
+    assert!(
+        too_much.is_err(),
+        "625 charged, 200 refunded: 500 more is too much"
+    );
+    assert!(
+        payments
+            .refund("refund:x", "trip:5", eur(10), 0)
+            .await
+            .unwrap()
+            .is_err(),
+        "trip:5 failed: nothing to refund"
+    );
+    assert_eq!(primary.refunded(), 200);
+    let balances = t.store.ledger_balances().await.unwrap();
+    let get = |a: &str| {
+        balances
+            .iter()
+            .find(|(acc, _, _)| acc == a)
+            .map_or(0, |(_, _, v)| *v)
+    };
+    assert_eq!(get("psp:primary"), primary.charged().0 - primary.refunded());
+    assert_eq!(balances.iter().map(|(_, _, v)| v).sum::<i64>(), 0);
     t.cleanup().await;
 }
 
