@@ -149,6 +149,12 @@ impl Bookings {
         }
     }
 
+    /// The payment orchestrator.
+    #[must_use]
+    pub fn payments(&self) -> &crate::payments::Payments {
+        &self.payments
+    }
+
     /// The tariff for a vehicle type in a city: its pricing plan, else the built-in default.
     /// Returns the plan's name too.
     pub async fn tariff_for(

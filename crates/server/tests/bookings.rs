@@ -630,6 +630,52 @@ async fn a_trip_unlocks_over_mqtt_ends_inside_the_area_and_is_priced() {
     assert_eq!(r["total"], 604);
     assert_eq!(r["plan"], "Scooter city");
     assert_eq!(b["detail"], "paid 6.04 EUR via sandbox", "{b}");
+    // Staff refund part of it, idempotently; riders cannot; never more than was paid.
+    let refund = |token: String, key: &'static str, body: Value| {
+        let (app, booking) = (&app, booking.clone());
+        async move {
+            let mut req = app
+                .authed(
+                    Method::POST,
+                    &format!("/v1/bookings/{booking}/refund"),
+                    &token,
+                )
+                .json(&body);
+            if !key.is_empty() {
+                req = req.header("idempotency-key", key);
+            }
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(
+        refund(rider.clone(), "k1", json!({"amount": 100})).await.0,
+        403
+    );
+    assert_eq!(
+        refund(ADMIN.into(), "", json!({"amount": 100})).await.0,
+        400
+    );
+    let (s, r) = refund(
+        ADMIN.into(),
+        "k1",
+        json!({"amount": 100, "reason": "bumpy ride"}),
+    )
+    .await;
+    assert_eq!((s, r["amount"].as_i64()), (200, Some(100)), "{r}");
+    let (s, again) = refund(ADMIN.into(), "k1", json!({"amount": 100})).await;
+    assert_eq!(
+        (s, again["amount"].as_i64()),
+        (200, Some(100)),
+        "same key, same refund"
+    );
+    let (s, r) = refund(ADMIN.into(), "k2", json!({"amount": 600})).await;
+    assert_eq!(s, 400, "604 paid, 100 refunded: {r}");
+    let (s, r) = refund(ADMIN.into(), "k3", json!({})).await;
+    assert_eq!((s, r["amount"].as_i64()), (200, Some(504)), "the rest: {r}");
     // The receipt reaches the webhook once, signed, after one failed attempt.
     eventually("the receipt is delivered", || {
         let got = hook.got.clone();

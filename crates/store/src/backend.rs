@@ -748,6 +748,23 @@ macro_rules! impl_store {
                 Ok(p.clone())
             }
 
+            async fn booking_payments(&self, booking_id: &str) -> Result<Vec<PaymentRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT idempotency_key FROM payments WHERE booking_id = $1 ORDER BY created_at_ms, idempotency_key",
+                )
+                .bind(booking_id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let key: String = r.try_get("idempotency_key")?;
+                    if let Some(p) = self.payment(&key).await? {
+                        out.push(p);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn payment(&self, key: &str) -> Result<Option<PaymentRecord>, StoreError> {
                 let row = sqlx::query(
                     "SELECT idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, provider, \

@@ -494,6 +494,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         entry: Option<&mobility_core::payments::JournalEntry>,
     ) -> Result<PaymentRecord, StoreError>;
 
+    /// A booking's payments (charges and refunds), oldest first.
+    async fn booking_payments(&self, booking_id: &str) -> Result<Vec<PaymentRecord>, StoreError>;
+
     /// A payment by idempotency key.
     async fn payment(&self, idempotency_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
 

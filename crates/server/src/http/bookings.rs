@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/bookings/{id}/end", post(end))
         .route("/v1/bookings/{id}/pause", post(pause))
         .route("/v1/bookings/{id}/resume", post(resume))
+        .route("/v1/bookings/{id}/refund", post(refund))
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,4 +214,88 @@ async fn resume(
             .resume(&id, owner_filter(&caller), now())
             .await,
     )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    /// Minor units; default: everything not yet refunded.
+    amount: Option<i64>,
+    reason: Option<String>,
+}
+
+/// Staff refund (part of) a trip's fare. `Idempotency-Key` is required: the same key is the
+/// same refund, however often it is sent.
+async fn refund(
+    _: crate::auth::StaffCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<RefundBody>,
+) -> Response {
+    let Some(key) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+    else {
+        return bad_request(
+            "missing_header",
+            "send an Idempotency-Key header (1 to 200 characters)",
+        );
+    };
+    if body
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
+        return bad_request("invalid_field", "reason is at most 500 characters");
+    }
+    let payments = match state.store.booking_payments(&id).await {
+        Ok(p) => p,
+        Err(e) => return store_problem(&e),
+    };
+    let Some(charge) = payments
+        .iter()
+        .find(|p| p.kind == "charge" && p.state == "succeeded")
+    else {
+        return problem(&BookingError::WrongState(
+            "not paid: nothing to refund".into(),
+        ));
+    };
+    let refunded: i64 = payments
+        .iter()
+        .filter(|p| p.kind == "refund" && p.state == "succeeded")
+        .map(|p| p.amount.minor)
+        .sum();
+    let amount = body.amount.unwrap_or(charge.amount.minor - refunded);
+    let money = mobility_core::Money::new(amount, charge.amount.currency);
+    match state
+        .bookings
+        .payments()
+        .refund(
+            &format!("refund:{id}:{key}"),
+            &charge.idempotency_key,
+            money,
+            refunded,
+        )
+        .await
+    {
+        Ok(Ok(r)) => Json(serde_json::json!({
+            "booking_id": id,
+            "amount": r.amount.minor,
+            "currency": r.amount.currency.to_string(),
+            "provider": r.provider,
+            "state": r.state,
+        }))
+        .into_response(),
+        Ok(Err(why)) => bad_request("invalid_field", why),
+        Err(e) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment-pending",
+            "Payment pending",
+        )
+        .with_detail(e.to_string())
+        .into_response(),
+    }
 }
