@@ -418,16 +418,22 @@ impl Bookings {
         metrics::counter!("bookings_total", "outcome" => "trip_ended").increment(1);
         // Capture the fare (idempotent per booking); the trip has ended either way, and an
         // unsettled payment is visible in the booking's detail.
-        let note = match self
+        let key = format!("trip:{}", done.id);
+        // Wallet credit first; the providers (card) otherwise.
+        let paid = match self
             .payments
-            .charge(
-                &format!("trip:{}", done.id),
-                &done.user_id,
-                Some(&done.id),
-                f.total,
-            )
+            .pay_from_wallet(&key, &done.user_id, Some(&done.id), f.total)
             .await
         {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => {
+                self.payments
+                    .charge(&key, &done.user_id, Some(&done.id), f.total)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let note = match paid {
             Ok(p) if p.state == "succeeded" => format!(
                 "paid {} via {}",
                 f.total,

@@ -223,6 +223,18 @@ impl Payments {
         booking_id: Option<&str>,
         amount: Money,
     ) -> Result<PaymentRecord, PaymentError> {
+        self.collect(key, user_id, booking_id, amount, "charge")
+            .await
+    }
+
+    async fn collect(
+        &self,
+        key: &str,
+        user_id: &str,
+        booking_id: Option<&str>,
+        amount: Money,
+        kind: &str,
+    ) -> Result<PaymentRecord, PaymentError> {
         if let Some(done) = self.store.payment(key).await? {
             return Ok(done);
         }
@@ -233,7 +245,7 @@ impl Payments {
             idempotency_key: key.to_owned(),
             user_id: user_id.to_owned(),
             booking_id: booking_id.map(str::to_owned),
-            kind: "charge".into(),
+            kind: kind.into(),
             amount,
             state: state.into(),
             provider: provider.map(str::to_owned),
@@ -311,6 +323,62 @@ impl Payments {
         Ok(self.store.record_payment(&failed, None).await?)
     }
 
+    /// Tops up a rider's wallet through the providers (like a charge), crediting `wallet:<user>`.
+    pub async fn top_up(
+        &self,
+        key: &str,
+        user_id: &str,
+        amount: Money,
+    ) -> Result<PaymentRecord, PaymentError> {
+        self.collect(key, user_id, None, amount, "top_up").await
+    }
+
+    /// A rider's wallet credit (minor units).
+    pub async fn wallet(
+        &self,
+        user_id: &str,
+        currency: mobility_core::Currency,
+    ) -> Result<i64, StoreError> {
+        // Credit balances are negative in the ledger (the platform owes the rider).
+        Ok(-self
+            .store
+            .account_balance(&format!("wallet:{user_id}"), currency.code())
+            .await?)
+    }
+
+    /// Pays a fare from the rider's wallet if it holds enough; `None` if it does not.
+    pub async fn pay_from_wallet(
+        &self,
+        key: &str,
+        user_id: &str,
+        booking_id: Option<&str>,
+        amount: Money,
+    ) -> Result<Option<PaymentRecord>, PaymentError> {
+        if let Some(done) = self.store.payment(key).await? {
+            return Ok(Some(done));
+        }
+        if amount.minor <= 0 || self.wallet(user_id, amount.currency).await? < amount.minor {
+            return Ok(None);
+        }
+        let entry = JournalEntry::wallet_charge(user_id, amount)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = PaymentRecord {
+            idempotency_key: key.to_owned(),
+            user_id: user_id.to_owned(),
+            booking_id: booking_id.map(str::to_owned),
+            kind: "charge".into(),
+            amount,
+            state: "succeeded".into(),
+            provider: Some("wallet".into()),
+            provider_ref: None,
+            detail: None,
+            created_at: crate::http::now(),
+        };
+        Ok(Some(
+            self.store.record_payment(&record, Some(&entry)).await?,
+        ))
+    }
+
     /// Refunds `amount` of the charge recorded under `charge_key`, once per `key`, through the
     /// provider that took the charge. Refunds never exceed what was charged (counting earlier
     /// refunds listed in `refunded_so_far`).
@@ -338,6 +406,33 @@ impl Payments {
                 "a refund must be positive, in {}, and at most {} minor units in all",
                 charge.amount.currency, charge.amount.minor
             )));
+        }
+        if charge.provider.as_deref() == Some("wallet") {
+            // Paid from wallet credit: the refund goes back to the wallet.
+            let entry = JournalEntry::new(vec![
+                mobility_core::payments::Posting {
+                    account: "revenue:trips".into(),
+                    amount,
+                },
+                mobility_core::payments::Posting {
+                    account: format!("wallet:{}", charge.user_id),
+                    amount: Money::new(-amount.minor, amount.currency),
+                },
+            ])
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let record = PaymentRecord {
+                idempotency_key: key.to_owned(),
+                user_id: charge.user_id.clone(),
+                booking_id: charge.booking_id.clone(),
+                kind: "refund".into(),
+                amount,
+                state: "succeeded".into(),
+                provider: Some("wallet".into()),
+                provider_ref: None,
+                detail: None,
+                created_at: crate::http::now(),
+            };
+            return Ok(Ok(self.store.record_payment(&record, Some(&entry)).await?));
         }
         let (Some(name), Some(charge_ref)) =
             (charge.provider.as_deref(), charge.provider_ref.as_deref())
@@ -381,8 +476,12 @@ impl Payments {
         provider: &str,
         amount: Money,
     ) -> Result<PaymentRecord, PaymentError> {
-        let entry = JournalEntry::trip_charge(provider, amount)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let entry = if p.kind == "top_up" {
+            JournalEntry::top_up(provider, &p.user_id, amount)
+        } else {
+            JournalEntry::trip_charge(provider, amount)
+        }
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         metrics::counter!("payments_total", "outcome" => "succeeded", "provider" => provider.to_owned())
             .increment(1);
         Ok(self.store.record_payment(&p, Some(&entry)).await?)

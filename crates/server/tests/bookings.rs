@@ -952,3 +952,133 @@ async fn webhook_receiver() -> Hook {
     tokio::spawn(async move { axum::serve(listener, app).await });
     Hook { url, got, attempts }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+    })
+    .await
+    else {
+        return;
+    };
+    let rider = riders(&app, 1).await.pop().unwrap();
+    let top_up = |key: &'static str, body: Value| {
+        let (app, rider) = (&app, rider.clone());
+        async move {
+            let mut req = app
+                .authed(Method::POST, "/v1/me/wallet/top-up", &rider)
+                .json(&body);
+            if !key.is_empty() {
+                req = req.header("idempotency-key", key);
+            }
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(
+        top_up("", json!({"amount": 1000, "currency": "EUR"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        top_up("t1", json!({"amount": 0, "currency": "EUR"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        top_up("t1", json!({"amount": 1000, "currency": "EURO"}))
+            .await
+            .0,
+        400
+    );
+    let (s, r) = top_up("t1", json!({"amount": 1000, "currency": "EUR"})).await;
+    assert_eq!(
+        (s, r["balance"].as_i64(), r["provider"].as_str()),
+        (200, Some(1000), Some("sandbox")),
+        "{r}"
+    );
+    let (s, r) = top_up("t1", json!({"amount": 1000, "currency": "EUR"})).await;
+    assert_eq!(
+        (s, r["balance"].as_i64()),
+        (200, Some(1000)),
+        "same key, one top-up: {r}"
+    );
+
+    // A trip is paid from the wallet before any card.
+    vehicle(&app, "scooter", 80).await; // creates the city
+    let (id, _client) = connected_vehicle(&app, Some("ok")).await;
+    report(&app, &id, 41.400, 2.150, 10_000).await;
+    deploy(&app, &id).await;
+    let (_, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": id})),
+    )
+    .await;
+    let booking = b["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/unlock"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["detail"], "paid 1.25 EUR via wallet", "{b}");
+    let (_, w) = call(
+        &app,
+        Method::GET,
+        "/v1/me/wallet?currency=EUR",
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(w["balance"], 875, "{w}");
+    // A refund of a wallet-paid trip goes back to the wallet.
+    let r = app
+        .authed(
+            Method::POST,
+            &format!("/v1/bookings/{booking}/refund"),
+            ADMIN,
+        )
+        .header("idempotency-key", "r1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, w) = call(
+        &app,
+        Method::GET,
+        "/v1/me/wallet?currency=EUR",
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(w["balance"], 1000, "{w}");
+    let balances = app.store.ledger_balances().await.unwrap();
+    assert_eq!(
+        balances.iter().map(|(_, _, v)| v).sum::<i64>(),
+        0,
+        "the books reconcile"
+    );
+    app.stop().await;
+}

@@ -792,6 +792,18 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn account_balance(&self, account: &str, currency: &str) -> Result<i64, StoreError> {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS balance FROM ledger_postings \
+                     WHERE account = $1 AND currency = $2",
+                )
+                .bind(account)
+                .bind(currency)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("balance")?)
+            }
+
             async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS balance FROM ledger_postings \

@@ -500,6 +500,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A payment by idempotency key.
     async fn payment(&self, idempotency_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
 
+    /// One account's balance in a currency (minor units; 0 when it has no postings).
+    async fn account_balance(&self, account: &str, currency: &str) -> Result<i64, StoreError>;
+
     /// Every account's balance per currency (minor units), by account.
     async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
 

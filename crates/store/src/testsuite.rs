@@ -1197,6 +1197,15 @@ pub async fn payments_are_idempotent_and_the_ledger_balances(store: Arc<dyn Stor
     );
     assert_eq!(store.payment("trip:b2").await.unwrap(), Some(second));
     assert_eq!(store.payment("nope").await.unwrap(), None);
+    assert_eq!(
+        store.account_balance("psp:primary", "EUR").await.unwrap(),
+        625
+    );
+    assert_eq!(
+        store.account_balance("psp:primary", "USD").await.unwrap(),
+        0
+    );
+    assert_eq!(store.account_balance("nobody", "EUR").await.unwrap(), 0);
 }
 
 /// One outbox message per event key; due messages come back until sent or given up.

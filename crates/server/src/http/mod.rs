@@ -20,6 +20,7 @@ pub mod pricing;
 mod problem;
 mod stream;
 mod vehicles;
+mod wallet;
 
 use std::{sync::Arc, time::Duration};
 
@@ -108,6 +109,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(kyc::routes())
         .merge(pricing::routes())
         .merge(notifications::routes())
+        .merge(wallet::routes())
         .merge(vehicles::routes())
         .merge(ingest::routes())
         .merge(lifecycle::routes())
