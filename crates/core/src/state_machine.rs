@@ -509,6 +509,47 @@ impl Mode {
         }
         self.transition(state, *last, to)
     }
+
+    /// The path of an accepted multi-type event, one `(event type, state after it)` per type:
+    /// the intermediate states [`Mode::apply_events`] discards. (Published MDS events carry one
+    /// type each, so every type sits with the state it leads to.)
+    pub fn steps(
+        self,
+        from: VehicleState,
+        events: &[EventType],
+        to: VehicleState,
+    ) -> Result<Vec<(EventType, VehicleState)>, IllegalTransition> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut state = from;
+        for (i, &event) in events.iter().enumerate() {
+            if i + 1 == events.len() {
+                self.transition(state, event, to)?;
+                out.push((event, to));
+            } else {
+                state = self.apply_events(state, &[event], self.only_target(state, event)?)?;
+                out.push((event, state));
+            }
+        }
+        Ok(out)
+    }
+
+    fn only_target(
+        self,
+        from: VehicleState,
+        event: EventType,
+    ) -> Result<VehicleState, IllegalTransition> {
+        let mut targets = self.targets(from, event);
+        match (targets.next(), targets.next()) {
+            (Some(next), None) => Ok(next),
+            (None, _) => Err(IllegalTransition::NotInTable {
+                mode: self,
+                from,
+                event,
+                to: from,
+            }),
+            (Some(_), Some(_)) => Err(IllegalTransition::Ambiguous { from, event }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -527,6 +568,41 @@ mod tests {
         }
         assert!(VehicleState::parse("unknown").is_err());
         assert!(EventType::parse("TRIP_START").is_err());
+    }
+
+    #[test]
+    fn steps_name_the_state_after_each_event_type() {
+        let path = Mode::CarShare
+            .steps(
+                VehicleState::OnTrip,
+                &[EventType::TripStop, EventType::TripEnd],
+                VehicleState::Available,
+            )
+            .unwrap();
+        assert_eq!(
+            path,
+            vec![
+                (EventType::TripStop, VehicleState::Stopped),
+                (EventType::TripEnd, VehicleState::Available)
+            ]
+        );
+        let one = Mode::Micromobility
+            .steps(
+                VehicleState::OnTrip,
+                &[EventType::TripEnd],
+                VehicleState::Available,
+            )
+            .unwrap();
+        assert_eq!(one, vec![(EventType::TripEnd, VehicleState::Available)]);
+        assert!(
+            Mode::Micromobility
+                .steps(
+                    VehicleState::Available,
+                    &[EventType::TripEnd],
+                    VehicleState::Available
+                )
+                .is_err()
+        );
     }
 
     #[test]

@@ -107,7 +107,7 @@ pub struct Vehicle {
 pub const EVENT_TYPES_MAX: usize = 8;
 
 /// A state change the state machine accepted, ready to be recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
     /// The vehicle.
     pub vehicle_id: VehicleId,
@@ -121,6 +121,27 @@ pub struct StateChange {
     pub events: Vec<EventType>,
     /// When it happened.
     pub at: TimestampMs,
+    /// Where the vehicle was, when known (MDS events carry a location). Set by the caller, who
+    /// knows the live position; [`Vehicle::decide`] leaves it empty.
+    #[serde(default)]
+    pub location: Option<crate::LatLon>,
+    /// The booking (MDS trip) the change belongs to, for reservation and trip events.
+    #[serde(default)]
+    pub trip_id: Option<String>,
+}
+
+impl StateChange {
+    /// The same change, recorded with where the vehicle was and the trip it belongs to.
+    #[must_use]
+    pub fn with_context(
+        mut self,
+        location: Option<crate::LatLon>,
+        trip_id: Option<String>,
+    ) -> Self {
+        self.location = location;
+        self.trip_id = trip_id;
+        self
+    }
 }
 
 impl Vehicle {
@@ -165,6 +186,8 @@ impl Vehicle {
             to,
             events: events.to_vec(),
             at,
+            location: None,
+            trip_id: None,
         })
     }
 

@@ -104,6 +104,10 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
         "  live map   ws://{}/v1/stream/vehicles?bbox=2.07,41.32,2.23,41.47",
         api.trim_start_matches("http://")
     );
+    println!("  GBFS       {api}/gbfs/manifest.json   (trip planners: public)");
+    println!(
+        "  MDS        {api}/mds/micromobility/vehicles   (cities: an agency token from POST /v1/admin/mds/tokens)"
+    );
     println!("  metrics    {api}/metrics        vehicles' MQTT broker: {mqtt}");
     println!(
         "  Ctrl-C stops the demo; the city and its fleet are kept in {}",

@@ -150,6 +150,15 @@ impl Application {
                     StartupError::AdminToken(crate::auth::AdminTokenError::other(reason))
                 })?,
         );
+        let provider_id =
+            crate::open_data::bootstrap_provider_id(settings.provider_id, &settings.data_dir)
+                .map_err(StartupError::AdminToken)?;
+        let open_data = Arc::new(crate::open_data::OpenData::new(
+            &settings,
+            provider_id,
+            &jwt_secret,
+            crate::http::now(),
+        ));
         let auth = Arc::new(crate::auth::Auth::new(
             &admin_token,
             store.clone(),
@@ -216,6 +225,7 @@ impl Application {
                     Arc::new(crate::kyc::ManualReview),
                 ));
                 AppState {
+                    open_data,
                     kyc: kyc.clone(),
                     notifier: notifier.clone(),
                     limits: Arc::new(crate::http::limits::Limits::new(

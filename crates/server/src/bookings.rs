@@ -253,7 +253,7 @@ impl Bookings {
         } else {
             vec![EventType::ReservationStop, EventType::TripStart]
         };
-        self.change_vehicle(&b.vehicle_id, &events, VehicleState::OnTrip, started)
+        self.change_vehicle(&b.vehicle_id, &b.id, &events, VehicleState::OnTrip, started)
             .await?;
         let on_trip = self
             .store
@@ -413,8 +413,14 @@ impl Bookings {
         } else {
             vec![EventType::TripStop, EventType::TripEnd]
         };
-        self.change_vehicle(&b.vehicle_id, &events, VehicleState::Available, ended)
-            .await?;
+        self.change_vehicle(
+            &b.vehicle_id,
+            &b.id,
+            &events,
+            VehicleState::Available,
+            ended,
+        )
+        .await?;
         metrics::counter!("bookings_total", "outcome" => "trip_ended").increment(1);
         // Capture the fare (idempotent per booking); the trip has ended either way, and an
         // unsettled payment is visible in the booking's detail.
@@ -480,6 +486,7 @@ impl Bookings {
     async fn change_vehicle(
         &self,
         id: &VehicleId,
+        booking: &str,
         events: &[EventType],
         to: VehicleState,
         now: TimestampMs,
@@ -491,9 +498,11 @@ impl Bookings {
             let Ok(change) = v.decide(events, to, now) else {
                 return Ok(false);
             };
+            let here = self.fleet.vehicle(id).and_then(|(_, view)| view.position);
+            let change = change.with_context(here, Some(booking.to_owned()));
             match self.store.record_state_change(&change).await {
                 Ok(v) => {
-                    self.fleet.set_state(id, v.state);
+                    self.fleet.apply_vehicle(&v);
                     return Ok(true);
                 }
                 Err(StoreError::VersionConflict { .. }) => {}
@@ -557,6 +566,7 @@ impl Bookings {
         if !self
             .change_vehicle(
                 &vehicle,
+                &booking.id,
                 &[EventType::ReservationStart],
                 VehicleState::Reserved,
                 now,
@@ -618,6 +628,7 @@ impl Bookings {
             .map_or(VehicleType::Scooter, |(_, v)| v.vehicle_type);
         self.change_vehicle(
             &b.vehicle_id,
+            &b.id,
             &release_events(t, by_rider),
             VehicleState::Available,
             now,

@@ -107,6 +107,19 @@ pub struct Settings {
     /// Also read from the standard `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
+    /// The base URL riders, trip planners and cities reach this platform at (e.g.
+    /// `https://mobility.example.com`): GBFS and MDS links are built on it. Unset: each
+    /// request's `Host` header (right on one machine; set it behind a proxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The operator's name, as trip planners show it (GBFS `system_information`).
+    pub operator_name: String,
+    /// Where trip planners report problems with the feeds (GBFS `feed_contact_email`).
+    pub feed_contact_email: String,
+    /// This operator's MDS `provider_id` (a UUID). Unset: one is generated into
+    /// `DATA_DIR/provider-id` on first start (set it when several processes serve MDS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_id: Option<uuid::Uuid>,
 }
 
 impl Default for Settings {
@@ -136,6 +149,10 @@ impl Default for Settings {
             jwt_secret: None,
             webhook_secret: None,
             otlp_endpoint: None,
+            public_url: None,
+            operator_name: "Mobility".to_owned(),
+            feed_contact_email: "feeds@mobility.invalid".to_owned(),
+            provider_id: None,
         }
     }
 }
@@ -224,6 +241,26 @@ impl Settings {
                 "mqtt_url {} is not supported: use mqtt://HOST:PORT",
                 mobility_store::redact_url(url)
             )));
+        }
+        if let Some(url) = &self.public_url {
+            let ok = url::Url::parse(url).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+            });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "public_url {url:?} is not usable: give the base URL, e.g. https://mobility.example.com"
+                )));
+            }
+        }
+        let email = self.feed_contact_email.trim();
+        let at = email.find('@').unwrap_or(0);
+        if at == 0 || at + 1 >= email.len() || email.contains(char::is_whitespace) {
+            return Err(ConfigError(format!(
+                "feed_contact_email {email:?} is not an e-mail address"
+            )));
+        }
+        if self.operator_name.trim().is_empty() {
+            return Err(ConfigError("operator_name must not be empty".into()));
         }
         if self.database_max_connections == 0 {
             return Err(ConfigError(

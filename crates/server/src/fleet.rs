@@ -69,6 +69,9 @@ pub struct Reaction {
 pub struct Fleet {
     shards: RwLock<HashMap<CityId, Arc<Shard>>>,
     routes: RwLock<HashMap<VehicleId, CityId>>,
+    /// Each vehicle's stored version (bumped by every state change): public feeds derive their
+    /// rotating vehicle ids from it.
+    versions: RwLock<HashMap<VehicleId, u64>>,
 }
 
 /// Where a city's grid is centred: the middle of its operating area if it has one. (Only the
@@ -173,14 +176,25 @@ impl Fleet {
         if let Some(shard) = self.shard(&v.city) {
             shard.index.write().register(v.id, v.vehicle_type, v.state);
             self.routes.write().insert(v.id, v.city.clone());
+            self.versions.write().insert(v.id, v.version);
         }
     }
 
-    /// Sets a vehicle's lifecycle state in the live index (after the store recorded it).
-    pub fn set_state(&self, id: &VehicleId, state: mobility_core::VehicleState) {
-        if let Some(shard) = self.city_of(id).and_then(|c| self.shard(&c)) {
-            shard.index.write().set_state(id, state);
+    /// Mirrors a vehicle's lifecycle state and version in the live index (after the store
+    /// recorded the change that produced them).
+    pub fn apply_vehicle(&self, v: &Vehicle) {
+        if let Some(shard) = self.city_of(&v.id).and_then(|c| self.shard(&c)) {
+            shard.index.write().set_state(&v.id, v.state);
+            let mut versions = self.versions.write();
+            let known = versions.entry(v.id).or_insert(v.version);
+            *known = (*known).max(v.version);
         }
+    }
+
+    /// A vehicle's stored version as last mirrored here (0 if unknown).
+    #[must_use]
+    pub fn version_of(&self, id: &VehicleId) -> u64 {
+        self.versions.read().get(id).copied().unwrap_or_default()
     }
 
     /// The city a vehicle belongs to.

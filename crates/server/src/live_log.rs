@@ -438,6 +438,50 @@ pub fn read_telemetry(live_dir: &Path, history_dir: &Path) -> io::Result<Vec<Tel
     Ok(out)
 }
 
+/// Reads the raw telemetry timestamped in `[from, to)`, in log order, calling `each` for every
+/// report (so a large window is not held in memory twice). Segment files last written before
+/// `from` minus the allowed clock skew cannot hold such reports and are not read.
+pub fn scan_telemetry(
+    live_dir: &Path,
+    history_dir: Option<&Path>,
+    from: TimestampMs,
+    to: TimestampMs,
+    mut each: impl FnMut(Telemetry),
+) -> io::Result<()> {
+    let earliest = u64::try_from(
+        from.0
+            .saturating_sub(mobility_fleet::telemetry::FUTURE_SKEW_MS_MAX)
+            .max(0),
+    )
+    .unwrap_or_default();
+    let cutoff = std::time::UNIX_EPOCH + std::time::Duration::from_millis(earliest);
+    let mut files = Vec::new();
+    if let Some(h) = history_dir {
+        for n in numbered(h, "segment-", ".log").unwrap_or_default() {
+            files.push(h.join(format!("segment-{n:08}.log")));
+        }
+    }
+    for n in numbered(live_dir, "wal-", ".log").unwrap_or_default() {
+        files.push(segment_path(live_dir, n));
+    }
+    for path in files {
+        // A segment may be archived or pruned while we list: skip what is gone.
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.modified().is_ok_and(|m| m < cutoff) {
+            continue;
+        }
+        let Ok(bytes) = fs::read(&path) else { continue };
+        for t in decode_records(&bytes).0 {
+            if t.at >= from && t.at < to {
+                each(t);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replay applies reports with a clock far in the future: what was accepted once must not be
 /// refused as "from the future" because the clock moved.
 pub const REPLAY_NOW: TimestampMs = TimestampMs(i64::MAX / 4);

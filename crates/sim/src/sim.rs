@@ -455,17 +455,7 @@ pub struct Sim {
     on_trip: Vec<usize>,
 }
 
-/// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-#[must_use]
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub use mobility_core::time::days_from_civil;
 
 /// Offsets a position by metres north and east.
 fn offset(q: LatLon, north_m: f64, east_m: f64) -> LatLon {

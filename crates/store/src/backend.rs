@@ -19,10 +19,10 @@ use sqlx::{
 };
 
 use crate::{
-    ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
-    NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX, PaymentRecord, PricingPlan,
-    Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
-    redact_url,
+    AlertRecord, ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
+    MdsToken, NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX, PaymentRecord,
+    PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts,
+    UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -233,6 +233,9 @@ struct EventRow {
     to_state: String,
     event_types: String,
     at_ms: i64,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    trip_id: Option<String>,
 }
 
 impl EventRow {
@@ -251,6 +254,14 @@ impl EventRow {
             to: VehicleState::parse(&self.to_state).map_err(|e| corrupt("state", e))?,
             events,
             at: TimestampMs(self.at_ms),
+            location: match (self.lat, self.lon) {
+                (Some(lat), Some(lon)) => Some(
+                    mobility_core::LatLon::new(lat, lon)
+                        .map_err(|e| corrupt("event location", e))?,
+                ),
+                _ => None,
+            },
+            trip_id: self.trip_id,
         })
     }
 }
@@ -261,6 +272,61 @@ fn join_events(events: &[EventType]) -> String {
         .map(|e| e.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+const EVENT_COLUMNS: &str = "e.seq, e.vehicle_id, e.version, e.from_state, e.to_state, e.event_types, e.at_ms, e.lat, e.lon, e.trip_id";
+
+macro_rules! event_row {
+    ($row:expr) => {
+        EventRow {
+            seq: $row.try_get("seq")?,
+            vehicle_id: $row.try_get("vehicle_id")?,
+            version: $row.try_get("version")?,
+            from_state: $row.try_get("from_state")?,
+            to_state: $row.try_get("to_state")?,
+            event_types: $row.try_get("event_types")?,
+            at_ms: $row.try_get("at_ms")?,
+            lat: $row.try_get("lat")?,
+            lon: $row.try_get("lon")?,
+            trip_id: $row.try_get("trip_id")?,
+        }
+        .into_domain()
+    };
+}
+
+macro_rules! mds_token_row {
+    ($r:expr) => {{
+        let city: String = $r.try_get("city_id")?;
+        MdsToken {
+            id: $r.try_get("id")?,
+            agency: $r.try_get("agency")?,
+            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+            created_at: TimestampMs($r.try_get("created_at_ms")?),
+            expires_at: TimestampMs($r.try_get("expires_at_ms")?),
+            revoked_at: $r
+                .try_get::<Option<i64>, _>("revoked_at_ms")?
+                .map(TimestampMs),
+        }
+    }};
+}
+
+macro_rules! alert_row {
+    ($r:expr) => {{
+        let city: String = $r.try_get("city_id")?;
+        AlertRecord {
+            id: $r.try_get("id")?,
+            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+            alert_type: $r.try_get("alert_type")?,
+            summary: $r.try_get("summary")?,
+            description: $r.try_get("description")?,
+            url: $r.try_get("url")?,
+            starts_at: $r
+                .try_get::<Option<i64>, _>("starts_at_ms")?
+                .map(TimestampMs),
+            ends_at: $r.try_get::<Option<i64>, _>("ends_at_ms")?.map(TimestampMs),
+            updated_at: TimestampMs($r.try_get("updated_at_ms")?),
+        }
+    }};
 }
 
 const VEHICLE_COLUMNS: &str = "id, city_id, vehicle_type, state, version, updated_at_ms";
@@ -1279,8 +1345,8 @@ macro_rules! impl_store {
                     });
                 }
                 sqlx::query(
-                    "INSERT INTO vehicle_events (vehicle_id, version, from_state, to_state, event_types, at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO vehicle_events (vehicle_id, version, from_state, to_state, event_types, at_ms, lat, lon, trip_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&id)
                 .bind(from_version + 1)
@@ -1288,6 +1354,9 @@ macro_rules! impl_store {
                 .bind(c.to.as_str())
                 .bind(join_events(&c.events))
                 .bind(c.at.0)
+                .bind(c.location.map(|l| l.lat()))
+                .bind(c.location.map(|l| l.lon()))
+                .bind(c.trip_id.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1307,28 +1376,215 @@ macro_rules! impl_store {
                 id: &VehicleId,
                 limit: u32,
             ) -> Result<Vec<RecordedEvent>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT seq, vehicle_id, version, from_state, to_state, event_types, at_ms \
-                     FROM vehicle_events WHERE vehicle_id = $1 ORDER BY seq DESC LIMIT $2",
-                )
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM vehicle_events e WHERE e.vehicle_id = $1 \
+                     ORDER BY e.seq DESC LIMIT $2"
+                )))
                 .bind(id.to_string())
                 .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()
-                    .map(|r| -> Result<RecordedEvent, StoreError> {
-                        EventRow {
-                            seq: r.try_get("seq")?,
-                            vehicle_id: r.try_get("vehicle_id")?,
-                            version: r.try_get("version")?,
-                            from_state: r.try_get("from_state")?,
-                            to_state: r.try_get("to_state")?,
-                            event_types: r.try_get("event_types")?,
-                            at_ms: r.try_get("at_ms")?,
+                    .map(|r| -> Result<RecordedEvent, StoreError> { event_row!(r) })
+                    .collect()
+            }
+
+            async fn city_events(
+                &self,
+                city: &CityId,
+                from: TimestampMs,
+                to: TimestampMs,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<RecordedEvent>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM vehicle_events e JOIN vehicles v ON v.id = e.vehicle_id \
+                     WHERE v.city_id = $1 AND e.at_ms >= $2 AND e.at_ms < $3 AND e.seq > $4 \
+                     ORDER BY e.seq LIMIT $5"
+                )))
+                .bind(city.as_str())
+                .bind(from.0)
+                .bind(to.0)
+                .bind(after_seq)
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<RecordedEvent, StoreError> { event_row!(r) })
+                    .collect()
+            }
+
+            async fn vehicles_with_last_event(
+                &self,
+                city: &CityId,
+                after: Option<&VehicleId>,
+                limit: u32,
+            ) -> Result<Vec<(Vehicle, Option<RecordedEvent>)>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT v.id AS vid, v.city_id, v.vehicle_type, v.state, v.version AS vversion, v.updated_at_ms, \
+                     {EVENT_COLUMNS} FROM vehicles v \
+                     LEFT JOIN vehicle_events e ON e.vehicle_id = v.id AND e.version = v.version \
+                     WHERE v.city_id = $1 AND v.id > $2 ORDER BY v.id LIMIT $3"
+                )))
+                .bind(city.as_str())
+                .bind(after.map(ToString::to_string).unwrap_or_default())
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<(Vehicle, Option<RecordedEvent>), StoreError> {
+                        let vehicle = VehicleRow {
+                            id: r.try_get("vid")?,
+                            city_id: r.try_get("city_id")?,
+                            vehicle_type: r.try_get("vehicle_type")?,
+                            state: r.try_get("state")?,
+                            version: r.try_get("vversion")?,
+                            updated_at_ms: r.try_get("updated_at_ms")?,
                         }
-                        .into_domain()
+                        .into_domain()?;
+                        let seq: Option<i64> = r.try_get("seq")?;
+                        let event = match seq {
+                            Some(_) => Some(event_row!(r)?),
+                            None => None,
+                        };
+                        Ok((vehicle, event))
                     })
                     .collect()
+            }
+
+            async fn trips_between(
+                &self,
+                city: &CityId,
+                from: TimestampMs,
+                to: TimestampMs,
+            ) -> Result<Vec<BookingRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE city_id = $1 \
+                     AND started_at_ms IS NOT NULL AND started_at_ms < $3 \
+                     AND (ended_at_ms IS NULL OR ended_at_ms >= $2) ORDER BY started_at_ms, id"
+                )))
+                .bind(city.as_str())
+                .bind(from.0)
+                .bind(to.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect()
+            }
+
+            async fn insert_mds_token(&self, t: &MdsToken) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO mds_tokens (id, agency, city_id, created_at_ms, expires_at_ms, revoked_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.id)
+                .bind(&t.agency)
+                .bind(t.city.as_str())
+                .bind(t.created_at.0)
+                .bind(t.expires_at.0)
+                .bind(t.revoked_at.map(|t| t.0))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", t.city))
+                    }
+                    Some(ErrorKind::UniqueViolation) => {
+                        StoreError::AlreadyExists(format!("MDS token {}", t.id))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn mds_token(&self, id: &str) -> Result<Option<MdsToken>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, agency, city_id, created_at_ms, expires_at_ms, revoked_at_ms \
+                     FROM mds_tokens WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<MdsToken, StoreError> { Ok(mds_token_row!(r)) })
+                    .transpose()
+            }
+
+            async fn mds_tokens(&self) -> Result<Vec<MdsToken>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, agency, city_id, created_at_ms, expires_at_ms, revoked_at_ms \
+                     FROM mds_tokens ORDER BY created_at_ms DESC, id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<MdsToken, StoreError> { Ok(mds_token_row!(r)) })
+                    .collect()
+            }
+
+            async fn revoke_mds_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError> {
+                sqlx::query(
+                    "UPDATE mds_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+                )
+                .bind(at.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(self.mds_token(id).await?.is_some())
+            }
+
+            async fn put_alert(&self, a: &AlertRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO system_alerts (id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET city_id = excluded.city_id, alert_type = excluded.alert_type, \
+                     summary = excluded.summary, description = excluded.description, url = excluded.url, \
+                     starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(&a.id)
+                .bind(a.city.as_str())
+                .bind(&a.alert_type)
+                .bind(&a.summary)
+                .bind(a.description.as_deref())
+                .bind(a.url.as_deref())
+                .bind(a.starts_at.map(|t| t.0))
+                .bind(a.ends_at.map(|t| t.0))
+                .bind(a.updated_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", a.city))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn alerts(&self, city: &CityId) -> Result<Vec<AlertRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms \
+                     FROM system_alerts WHERE city_id = $1 ORDER BY id",
+                )
+                .bind(city.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<AlertRecord, StoreError> { Ok(alert_row!(r)) })
+                    .collect()
+            }
+
+            async fn delete_alert(&self, id: &str) -> Result<Option<CityId>, StoreError> {
+                let row = sqlx::query("DELETE FROM system_alerts WHERE id = $1 RETURNING city_id")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| -> Result<CityId, StoreError> {
+                    let c: String = r.try_get(0)?;
+                    CityId::parse(&c).map_err(|e| corrupt("city id", e))
+                })
+                .transpose()
             }
 
             async fn insert_command(&self, c: &CommandRecord) -> Result<(), StoreError> {

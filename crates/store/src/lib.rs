@@ -58,7 +58,7 @@ pub struct Readiness {
 }
 
 /// One recorded MDS vehicle event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     /// Monotonic sequence number assigned by the store.
     pub seq: i64,
@@ -74,6 +74,51 @@ pub struct RecordedEvent {
     pub events: Vec<EventType>,
     /// When it happened.
     pub at: TimestampMs,
+    /// Where the vehicle was, when the platform knew.
+    pub location: Option<mobility_core::LatLon>,
+    /// The booking (MDS trip) it belongs to.
+    pub trip_id: Option<String>,
+}
+
+/// A bearer token issued to an agency (a city regulator) for the MDS Provider API. The token
+/// itself is a signed JWT; this row lets an admin list and revoke it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdsToken {
+    /// The JWT's `jti`.
+    pub id: String,
+    /// Who it was issued to.
+    pub agency: String,
+    /// The one city whose data it reads.
+    pub city: CityId,
+    /// When it was issued.
+    pub created_at: TimestampMs,
+    /// When it expires.
+    pub expires_at: TimestampMs,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<TimestampMs>,
+}
+
+/// A service alert for riders (GBFS `system_alerts.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    /// Identifier.
+    pub id: String,
+    /// The city.
+    pub city: CityId,
+    /// GBFS alert type: `system_closure`, `station_closure`, `station_move` or `other`.
+    pub alert_type: String,
+    /// One line for riders.
+    pub summary: String,
+    /// More detail.
+    pub description: Option<String>,
+    /// A page with more.
+    pub url: Option<String>,
+    /// When it starts applying.
+    pub starts_at: Option<TimestampMs>,
+    /// When it stops applying.
+    pub ends_at: Option<TimestampMs>,
+    /// Last change.
+    pub updated_at: TimestampMs,
 }
 
 /// A role-scoped API token as stored (the secret itself is never stored, only its SHA-256).
@@ -650,6 +695,54 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &VehicleId,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events of a city's vehicles with `from <= at < to` and `seq > after_seq`, in `seq` order.
+    async fn city_events(
+        &self,
+        city: &CityId,
+        from: TimestampMs,
+        to: TimestampMs,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// A page of a city's vehicles (by id, after `after`), each with the event that produced its
+    /// current version (none for a vehicle never changed since registration).
+    async fn vehicles_with_last_event(
+        &self,
+        city: &CityId,
+        after: Option<&VehicleId>,
+        limit: u32,
+    ) -> Result<Vec<(Vehicle, Option<RecordedEvent>)>, StoreError>;
+
+    /// Bookings of a city whose trip started before `to` and had not ended before `from`.
+    async fn trips_between(
+        &self,
+        city: &CityId,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Stores a newly issued MDS token.
+    async fn insert_mds_token(&self, token: &MdsToken) -> Result<(), StoreError>;
+
+    /// One MDS token.
+    async fn mds_token(&self, id: &str) -> Result<Option<MdsToken>, StoreError>;
+
+    /// Every MDS token, newest first.
+    async fn mds_tokens(&self) -> Result<Vec<MdsToken>, StoreError>;
+
+    /// Revokes an MDS token; false if there is no such token.
+    async fn revoke_mds_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError>;
+
+    /// Creates or replaces an alert.
+    async fn put_alert(&self, alert: &AlertRecord) -> Result<(), StoreError>;
+
+    /// A city's alerts.
+    async fn alerts(&self, city: &CityId) -> Result<Vec<AlertRecord>, StoreError>;
+
+    /// Deletes an alert; its city, if it existed.
+    async fn delete_alert(&self, id: &str) -> Result<Option<CityId>, StoreError>;
 
     /// Stores a new (pending) command.
     async fn insert_command(&self, command: &CommandRecord) -> Result<(), StoreError>;

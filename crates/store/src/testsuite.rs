@@ -17,8 +17,8 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    ApiToken, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, OpenOptions, PostgresStore,
-    RefreshToken, Rotation, Store, StoreError, UserRecord,
+    AlertRecord, ApiToken, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, MdsToken,
+    OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -138,6 +138,7 @@ macro_rules! conformance_tests {
             pricing_plans_are_one_per_city_and_type,
             payments_are_idempotent_and_the_ledger_balances,
             the_outbox_sends_each_event_once_and_retries_when_due,
+            open_data_events_trips_tokens_and_alerts,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -192,7 +193,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(11));
+    assert_eq!(r.schema_version, Some(12));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -1317,4 +1318,221 @@ pub async fn the_outbox_sends_each_event_once_and_retries_when_due(store: Arc<dy
         store.notification_preferences(&ana.id).await.unwrap(),
         vec![off]
     );
+}
+
+/// What GBFS and MDS read: events with where they happened and their trip, per city and hour
+/// window and in `seq` pages; each vehicle with the event of its current version; trips that
+/// overlap a window; agency tokens (revocable once issued); alerts per city.
+pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let (a, b) = (
+        vehicle(900, VehicleType::Scooter),
+        vehicle(901, VehicleType::Car),
+    );
+    store.insert_vehicle(&a, SECRET).await.unwrap();
+    store.insert_vehicle(&b, SECRET).await.unwrap();
+    let here = LatLon::new(41.39, 2.17).unwrap();
+    let t0 = 1_700_000_000_000_i64;
+    let drop = a
+        .decide(
+            &[EventType::ProviderDropOff],
+            VehicleState::Available,
+            TimestampMs(t0 + 10),
+        )
+        .unwrap()
+        .with_context(Some(here), None);
+    let a1 = store.record_state_change(&drop).await.unwrap();
+    let start = a1
+        .decide(
+            &[EventType::TripStart],
+            VehicleState::OnTrip,
+            TimestampMs(t0 + 20),
+        )
+        .unwrap()
+        .with_context(Some(here), Some("trip-1".into()));
+    store.record_state_change(&start).await.unwrap();
+
+    let all = store
+        .city_events(
+            &barcelona().id,
+            TimestampMs(t0),
+            TimestampMs(t0 + 100),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].trip_id.as_deref(), Some("trip-1"));
+    assert_eq!(all[1].location, Some(here));
+    assert_eq!(all[0].trip_id, None);
+    let page = store
+        .city_events(
+            &barcelona().id,
+            TimestampMs(t0),
+            TimestampMs(t0 + 100),
+            all[0].seq,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page, all[1..].to_vec(), "pages continue after a seq");
+    assert!(
+        store
+            .city_events(
+                &barcelona().id,
+                TimestampMs(t0 + 20),
+                TimestampMs(t0 + 21),
+                0,
+                10
+            )
+            .await
+            .unwrap()
+            .len()
+            == 1,
+        "the window is half open"
+    );
+    let with_last = store
+        .vehicles_with_last_event(&barcelona().id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(with_last.len(), 2);
+    assert_eq!(with_last[0].0.id, a.id);
+    assert_eq!(with_last[0].1.as_ref().map(|e| e.version), Some(2));
+    assert!(
+        with_last[1].1.is_none(),
+        "a vehicle never changed has no event"
+    );
+
+    let rider = user(9_001, "open@example.com");
+    store.insert_user(&rider).await.unwrap();
+    let mut trip = booking(90, &rider, &a, t0 + 600_000);
+    trip.created_at = TimestampMs(t0);
+    store.insert_booking(&trip).await.unwrap();
+    let started = TripFacts {
+        started_at: Some(TimestampMs(t0 + 20)),
+        ..TripFacts::default()
+    };
+    store
+        .update_booking(
+            &trip.id,
+            "reserved",
+            "on_trip",
+            &started,
+            TimestampMs(t0 + 20),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let open = store
+        .trips_between(
+            &barcelona().id,
+            TimestampMs(t0 + 1_000),
+            TimestampMs(t0 + 2_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        open.len(),
+        1,
+        "a trip in progress overlaps every later window"
+    );
+    let ended = TripFacts {
+        ended_at: Some(TimestampMs(t0 + 500)),
+        ..TripFacts::default()
+    };
+    store
+        .update_booking(&trip.id, "on_trip", "ended", &ended, TimestampMs(t0 + 500))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .trips_between(
+                &barcelona().id,
+                TimestampMs(t0 + 1_000),
+                TimestampMs(t0 + 2_000)
+            )
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hit = store
+        .trips_between(&barcelona().id, TimestampMs(t0), TimestampMs(t0 + 1_000))
+        .await
+        .unwrap();
+    assert_eq!(hit.len(), 1);
+    assert_eq!(hit[0].trip.ended_at, Some(TimestampMs(t0 + 500)));
+
+    let token = MdsToken {
+        id: "tok-1".into(),
+        agency: "Ajuntament".into(),
+        city: barcelona().id,
+        created_at: TimestampMs(t0),
+        expires_at: TimestampMs(t0 + 1_000),
+        revoked_at: None,
+    };
+    store.insert_mds_token(&token).await.unwrap();
+    assert_eq!(store.mds_token("tok-1").await.unwrap(), Some(token.clone()));
+    assert!(matches!(
+        store.insert_mds_token(&token).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let mut elsewhere = token.clone();
+    elsewhere.id = "tok-2".into();
+    elsewhere.city = CityId::parse("nowhere").unwrap();
+    assert!(matches!(
+        store.insert_mds_token(&elsewhere).await,
+        Err(StoreError::MissingReference(_))
+    ));
+    assert!(
+        store
+            .revoke_mds_token("tok-1", TimestampMs(t0 + 5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_mds_token("tok-1", TimestampMs(t0 + 9))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.mds_token("tok-1").await.unwrap().unwrap().revoked_at,
+        Some(TimestampMs(t0 + 5)),
+        "revoked once"
+    );
+    assert!(
+        !store
+            .revoke_mds_token("nope", TimestampMs(t0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.mds_tokens().await.unwrap().len(), 1);
+
+    let mut alert = AlertRecord {
+        id: "closure".into(),
+        city: barcelona().id,
+        alert_type: "system_closure".into(),
+        summary: "Closed for the marathon".into(),
+        description: None,
+        url: None,
+        starts_at: Some(TimestampMs(t0)),
+        ends_at: None,
+        updated_at: TimestampMs(t0),
+    };
+    store.put_alert(&alert).await.unwrap();
+    alert.summary = "Closed for the marathon until 14:00".into();
+    alert.ends_at = Some(TimestampMs(t0 + 1));
+    store.put_alert(&alert).await.unwrap();
+    assert_eq!(
+        store.alerts(&barcelona().id).await.unwrap(),
+        vec![alert.clone()]
+    );
+    assert_eq!(
+        store.delete_alert("closure").await.unwrap(),
+        Some(barcelona().id)
+    );
+    assert_eq!(store.delete_alert("closure").await.unwrap(), None);
+    assert!(store.alerts(&barcelona().id).await.unwrap().is_empty());
 }

@@ -103,7 +103,10 @@ async fn decide(state: &AppState, wanted: &[Wanted]) -> Result<Vec<StateChange>,
             Err(e) => return Err(store_problem(&e)),
         };
         match vehicle.decide(&w.events, w.to, at) {
-            Ok(c) => changes.push(c),
+            Ok(c) => {
+                let here = state.fleet.vehicle(&w.id).and_then(|(_, v)| v.position);
+                changes.push(c.with_context(here, None));
+            }
             Err(e) => {
                 metrics::counter!("http_rejections_total", "reason" => "illegal-transition")
                     .increment(1);
@@ -138,7 +141,7 @@ async fn record(
         match state.store.record_state_changes(&changes).await {
             Ok(vehicles) => {
                 for v in &vehicles {
-                    state.fleet.set_state(&v.id, v.state);
+                    state.fleet.apply_vehicle(v);
                 }
                 let vehicles = vehicles
                     .iter()

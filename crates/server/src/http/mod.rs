@@ -8,12 +8,14 @@ mod admin;
 mod bookings;
 mod commands;
 pub mod extract;
+pub mod gbfs;
 mod geofences;
 mod health;
 mod ingest;
 mod kyc;
 mod lifecycle;
 pub mod limits;
+pub mod mds;
 mod metrics_layer;
 mod notifications;
 pub mod pricing;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub kyc: Arc<crate::kyc::Kyc>,
     /// Notifications.
     pub notifier: Arc<crate::notifications::Notifier>,
+    /// Identity and keys of the open-data feeds (GBFS, MDS).
+    pub open_data: Arc<crate::open_data::OpenData>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
@@ -116,6 +120,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(commands::routes())
         .merge(geofences::routes())
         .merge(stream::routes())
+        .merge(
+            // Open-data feeds are large and polled: gzip them when the client asks.
+            gbfs::routes()
+                .merge(mds::routes())
+                .layer(tower_http::compression::CompressionLayer::new()),
+        )
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
