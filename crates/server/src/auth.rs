@@ -211,6 +211,20 @@ impl Auth {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header (trimmed, non-empty, at most 4 KiB).
+#[must_use]
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 4_096)
+}
+
 fn unauthorized(detail: &str) -> Response {
     metrics::counter!("http_rejections_total", "reason" => "unauthorized").increment(1);
     let mut r = Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
@@ -308,15 +322,7 @@ impl FromRequestParts<AppState> for UserCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
+        let token = bearer_token(&parts.headers)
             .ok_or_else(|| unauthorized("send Authorization: Bearer <access token>"))?;
         let (user_id, role) = state.auth.accounts().verify(token).ok_or_else(|| {
             unauthorized("sign in: this needs an account's access token, valid and unexpired")

@@ -110,17 +110,7 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         }
         return next.run(req).await;
     }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 2_048)
-        .map(str::to_owned);
+    let bearer = crate::auth::bearer_token(req.headers()).map(str::to_owned);
     let verdict = match bearer {
         None => check(&limits.anonymous, address, "from this address"),
         Some(token) => {

@@ -101,16 +101,7 @@ impl FromRequestParts<AppState> for Agency {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let unauthorized =
             |d: &str| problem(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", d);
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 4_096)
+        let token = crate::auth::bearer_token(&parts.headers)
             .ok_or_else(|| unauthorized("send Authorization: Bearer <agency token>"))?;
         let claims = state.open_data.verify_agency_token(token).ok_or_else(|| {
             unauthorized("not a valid, unexpired MDS agency token of this provider")
@@ -320,23 +311,10 @@ async fn vehicles(
         .filter(|v| in_mode(v.vehicle_type, mode))
         .map(|v| vehicle_json(&state, v))
         .collect();
-    let mut body = json!({
-        "version": VERSION,
-        "last_updated": now().0,
-        "ttl": 0,
-        "vehicles": items,
-    });
-    if page.len() == PAGE as usize
-        && let Some(last) = page.last()
-    {
-        body["links"] = next_link(
-            &headers,
-            &state,
-            &format!("/mds/{}/vehicles", mode.as_str()),
-            &format!("after={}", last.id),
-        );
-    }
-    respond(StatusCode::OK, &body)
+    let last = (page.len() == PAGE as usize)
+        .then(|| page.last().map(|v| v.id))
+        .flatten();
+    paged(&headers, &state, mode, "vehicles", items, last)
 }
 
 async fn vehicle_one(
@@ -345,10 +323,25 @@ async fn vehicle_one(
     Path((mode, device)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mode = match (mode_of(&mode), check_accept(&headers)) {
-        (Ok(m), Ok(())) => m,
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+    match agency_vehicle(&state, &agency, &mode, &device, &headers).await {
+        Ok(v) => respond(
+            StatusCode::OK,
+            &page_body("vehicles", vec![vehicle_json(&state, &v)]),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// A vehicle of the agency's city in the mode of the base URL, or the answer saying why not.
+async fn agency_vehicle(
+    state: &AppState,
+    agency: &Agency,
+    mode: &str,
+    device: &str,
+    headers: &HeaderMap,
+) -> Result<Vehicle, Response> {
+    let mode = mode_of(mode)?;
+    check_accept(headers)?;
     let missing = || {
         problem(
             StatusCode::NOT_FOUND,
@@ -357,22 +350,46 @@ async fn vehicle_one(
             format!("no {} vehicle {device} here", mode.as_str()),
         )
     };
-    let Ok(id) = VehicleId::parse(&device) else {
-        return missing();
-    };
+    let id = VehicleId::parse(device).map_err(|_| missing())?;
     match state.store.vehicle(&id).await {
-        Ok(Some(v)) if v.city == agency.city && in_mode(v.vehicle_type, mode) => respond(
-            StatusCode::OK,
-            &json!({
-                "version": VERSION,
-                "last_updated": now().0,
-                "ttl": 0,
-                "vehicles": [vehicle_json(&state, &v)],
-            }),
-        ),
-        Ok(_) => missing(),
-        Err(e) => store_problem(&e),
+        Ok(Some(v)) if v.city == agency.city && in_mode(v.vehicle_type, mode) => Ok(v),
+        Ok(_) => Err(missing()),
+        Err(e) => Err(store_problem(&e)),
     }
+}
+
+/// A page of `/vehicles` or `/vehicles/status`; `last` is the last vehicle of a full page (so a
+/// next one may follow).
+fn paged(
+    headers: &HeaderMap,
+    state: &AppState,
+    mode: Mode,
+    key: &str,
+    items: Vec<Value>,
+    last: Option<VehicleId>,
+) -> Response {
+    let mut body = page_body(key, items);
+    if let Some(last) = last {
+        let path = if key == "vehicles" {
+            "vehicles"
+        } else {
+            "vehicles/status"
+        };
+        body["links"] = next_link(
+            headers,
+            state,
+            &format!("/mds/{}/{path}", mode.as_str()),
+            &format!("after={last}"),
+        );
+    }
+    respond(StatusCode::OK, &body)
+}
+
+/// The body of a `/vehicles` or `/vehicles/status` answer.
+fn page_body(key: &str, items: Vec<Value>) -> Value {
+    let mut body = json!({ "version": VERSION, "last_updated": now().0, "ttl": 0 });
+    body[key] = Value::Array(items);
+    body
 }
 
 /// `vehicles_status` item: the event of the current state and the latest telemetry; `None` for
@@ -426,23 +443,10 @@ async fn vehicles_status(
         .filter(|(v, _)| in_mode(v.vehicle_type, mode))
         .filter_map(|(v, e)| status_json(&state, v, e.as_ref()))
         .collect();
-    let mut body = json!({
-        "version": VERSION,
-        "last_updated": now().0,
-        "ttl": 0,
-        "vehicles_status": items,
-    });
-    if page.len() == PAGE as usize
-        && let Some((last, _)) = page.last()
-    {
-        body["links"] = next_link(
-            &headers,
-            &state,
-            &format!("/mds/{}/vehicles/status", mode.as_str()),
-            &format!("after={}", last.id),
-        );
-    }
-    respond(StatusCode::OK, &body)
+    let last = (page.len() == PAGE as usize)
+        .then(|| page.last().map(|(v, _)| v.id))
+        .flatten();
+    paged(&headers, &state, mode, "vehicles_status", items, last)
 }
 
 async fn vehicle_status_one(
@@ -451,41 +455,22 @@ async fn vehicle_status_one(
     Path((mode, device)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let mode = match (mode_of(&mode), check_accept(&headers)) {
-        (Ok(m), Ok(())) => m,
-        (Err(r), _) | (_, Err(r)) => return r,
+    let v = match agency_vehicle(&state, &agency, &mode, &device, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let missing = || {
-        problem(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "Not Found",
-            format!("no status of a {} vehicle {device} here", mode.as_str()),
-        )
-    };
-    let Ok(id) = VehicleId::parse(&device) else {
-        return missing();
-    };
-    let v = match state.store.vehicle(&id).await {
-        Ok(Some(v)) if v.city == agency.city && in_mode(v.vehicle_type, mode) => v,
-        Ok(_) => return missing(),
-        Err(e) => return store_problem(&e),
-    };
-    let last = match state.store.vehicle_events(&id, 1).await {
+    let last = match state.store.vehicle_events(&v.id, 1).await {
         Ok(mut l) => l.pop().filter(|e| e.version == v.version),
         Err(e) => return store_problem(&e),
     };
     match status_json(&state, &v, last.as_ref()) {
-        Some(s) => respond(
-            StatusCode::OK,
-            &json!({
-                "version": VERSION,
-                "last_updated": now().0,
-                "ttl": 0,
-                "vehicles_status": [s],
-            }),
+        Some(s) => respond(StatusCode::OK, &page_body("vehicles_status", vec![s])),
+        None => problem(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not Found",
+            format!("{device} has no status yet: never deployed or never heard from"),
         ),
-        None => missing(),
     }
 }
 
