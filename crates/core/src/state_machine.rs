@@ -404,6 +404,16 @@ pub enum IllegalTransition {
         /// The limit.
         max: usize,
     },
+    /// A late event whose types lead to its state from no state at all.
+    #[error("{mode} vehicles never reach {to} through {events}", mode = .mode.as_str())]
+    Unreachable {
+        /// The vehicle's mode.
+        mode: Mode,
+        /// The event types, comma-separated.
+        events: String,
+        /// The state claimed after.
+        to: VehicleState,
+    },
     /// An intermediate event in a multi-type event can lead to several states, so the path is unknown.
     #[error("{event} from {from} can lead to several states; send it last or on its own")]
     Ambiguous {

@@ -128,6 +128,10 @@ pub struct StateChange {
     /// The booking (MDS trip) the change belongs to, for reservation and trip events.
     #[serde(default)]
     pub trip_id: Option<String>,
+    /// An event older than the vehicle's current state: recorded in the event log (MDS accepts
+    /// events out of order) but not applied, because the current state is newer news.
+    #[serde(default)]
+    pub late: bool,
 }
 
 impl StateChange {
@@ -188,6 +192,53 @@ impl Vehicle {
             at,
             location: None,
             trip_id: None,
+            late: false,
+        })
+    }
+
+    /// Checks an event that happened before the vehicle's current state (`at` older than
+    /// [`Vehicle::updated_at`]): MDS says such events are accepted without enforcing the prior
+    /// state, so it is legal when its types lead to `to` from some state of the mode. The
+    /// change is marked `late`: recorded, not applied.
+    pub fn decide_late(
+        &self,
+        events: &[EventType],
+        to: VehicleState,
+        at: TimestampMs,
+    ) -> Result<StateChange, IllegalTransition> {
+        if events.len() > EVENT_TYPES_MAX {
+            return Err(IllegalTransition::TooManyEvents {
+                count: events.len(),
+                max: EVENT_TYPES_MAX,
+            });
+        }
+        if events.is_empty() {
+            return Err(IllegalTransition::NoEvents);
+        }
+        let mode = self.vehicle_type.mode();
+        let from = mode
+            .states()
+            .into_iter()
+            .find(|s| mode.apply_events(*s, events, to).is_ok())
+            .ok_or_else(|| IllegalTransition::Unreachable {
+                mode,
+                events: events
+                    .iter()
+                    .map(|e| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                to,
+            })?;
+        Ok(StateChange {
+            vehicle_id: self.id,
+            from_version: self.version,
+            from,
+            to,
+            events: events.to_vec(),
+            at,
+            location: None,
+            trip_id: None,
+            late: true,
         })
     }
 
@@ -215,6 +266,37 @@ mod tests {
             VehicleType::Scooter,
             TimestampMs(1_000),
         )
+    }
+
+    #[test]
+    fn late_events_are_legal_from_some_state_and_change_nothing() {
+        let v = scooter();
+        let late = v
+            .decide_late(
+                &[EventType::TripEnd],
+                VehicleState::Available,
+                TimestampMs(500),
+            )
+            .unwrap();
+        assert!(late.late);
+        assert_eq!(
+            late.from,
+            VehicleState::OnTrip,
+            "the state it must have come from"
+        );
+        assert_eq!(late.from_version, v.version);
+        assert!(matches!(
+            v.decide_late(
+                &[EventType::TripEnd],
+                VehicleState::Reserved,
+                TimestampMs(500)
+            ),
+            Err(IllegalTransition::Unreachable { .. })
+        ));
+        assert!(matches!(
+            v.decide_late(&[], VehicleState::Available, TimestampMs(500)),
+            Err(IllegalTransition::NoEvents)
+        ));
     }
 
     #[test]

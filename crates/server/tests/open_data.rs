@@ -288,7 +288,7 @@ macro_rules! open_data_tests {
                 city(&app, "madrid", "Madrid").await;
                 let scooter = deployed(&app, "scooter", 41.385, 2.173).await;
                 let car = deployed(&app, "car", 41.40, 2.16).await;
-                let _idle = deployed(&app, "ebike", 41.39, 2.18).await;
+                let ebike = deployed(&app, "ebike", 41.39, 2.18).await;
 
                 // Two hours ago, a trip of each mode: recorded as the platform records them,
                 // arriving now (after later events: out of order, as MDS allows).
@@ -350,6 +350,22 @@ macro_rules! open_data_tests {
                     trips.push(trip);
                 }
 
+                // An event from that hour arrives only now (the e-bike was offline): it is logged
+                // where it belongs in time; the e-bike keeps its newer state.
+                let (s, r) = call(&app, Method::POST, "/v1/vehicles/events", Some(json!({"changes": [{
+                    "vehicle_id": ebike, "event_types": ["battery_low"], "vehicle_state": "non_operational",
+                    "timestamp": hour.0 + 30 * 60_000, "location": {"lat": 41.3812345, "lng": 2.1712345}}]}))).await;
+                assert_eq!(s, 200, "{r}");
+                assert_eq!((r["vehicles"][0]["late"].as_bool(), r["vehicles"][0]["state"].as_str()), (Some(true), Some("available")));
+                let (s, r) = call(&app, Method::POST, "/v1/vehicles/events", Some(json!({"changes": [{
+                    "vehicle_id": ebike, "event_types": ["trip_start"], "vehicle_state": "available",
+                    "timestamp": hour.0}]}))).await;
+                assert_eq!(s, 409, "late events still follow the table: {r}");
+                let (s, _) = call(&app, Method::POST, "/v1/vehicles/events", Some(json!({"changes": [{
+                    "vehicle_id": ebike, "event_types": ["battery_low"], "vehicle_state": "non_operational",
+                    "timestamp": now_ms() + 120_000}]}))).await;
+                assert_eq!(s, 400, "not from the future");
+
                 // Tokens: issued by an admin, per agency and city.
                 let (s, issued) = call(&app, Method::POST, "/v1/admin/mds/tokens",
                     Some(json!({"agency": "Ajuntament de Barcelona", "city": "barcelona"}))).await;
@@ -404,7 +420,14 @@ macro_rules! open_data_tests {
                     assert_eq!(t["trips"][0]["distance"], 1_400);
                     assert_eq!(t["trips"][0]["end_location"]["lat"], 41.395);
                     let (_, _, e) = get(format!("/mds/{mode}/events/historical?event_time={h}")).await;
-                    let events = e["events"].as_array().unwrap();
+                    let all = e["events"].as_array().unwrap();
+                    let events: Vec<&Value> = all.iter().filter(|e| e["device_id"] == device.as_str()).collect();
+                    if mode == "micromobility" {
+                        let late: Vec<&Value> = all.iter().filter(|e| e["device_id"] == ebike.as_str()).collect();
+                        assert_eq!(late.len(), 1, "the late event is in its hour");
+                        assert_eq!(late[0]["event_types"], json!(["battery_low"]));
+                        assert_eq!(late[0]["location"], json!({"lat": 41.381235, "lng": 2.171235}));
+                    }
                     // One published event per event type: a car's `[trip_stop, trip_end]` is
                     // `stopped` then `available`.
                     let states: Vec<&str> = events.iter().map(|e| e["vehicle_state"].as_str().unwrap()).collect();

@@ -236,6 +236,7 @@ struct EventRow {
     lat: Option<f64>,
     lon: Option<f64>,
     trip_id: Option<String>,
+    late: bool,
 }
 
 impl EventRow {
@@ -262,6 +263,7 @@ impl EventRow {
                 _ => None,
             },
             trip_id: self.trip_id,
+            late: self.late,
         })
     }
 }
@@ -274,7 +276,7 @@ fn join_events(events: &[EventType]) -> String {
         .join(",")
 }
 
-const EVENT_COLUMNS: &str = "e.seq, e.vehicle_id, e.version, e.from_state, e.to_state, e.event_types, e.at_ms, e.lat, e.lon, e.trip_id";
+const EVENT_COLUMNS: &str = "e.seq, e.vehicle_id, e.version, e.from_state, e.to_state, e.event_types, e.at_ms, e.lat, e.lon, e.trip_id, e.late";
 
 macro_rules! event_row {
     ($row:expr) => {
@@ -289,6 +291,7 @@ macro_rules! event_row {
             lat: $row.try_get("lat")?,
             lon: $row.try_get("lon")?,
             trip_id: $row.try_get("trip_id")?,
+            late: $row.try_get("late")?,
         }
         .into_domain()
     };
@@ -1314,6 +1317,33 @@ macro_rules! impl_store {
                 for c in changes {
                 let id = c.vehicle_id.to_string();
                 let from_version = to_i64(c.from_version, "version")?;
+                if c.late {
+                    // Logged where it belongs in time; the vehicle's state is newer and stays.
+                    sqlx::query(
+                        "INSERT INTO vehicle_events (vehicle_id, version, from_state, to_state, event_types, at_ms, lat, lon, trip_id, late) \
+                         SELECT id, version, $2, $3, $4, $5, $6, $7, $8, $9 FROM vehicles WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .bind(c.from.as_str())
+                    .bind(c.to.as_str())
+                    .bind(join_events(&c.events))
+                    .bind(c.at.0)
+                    .bind(c.location.map(|l| l.lat()))
+                    .bind(c.location.map(|l| l.lon()))
+                    .bind(c.trip_id.as_deref())
+                    .bind(true)
+                    .execute(&mut *tx)
+                    .await?;
+                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE id = $1"
+                    )))
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("vehicle {}", c.vehicle_id)))?;
+                    out.push(vehicle_row!(row).into_domain()?);
+                    continue;
+                }
                 // The write comes first so SQLite takes its write lock at once (no lock upgrade).
                 let updated = sqlx::query(
                     "UPDATE vehicles SET state = $1, version = version + 1, \
@@ -1423,7 +1453,7 @@ macro_rules! impl_store {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT v.id AS vid, v.city_id, v.vehicle_type, v.state, v.version AS vversion, v.updated_at_ms, \
                      {EVENT_COLUMNS} FROM vehicles v \
-                     LEFT JOIN vehicle_events e ON e.vehicle_id = v.id AND e.version = v.version \
+                     LEFT JOIN vehicle_events e ON e.vehicle_id = v.id AND e.version = v.version AND NOT e.late \
                      WHERE v.city_id = $1 AND v.id > $2 ORDER BY v.id LIMIT $3"
                 )))
                 .bind(city.as_str())

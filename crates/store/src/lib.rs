@@ -78,6 +78,8 @@ pub struct RecordedEvent {
     pub location: Option<mobility_core::LatLon>,
     /// The booking (MDS trip) it belongs to.
     pub trip_id: Option<String>,
+    /// Older than the vehicle's state when it arrived: logged, not applied.
+    pub late: bool,
 }
 
 /// A bearer token issued to an agency (a city regulator) for the MDS Provider API. The token

@@ -1350,7 +1350,26 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
         )
         .unwrap()
         .with_context(Some(here), Some("trip-1".into()));
-    store.record_state_change(&start).await.unwrap();
+    let a2 = store.record_state_change(&start).await.unwrap();
+    // An event older than the current state (out of order, as MDS allows): logged, not applied.
+    let late = a2
+        .decide_late(
+            &[EventType::BatteryLow],
+            VehicleState::NonOperational,
+            TimestampMs(t0 + 5),
+        )
+        .unwrap()
+        .with_context(Some(here), None);
+    let after_late = store.record_state_change(&late).await.unwrap();
+    assert_eq!(
+        after_late, a2,
+        "the vehicle keeps its newer state and version"
+    );
+    let logged = store.vehicle_events(&a.id, 10).await.unwrap();
+    assert_eq!(logged.len(), 3);
+    assert!(logged[0].late && logged[0].at == TimestampMs(t0 + 5));
+    let again = store.record_state_change(&late).await.unwrap();
+    assert_eq!(again, a2, "several late events may share a version");
 
     let all = store
         .city_events(
@@ -1362,7 +1381,8 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(all.len(), 2);
+    assert_eq!(all.len(), 4, "late events included");
+    assert_eq!(all.iter().filter(|e| e.late).count(), 2);
     assert_eq!(all[1].trip_id.as_deref(), Some("trip-1"));
     assert_eq!(all[1].location, Some(here));
     assert_eq!(all[0].trip_id, None);
@@ -1377,6 +1397,8 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(page, all[1..].to_vec(), "pages continue after a seq");
+    let (first, second) = (&all[0], &all[1]);
+    assert!(!first.late && !second.late);
     assert!(
         store
             .city_events(
@@ -1398,7 +1420,11 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(with_last.len(), 2);
     assert_eq!(with_last[0].0.id, a.id);
-    assert_eq!(with_last[0].1.as_ref().map(|e| e.version), Some(2));
+    assert_eq!(
+        with_last[0].1.as_ref().map(|e| (e.version, e.late)),
+        Some((2, false)),
+        "the event of the current version, not a late one"
+    );
     assert!(
         with_last[1].1.is_none(),
         "a vehicle never changed has no event"

@@ -1,8 +1,13 @@
 //! Vehicle lifecycle: MDS events that move vehicles between states (deploy, trip start and end,
 //! battery low, maintenance…), checked against the MDS 2.0 state machine of the vehicle's mode.
 //!
-//! Staff record them for field work; the bookings service will record trip events itself.
+//! Staff record them for field work; the bookings service records trip events itself.
 //! A batch is one transaction: every change is legal and applied, or nothing is.
+//!
+//! An event may say when it happened (`timestamp`, the vehicle's clock) and where (`location`).
+//! One older than the vehicle's current state arrived out of order: MDS accepts such events
+//! without enforcing the prior state, so it is logged (and published) where it belongs in time,
+//! and the vehicle keeps its newer state (`late: true` in the answer).
 
 use axum::{
     Json, Router,
@@ -11,7 +16,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use mobility_core::{EventType, StateChange, VehicleId, VehicleState};
+use mobility_core::{EventType, LatLon, StateChange, TimestampMs, VehicleId, VehicleState};
+use mobility_fleet::telemetry::FUTURE_SKEW_MS_MAX;
 use mobility_store::StoreError;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +50,17 @@ struct ChangeBody {
     vehicle_id: String,
     event_types: Vec<String>,
     vehicle_state: String,
+    /// When it happened, ms since 1970 (default: on arrival).
+    timestamp: Option<i64>,
+    /// Where it happened (default: the vehicle's last reported position).
+    location: Option<LocationBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationBody {
+    lat: f64,
+    lng: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,15 +73,19 @@ struct AppliedVehicle {
     id: String,
     state: &'static str,
     version: u64,
+    /// Older than the vehicle's state: logged, not applied.
+    late: bool,
 }
 
 struct Wanted {
     id: VehicleId,
     events: Vec<EventType>,
     to: VehicleState,
+    at: Option<TimestampMs>,
+    location: Option<LatLon>,
 }
 
-fn parse(body: &Body) -> Result<Vec<Wanted>, String> {
+fn parse(body: &Body, arrived: TimestampMs) -> Result<Vec<Wanted>, String> {
     if body.changes.is_empty() || body.changes.len() > CHANGES_MAX {
         return Err(format!("changes must hold 1 to {CHANGES_MAX} entries"));
     }
@@ -82,6 +103,21 @@ fn parse(body: &Body) -> Result<Vec<Wanted>, String> {
                     .collect::<Result<_, _>>()
                     .map_err(|e| at(e.to_string()))?,
                 to: VehicleState::parse(&c.vehicle_state).map_err(|e| at(e.to_string()))?,
+                at: match c.timestamp {
+                    Some(ms) if ms <= 0 || ms.saturating_sub(arrived.0) > FUTURE_SKEW_MS_MAX => {
+                        return Err(at(format!(
+                            "timestamp must be milliseconds since 1970 and at most {} s ahead of this server",
+                            FUTURE_SKEW_MS_MAX / 1_000
+                        )));
+                    }
+                    t => t.map(TimestampMs),
+                },
+                location: c
+                    .location
+                    .as_ref()
+                    .map(|l| LatLon::new(l.lat, l.lng))
+                    .transpose()
+                    .map_err(|e| at(e.to_string()))?,
             })
         })
         .collect()
@@ -102,9 +138,21 @@ async fn decide(state: &AppState, wanted: &[Wanted]) -> Result<Vec<StateChange>,
             }
             Err(e) => return Err(store_problem(&e)),
         };
-        match vehicle.decide(&w.events, w.to, at) {
+        let when = w.at.unwrap_or(at);
+        let decided = if when < vehicle.updated_at {
+            vehicle.decide_late(&w.events, w.to, when)
+        } else {
+            vehicle.decide(&w.events, w.to, when)
+        };
+        match decided {
             Ok(c) => {
-                let here = state.fleet.vehicle(&w.id).and_then(|(_, v)| v.position);
+                // A late event happened elsewhere than where the vehicle is now: only the
+                // position sent with it will do.
+                let here = w.location.or_else(|| {
+                    (!c.late)
+                        .then(|| state.fleet.vehicle(&w.id).and_then(|(_, v)| v.position))
+                        .flatten()
+                });
                 changes.push(c.with_context(here, None));
             }
             Err(e) => {
@@ -128,7 +176,7 @@ async fn record(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Body>,
 ) -> Response {
-    let wanted = match parse(&body) {
+    let wanted = match parse(&body, now()) {
         Ok(w) => w,
         Err(e) => return bad_request("invalid_field", e),
     };
@@ -145,10 +193,12 @@ async fn record(
                 }
                 let vehicles = vehicles
                     .iter()
-                    .map(|v| AppliedVehicle {
+                    .zip(&changes)
+                    .map(|(v, c)| AppliedVehicle {
                         id: v.id.to_string(),
                         state: v.state.as_str(),
                         version: v.version,
+                        late: c.late,
                     })
                     .collect();
                 return Json(Applied { vehicles }).into_response();

@@ -224,11 +224,17 @@ fn vehicle_json(state: &AppState, v: &Vehicle) -> Value {
 /// `[trip_stop, trip_end]` becomes `stopped` then `available`. Empty when the platform never
 /// knew where the vehicle was (MDS events need a location).
 fn event_json(state: &AppState, mode: Mode, e: &RecordedEvent) -> Vec<Value> {
+    // An applied event without a recorded position (the vehicle had not reported yet) is placed
+    // where the vehicle is; a late one happened elsewhere, so it needs its own.
     let Some(location) = e.location.or_else(|| {
-        state
-            .fleet
-            .vehicle(&e.vehicle_id)
-            .and_then(|(_, v)| v.position)
+        (!e.late)
+            .then(|| {
+                state
+                    .fleet
+                    .vehicle(&e.vehicle_id)
+                    .and_then(|(_, v)| v.position)
+            })
+            .flatten()
     }) else {
         metrics::counter!("mds_events_without_location_total").increment(1);
         return Vec::new();

@@ -4,6 +4,11 @@
 ALTER TABLE vehicle_events ADD COLUMN lat DOUBLE PRECISION;
 ALTER TABLE vehicle_events ADD COLUMN lon DOUBLE PRECISION;
 ALTER TABLE vehicle_events ADD COLUMN trip_id TEXT;
+-- Late events (older than the vehicle's current state, which MDS accepts) are logged without a
+-- version of their own: one event per version holds only for applied events.
+ALTER TABLE vehicle_events ADD COLUMN late BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE vehicle_events DROP CONSTRAINT vehicle_events_vehicle_id_version_key;
+CREATE UNIQUE INDEX vehicle_events_one_per_version ON vehicle_events (vehicle_id, version) WHERE NOT late;
 
 CREATE INDEX bookings_by_trip_time ON bookings (city_id, started_at_ms);
 
