@@ -9,6 +9,9 @@ ALTER TABLE vehicle_events ADD COLUMN trip_id TEXT;
 ALTER TABLE vehicle_events ADD COLUMN late BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE vehicle_events DROP CONSTRAINT vehicle_events_vehicle_id_version_key;
 CREATE UNIQUE INDEX vehicle_events_one_per_version ON vehicle_events (vehicle_id, version) WHERE NOT late;
+-- Lookups by vehicle: its event of a version (any lateness), its events in a time window.
+CREATE INDEX vehicle_events_by_vehicle_version ON vehicle_events (vehicle_id, version);
+CREATE INDEX vehicle_events_by_vehicle_time ON vehicle_events (vehicle_id, at_ms);
 
 CREATE INDEX bookings_by_trip_time ON bookings (city_id, started_at_ms);
 

@@ -23,6 +23,9 @@ INSERT INTO vehicle_events_v2 (seq, vehicle_id, version, from_state, to_state, e
 DROP TABLE vehicle_events;
 ALTER TABLE vehicle_events_v2 RENAME TO vehicle_events;
 CREATE UNIQUE INDEX vehicle_events_one_per_version ON vehicle_events (vehicle_id, version) WHERE late = 0;
+-- Lookups by vehicle: its event of a version (any lateness), its events in a time window.
+CREATE INDEX vehicle_events_by_vehicle_version ON vehicle_events (vehicle_id, version);
+CREATE INDEX vehicle_events_by_vehicle_time ON vehicle_events (vehicle_id, at_ms);
 CREATE INDEX vehicle_events_by_time ON vehicle_events (at_ms);
 
 CREATE INDEX bookings_by_trip_time ON bookings (city_id, started_at_ms);
