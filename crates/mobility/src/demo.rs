@@ -79,13 +79,14 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     let demo = Demo::start(DemoConfig {
         api: api.clone(),
         mqtt: mqtt.clone(),
-        admin_token: token,
+        admin_token: token.clone(),
         state_dir: data_dir.clone(),
         sim,
         city,
         speed: a.speed,
     })
     .await?;
+    let ops_email = ops_account(&api, &token, &data_dir).await?;
     println!(
         "mobility demo: {} with {} simulated vehicles (seed {}, speed {}x), ready in {:.1} s",
         city_name,
@@ -103,6 +104,10 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  live map   ws://{}/v1/stream/vehicles?bbox=2.07,41.32,2.23,41.47",
         api.trim_start_matches("http://")
+    );
+    println!(
+        "  dashboard  {api}/   (sign in as {ops_email}; the password is in {})",
+        data_dir.join(OPS_PASSWORD_FILE).display()
     );
     println!("  GBFS       {api}/gbfs/manifest.json   (trip planners: public)");
     println!(
@@ -158,4 +163,32 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(());
     server.await??;
     Ok(())
+}
+
+/// The demo's operations account: an admin who signs in to the dashboard.
+const OPS_EMAIL: &str = "ops@demo.invalid";
+/// Its password, generated once under the data directory (mode 0600) and never printed.
+const OPS_PASSWORD_FILE: &str = "demo-ops-password";
+
+/// Makes sure the demo's operations account exists; returns its e-mail address.
+async fn ops_account(
+    api: &str,
+    admin_token: &str,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<&'static str> {
+    let (password, _) =
+        mobility_server::auth::bootstrap_secret(None, &data_dir.join(OPS_PASSWORD_FILE))
+            .context("creating the dashboard password")?;
+    let r = reqwest::Client::new()
+        .post(format!("{api}/v1/admin/users"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"email": OPS_EMAIL, "password": password, "role": "admin"}))
+        .send()
+        .await
+        .context("creating the dashboard account")?;
+    // 409: it exists from an earlier run of this data directory.
+    if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
+        anyhow::bail!("creating the dashboard account: HTTP {}", r.status());
+    }
+    Ok(OPS_EMAIL)
 }

@@ -21,6 +21,7 @@ mod notifications;
 pub mod pricing;
 mod problem;
 mod stream;
+mod ui;
 mod vehicles;
 mod wallet;
 
@@ -120,6 +121,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(commands::routes())
         .merge(geofences::routes())
         .merge(stream::routes())
+        .merge(ui::routes())
         .merge(
             // Open-data feeds are large and polled: gzip them when the client asks.
             gbfs::routes()

@@ -1,0 +1,575 @@
+// The operations dashboard: a no-build ES module served by the platform itself.
+// It speaks only the public API (HTTP + the vehicle WebSocket stream) with the signed-in
+// account's token, so it can do nothing the account could not do with curl.
+
+const $ = (id) => document.getElementById(id);
+const STATE_COLOURS = {
+  available: "#3fb950", reserved: "#d29922", on_trip: "#58a6ff", non_operational: "#f85149",
+};
+const ZONE_STYLE = {
+  operating_area: ["rgba(88,166,255,0.05)", "#58a6ff"],
+  no_parking: ["rgba(210,153,34,0.18)", "#d29922"],
+  no_riding: ["rgba(248,81,73,0.20)", "#f85149"],
+  slow_zone: ["rgba(163,113,247,0.18)", "#a371f7"],
+  parking_hub: ["rgba(63,185,80,0.18)", "#3fb950"],
+};
+const CLUSTER_ABOVE = 4000; // more vehicles than this on screen: draw counts per grid cell
+const CLUSTER_PX = 28;
+
+const s = {
+  token: sessionStorage.getItem("mobility.token"),
+  role: null,
+  email: "",
+  city: null,
+  cities: [],
+  fences: [],
+  vehicles: new Map(), // id -> {id, type, state, lat, lon, battery, at}
+  trail: [], // recent positions of the selected vehicle
+  selected: null,
+  view: { lon: 2.17, lat: 41.39, ppd: 4000 }, // centre and pixels per degree of longitude
+  socket: null,
+  updates: 0,
+  dirty: true,
+  drawing: null, // [[lon, lat], ...] while drawing a zone
+  lastEvent: 0,
+  alerts: [],
+  timers: [],
+};
+
+// --- API -----------------------------------------------------------------------------------
+async function api(path, opts = {}) {
+  // Timers and late callbacks may outlive a session: never call the API signed out.
+  if (!s.token && !path.startsWith("/v1/auth/")) throw new Error("signed out");
+  const headers = { accept: "application/json", ...(opts.headers || {}) };
+  if (s.token) headers.authorization = `Bearer ${s.token}`;
+  if (opts.body !== undefined) headers["content-type"] = "application/json";
+  const r = await fetch(path, {
+    method: opts.method || "GET",
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+  });
+  if (r.status === 401 && s.token) { logout("Your session ended; sign in again."); throw new Error("signed out"); }
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new Error((data && (data.detail || data.title)) || `HTTP ${r.status}`);
+  return data;
+}
+
+// --- sign in -------------------------------------------------------------------------------
+$("login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    const session = await api("/v1/auth/login", {
+      method: "POST",
+      body: { email: $("login-email").value, password: $("login-password").value },
+    });
+    s.token = session.access_token;
+    sessionStorage.setItem("mobility.token", s.token);
+    await start();
+  } catch (err) {
+    s.token = null;
+    $("login-error").textContent = err.message;
+  }
+});
+
+$("logout").addEventListener("click", () => logout(""));
+
+function logout(message) {
+  s.token = null;
+  sessionStorage.removeItem("mobility.token");
+  if (s.socket) s.socket.close();
+  s.socket = null;
+  for (const t of s.timers) clearInterval(t);
+  s.timers = [];
+  s.alerts = [];
+  s.lastEvent = 0;
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message;
+}
+
+async function start() {
+  const me = await api("/v1/me");
+  if (me.role !== "staff" && me.role !== "admin") {
+    logout("This console is for staff and admins; riders use the app.");
+    return;
+  }
+  s.role = me.role;
+  s.email = me.email;
+  $("who").textContent = `${me.email} · ${me.role}`;
+  for (const el of document.querySelectorAll(".admin-only")) el.hidden = me.role !== "admin";
+  $("login").hidden = true;
+  $("app").hidden = false;
+  s.cities = await api("/v1/cities");
+  $("city").replaceChildren(...s.cities.map((c) => new Option(c.name, c.id)));
+  if (!s.cities.length) { $("map-status").textContent = "No city is configured yet."; return; }
+  await openCity(s.cities[0].id);
+  resize();
+  s.timers.push(setInterval(refreshKpis, 3000), setInterval(refreshAlerts, 3000));
+  refreshKpis();
+  refreshAlerts();
+  refreshKyc();
+  if (s.role === "admin") refreshMds();
+}
+
+$("city").addEventListener("change", (e) => openCity(e.target.value));
+
+// --- a city: zones, fit, live stream -------------------------------------------------------
+function bboxOf(rings) {
+  let [w, so, e, n] = [180, 90, -180, -90];
+  for (const ring of rings) for (const [lon, lat] of ring) {
+    w = Math.min(w, lon); e = Math.max(e, lon); so = Math.min(so, lat); n = Math.max(n, lat);
+  }
+  return w <= e ? [w, so, e, n] : null;
+}
+
+function cityBbox() {
+  const c = s.cities.find((x) => x.id === s.city);
+  const rings = [];
+  if (c && c.operating_area) rings.push(c.operating_area.coordinates[0]);
+  for (const f of s.fences) rings.push(f.geometry.coordinates[0]);
+  for (const v of s.vehicles.values()) rings.push([[v.lon, v.lat]]);
+  return bboxOf(rings) || [2.07, 41.32, 2.23, 41.47];
+}
+
+async function openCity(id) {
+  s.city = id;
+  s.vehicles.clear();
+  s.selected = null;
+  await loadFences();
+  fit();
+  connect();
+}
+
+async function loadFences() {
+  s.fences = await api(`/v1/cities/${s.city}/geofences`);
+  renderZones();
+  s.dirty = true;
+}
+
+function connect() {
+  if (s.socket) s.socket.close();
+  const [w, so, e, n] = cityBbox();
+  const pad = 0.05;
+  const bbox = [so - pad, w - pad, n + pad, e + pad].map((x) => x.toFixed(5)).join(",");
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${proto}://${location.host}/v1/stream/vehicles?bbox=${bbox}&max_hz=5&access_token=${encodeURIComponent(s.token)}`;
+  const ws = new WebSocket(url);
+  s.socket = ws;
+  ws.onmessage = (m) => {
+    const frame = JSON.parse(m.data);
+    if (frame.type === "snapshot" && !frame.resync) s.vehicles.clear();
+    if (!Array.isArray(frame.vehicles)) return;
+    for (const v of frame.vehicles) {
+      s.vehicles.set(v.id, {
+        id: v.id, type: v.vehicle_type, state: v.state, lat: v.lat, lon: v.lon,
+        battery: v.battery_pct, at: v.at_ms,
+      });
+      if (v.id === s.selected) {
+        s.trail.push([v.lon, v.lat]);
+        if (s.trail.length > 50) s.trail.shift();
+      }
+    }
+    s.updates += frame.vehicles.length;
+    s.dirty = true;
+    $("map-status").textContent = `${s.vehicles.size} vehicles live · ${s.updates} updates`;
+  };
+  ws.onclose = () => {
+    if (s.socket === ws && s.token) setTimeout(() => s.socket === ws && connect(), 2000);
+  };
+}
+
+// --- map -----------------------------------------------------------------------------------
+const canvas = $("map");
+const ctx = canvas.getContext("2d");
+
+function resize() {
+  const r = canvas.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(r.width * dpr));
+  canvas.height = Math.max(1, Math.round(r.height * dpr));
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  s.dirty = true;
+}
+window.addEventListener("resize", resize);
+
+// Equirectangular, with latitude scaled by cos(lat) so a city looks right.
+function kLat() { return 1 / Math.cos((s.view.lat * Math.PI) / 180); }
+function project(lon, lat) {
+  const r = canvas.getBoundingClientRect();
+  return [
+    r.width / 2 + (lon - s.view.lon) * s.view.ppd,
+    r.height / 2 - (lat - s.view.lat) * s.view.ppd * kLat(),
+  ];
+}
+function unproject(x, y) {
+  const r = canvas.getBoundingClientRect();
+  return [s.view.lon + (x - r.width / 2) / s.view.ppd, s.view.lat - (y - r.height / 2) / (s.view.ppd * kLat())];
+}
+
+function fit() {
+  const [w, so, e, n] = cityBbox();
+  const r = canvas.getBoundingClientRect();
+  s.view.lon = (w + e) / 2;
+  s.view.lat = (so + n) / 2;
+  const ppdX = (r.width || 800) / Math.max(e - w, 1e-4);
+  const ppdY = (r.height || 600) / (Math.max(n - so, 1e-4) * kLat());
+  s.view.ppd = Math.min(ppdX, ppdY) * 0.9;
+  s.dirty = true;
+}
+
+function ringPath(ring) {
+  ctx.beginPath();
+  ring.forEach(([lon, lat], i) => {
+    const [x, y] = project(lon, lat);
+    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+  });
+  ctx.closePath();
+}
+
+function draw() {
+  requestAnimationFrame(draw);
+  if (!s.dirty) return;
+  s.dirty = false;
+  const r = canvas.getBoundingClientRect();
+  ctx.clearRect(0, 0, r.width, r.height);
+  const c = s.cities.find((x) => x.id === s.city);
+  if (c && c.operating_area) {
+    ringPath(c.operating_area.coordinates[0]);
+    ctx.strokeStyle = "#58a6ff"; ctx.setLineDash([6, 4]); ctx.lineWidth = 1.5; ctx.stroke(); ctx.setLineDash([]);
+  }
+  for (const f of s.fences) {
+    const [fill, stroke] = ZONE_STYLE[f.kind] || ZONE_STYLE.operating_area;
+    ringPath(f.geometry.coordinates[0]);
+    ctx.fillStyle = fill; ctx.fill(); ctx.strokeStyle = stroke; ctx.lineWidth = 1; ctx.stroke();
+  }
+  const visible = [];
+  for (const v of s.vehicles.values()) {
+    const [x, y] = project(v.lon, v.lat);
+    if (x >= -5 && y >= -5 && x <= r.width + 5 && y <= r.height + 5) visible.push([x, y, v]);
+  }
+  if (visible.length > CLUSTER_ABOVE) {
+    const cells = new Map();
+    for (const [x, y, v] of visible) {
+      const key = `${Math.floor(x / CLUSTER_PX)},${Math.floor(y / CLUSTER_PX)}`;
+      const cell = cells.get(key) || { x: 0, y: 0, n: 0, avail: 0 };
+      cell.x += x; cell.y += y; cell.n += 1; if (v.state === "available") cell.avail += 1;
+      cells.set(key, cell);
+    }
+    ctx.font = "10px system-ui"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    for (const cell of cells.values()) {
+      const x = cell.x / cell.n, y = cell.y / cell.n;
+      const radius = Math.min(13, 3 + Math.sqrt(cell.n));
+      ctx.beginPath(); ctx.arc(x, y, radius, 0, Math.PI * 2);
+      ctx.fillStyle = cell.avail / cell.n > 0.5 ? "rgba(63,185,80,0.75)" : "rgba(88,166,255,0.75)";
+      ctx.fill();
+      if (cell.n > 1) { ctx.fillStyle = "#0d1117"; ctx.fillText(String(cell.n), x, y); }
+    }
+  } else {
+    for (const [x, y, v] of visible) {
+      ctx.fillStyle = STATE_COLOURS[v.state] || "#8b949e";
+      ctx.beginPath(); ctx.arc(x, y, 3.2, 0, Math.PI * 2); ctx.fill();
+      if (v.battery !== undefined && v.battery !== null && v.battery < 20) {
+        ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1; ctx.stroke();
+      }
+    }
+  }
+  if (s.selected && s.vehicles.has(s.selected)) {
+    if (s.trail.length > 1) {
+      ctx.beginPath();
+      s.trail.forEach(([lon, lat], i) => { const [x, y] = project(lon, lat); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+      ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1.5; ctx.stroke();
+    }
+    const v = s.vehicles.get(s.selected);
+    const [x, y] = project(v.lon, v.lat);
+    ctx.beginPath(); ctx.arc(x, y, 8, 0, Math.PI * 2); ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 2; ctx.stroke();
+  }
+  if (s.drawing && s.drawing.length) {
+    ctx.beginPath();
+    s.drawing.forEach(([lon, lat], i) => { const [x, y] = project(lon, lat); if (i) ctx.lineTo(x, y); else ctx.moveTo(x, y); });
+    if (s.drawing.length > 2) ctx.closePath();
+    ctx.strokeStyle = "#f0f6fc"; ctx.setLineDash([4, 3]); ctx.lineWidth = 2; ctx.stroke(); ctx.setLineDash([]);
+    for (const [lon, lat] of s.drawing) { const [x, y] = project(lon, lat); ctx.fillStyle = "#f0f6fc"; ctx.fillRect(x - 3, y - 3, 6, 6); }
+  }
+}
+requestAnimationFrame(draw);
+
+function zoom(factor, x, y) {
+  const r = canvas.getBoundingClientRect();
+  const [lon, lat] = unproject(x ?? r.width / 2, y ?? r.height / 2);
+  s.view.ppd = Math.min(2e7, Math.max(50, s.view.ppd * factor));
+  const [lon2, lat2] = unproject(x ?? r.width / 2, y ?? r.height / 2);
+  s.view.lon += lon - lon2; s.view.lat += lat - lat2;
+  s.dirty = true;
+}
+canvas.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.25 : 0.8, e.offsetX, e.offsetY); }, { passive: false });
+$("zoom-in").addEventListener("click", () => zoom(1.5));
+$("zoom-out").addEventListener("click", () => zoom(1 / 1.5));
+$("fit").addEventListener("click", fit);
+canvas.addEventListener("keydown", (e) => {
+  const step = 60 / s.view.ppd;
+  const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+  if (moves[e.key]) { s.view.lon += moves[e.key][0]; s.view.lat += moves[e.key][1]; s.dirty = true; e.preventDefault(); }
+  if (e.key === "+") zoom(1.5);
+  if (e.key === "-") zoom(1 / 1.5);
+});
+
+let drag = null;
+canvas.addEventListener("pointerdown", (e) => { drag = { x: e.offsetX, y: e.offsetY, moved: false }; });
+canvas.addEventListener("pointermove", (e) => {
+  if (!drag) return;
+  const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
+  if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+  if (drag.moved && !s.drawing) {
+    s.view.lon -= dx / s.view.ppd; s.view.lat += dy / (s.view.ppd * kLat());
+    drag.x = e.offsetX; drag.y = e.offsetY; s.dirty = true;
+  }
+});
+canvas.addEventListener("pointerup", (e) => {
+  const clicked = drag && !drag.moved;
+  drag = null;
+  if (!clicked) return;
+  if (s.drawing) { s.drawing.push(unproject(e.offsetX, e.offsetY)); s.dirty = true; zoneHint(); return; }
+  let best = null, bestD = 12 * 12;
+  for (const v of s.vehicles.values()) {
+    const [x, y] = project(v.lon, v.lat);
+    const d = (x - e.offsetX) ** 2 + (y - e.offsetY) ** 2;
+    if (d < bestD) { best = v; bestD = d; }
+  }
+  if (best) openVehicle(best.id);
+});
+
+// --- vehicle detail --------------------------------------------------------------------------
+$("find-form").addEventListener("submit", (e) => { e.preventDefault(); const id = $("find-id").value.trim(); if (id) openVehicle(id); });
+
+function fact(dl, name, value) {
+  const dt = document.createElement("dt"); dt.textContent = name;
+  const dd = document.createElement("dd"); dd.textContent = value;
+  dl.append(dt, dd);
+}
+
+async function openVehicle(id) {
+  selectTab("vehicle");
+  const box = $("vehicle-detail");
+  if (s.selected !== id) s.trail = [];
+  s.selected = id;
+  s.dirty = true;
+  try {
+    const v = await api(`/v1/vehicles/${encodeURIComponent(id)}`);
+    const head = document.createElement("h2");
+    head.textContent = `${v.type} ${v.id.slice(0, 8)}`;
+    const badge = document.createElement("span");
+    badge.className = `badge ${v.state}`; badge.textContent = v.state;
+    const dl = document.createElement("dl"); dl.className = "facts";
+    fact(dl, "id", v.id);
+    fact(dl, "battery", v.battery_pct === undefined ? "unknown" : `${v.battery_pct} %`);
+    fact(dl, "position", v.lat === undefined ? "never reported" : `${v.lat.toFixed(5)}, ${v.lon.toFixed(5)}`);
+    fact(dl, "last report", v.reported_at_ms ? new Date(v.reported_at_ms).toLocaleTimeString() : "–");
+    if (v.speed_mps !== undefined) fact(dl, "speed", `${(v.speed_mps * 3.6).toFixed(1)} km/h`);
+    if (v.odometer_m !== undefined) fact(dl, "odometer", `${(v.odometer_m / 1000).toFixed(1)} km`);
+    const commands = document.createElement("div"); commands.className = "commands";
+    for (const c of ["lock", "unlock", "ring", "locate"]) {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = c[0].toUpperCase() + c.slice(1);
+      b.setAttribute("aria-label", `Send ${c} to the vehicle`);
+      b.addEventListener("click", () => command(v.id, c));
+      commands.append(b);
+    }
+    const outcome = document.createElement("p"); outcome.id = "command-outcome"; outcome.setAttribute("aria-live", "polite");
+    const history = document.createElement("ul"); history.className = "list"; history.id = "command-history";
+    box.replaceChildren(head, badge, dl, commands, outcome, history);
+    loadCommands(v.id);
+  } catch (err) {
+    box.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: err.message }));
+  }
+}
+
+async function command(id, kind) {
+  const out = $("command-outcome");
+  out.textContent = `${kind}: waiting for the vehicle…`;
+  try {
+    const r = await api(`/v1/vehicles/${id}/commands`, { method: "POST", body: { command: kind, wait: true, timeout_s: 10 } });
+    out.textContent = `${kind}: ${r.state}${r.detail ? ` (${r.detail})` : ""}`;
+  } catch (err) {
+    out.textContent = `${kind}: ${err.message}`;
+  }
+  loadCommands(id);
+}
+
+async function loadCommands(id) {
+  const list = $("command-history");
+  if (!list) return;
+  try {
+    const cmds = await api(`/v1/vehicles/${id}/commands`);
+    list.replaceChildren(...cmds.slice(0, 10).map((c) => Object.assign(document.createElement("li"), {
+      textContent: `${new Date(c.created_at_ms).toLocaleTimeString()} ${c.command} → ${c.state}`,
+    })));
+  } catch { /* history is a nicety */ }
+}
+
+// --- KPIs and alerts -------------------------------------------------------------------------
+async function refreshKpis() {
+  if (!s.city) return;
+  try {
+    const st = await api(`/v1/fleet/stats?city=${s.city}`);
+    const by = st.by_state || {};
+    $("kpi-total").textContent = st.total;
+    $("kpi-available").textContent = by.available || 0;
+    $("kpi-on-trip").textContent = by.on_trip || 0;
+    $("kpi-reserved").textContent = by.reserved || 0;
+    $("kpi-down").textContent = by.non_operational || 0;
+    $("kpi-low").textContent = st.battery ? st.battery["0-19"] : "–";
+  } catch { /* next tick */ }
+}
+
+async function refreshAlerts() {
+  try {
+    const events = await api(`/v1/fleet/events?after=${s.lastEvent}&limit=200`);
+    for (const e of events) { s.lastEvent = Math.max(s.lastEvent, e.seq); if (e.kind === "alert") s.alerts.unshift(e); }
+    s.alerts = s.alerts.slice(0, 100);
+    $("kpi-alerts").textContent = s.alerts.length;
+    $("alerts").replaceChildren(...s.alerts.map((a) => {
+      const li = document.createElement("li");
+      const b = document.createElement("button"); b.className = "link"; b.textContent = a.vehicle_id.slice(0, 8);
+      b.setAttribute("aria-label", `Open vehicle ${a.vehicle_id}`);
+      b.addEventListener("click", () => openVehicle(a.vehicle_id));
+      li.append(`${new Date(a.at_ms).toLocaleTimeString()} ${a.name.replaceAll("_", " ")} `, b);
+      return li;
+    }));
+  } catch { /* next tick */ }
+}
+
+// --- KYC review ------------------------------------------------------------------------------
+$("kyc-refresh").addEventListener("click", refreshKyc);
+async function refreshKyc() {
+  try {
+    const queue = await api("/v1/kyc/queue");
+    $("kyc-list").replaceChildren(...queue.map((k) => {
+      const li = document.createElement("li");
+      li.dataset.kyc = k.id;
+      const dl = document.createElement("dl"); dl.className = "facts";
+      fact(dl, "name", k.full_name); fact(dl, "kind", k.kind); fact(dl, "born", k.date_of_birth);
+      fact(dl, "document", k.document_number); if (k.expires_on) fact(dl, "expires", k.expires_on);
+      const reason = Object.assign(document.createElement("input"), { placeholder: "Reason (to reject)" });
+      reason.setAttribute("aria-label", `Reason to reject ${k.full_name}`);
+      const approve = Object.assign(document.createElement("button"), { type: "button", textContent: "Approve" });
+      approve.setAttribute("aria-label", `Approve ${k.full_name}`);
+      const reject = Object.assign(document.createElement("button"), { type: "button", textContent: "Reject" });
+      reject.setAttribute("aria-label", `Reject ${k.full_name}`);
+      const status = Object.assign(document.createElement("p"), { className: "muted" });
+      approve.addEventListener("click", () => decide(k.id, "verified", null, status));
+      reject.addEventListener("click", () => {
+        if (!reason.value.trim()) { status.textContent = "Give a reason to reject."; return; }
+        decide(k.id, "rejected", reason.value.trim(), status);
+      });
+      const row = document.createElement("div"); row.className = "row"; row.append(approve, reject);
+      li.append(dl, reason, row, status);
+      return li;
+    }));
+    if (!queue.length) $("kyc-list").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "Nothing to review." }));
+  } catch (err) {
+    $("kyc-list").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: err.message }));
+  }
+}
+async function decide(id, decision, reason, status) {
+  try {
+    await api(`/v1/kyc/${id}/decision`, { method: "POST", body: reason ? { decision, reason } : { decision } });
+    status.textContent = decision === "verified" ? "Approved." : "Rejected.";
+    setTimeout(refreshKyc, 600);
+  } catch (err) { status.textContent = err.message; }
+}
+
+// --- zones -----------------------------------------------------------------------------------
+function renderZones() {
+  $("zones").replaceChildren(...s.fences.map((f) => {
+    const li = document.createElement("li");
+    li.dataset.zone = f.name;
+    li.append(`${f.name} · ${f.kind.replaceAll("_", " ")}${f.speed_limit_kmh ? ` · ${f.speed_limit_kmh} km/h` : ""} `);
+    if (s.role === "admin") {
+      const del = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Delete" });
+      del.setAttribute("aria-label", `Delete zone ${f.name}`);
+      del.addEventListener("click", async () => { await api(`/v1/admin/geofences/${f.id}`, { method: "DELETE" }); loadFences(); });
+      li.append(del);
+    }
+    return li;
+  }));
+}
+
+function zoneHint() {
+  const n = s.drawing ? s.drawing.length : 0;
+  $("zone-hint").textContent = n < 3 ? `Click the map to add corners (${n} so far, at least 3).` : `${n} corners: save, or keep clicking.`;
+}
+$("draw").addEventListener("click", () => {
+  s.drawing = [];
+  canvas.classList.add("drawing");
+  $("draw").setAttribute("aria-pressed", "true");
+  $("zone-form").hidden = false;
+  $("zone-error").textContent = "";
+  zoneHint();
+});
+function stopDrawing() {
+  s.drawing = null; canvas.classList.remove("drawing");
+  $("draw").setAttribute("aria-pressed", "false"); $("zone-form").hidden = true; s.dirty = true;
+}
+$("zone-cancel").addEventListener("click", stopDrawing);
+$("zone-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!s.drawing || s.drawing.length < 3) { $("zone-error").textContent = "A zone needs at least 3 corners."; return; }
+  const ring = [...s.drawing, s.drawing[0]].map(([lon, lat]) => [Number(lon.toFixed(6)), Number(lat.toFixed(6))]);
+  const body = { name: $("zone-name").value.trim(), kind: $("zone-kind").value, geometry: { type: "Polygon", coordinates: [ring] } };
+  if (body.kind === "slow_zone") body.speed_limit_kmh = Number($("zone-speed").value);
+  try {
+    await api(`/v1/admin/cities/${s.city}/geofences`, { method: "POST", body });
+    stopDrawing();
+    await loadFences();
+    selectTab("zones");
+  } catch (err) { $("zone-error").textContent = err.message; }
+});
+
+// --- MDS tokens (admin) ----------------------------------------------------------------------
+$("mds-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    const t = await api("/v1/admin/mds/tokens", { method: "POST", body: { agency: $("mds-agency").value.trim(), city: s.city } });
+    $("mds-new").hidden = false; $("mds-new").value = t.token;
+    refreshMds();
+  } catch (err) { $("mds-new").hidden = false; $("mds-new").value = err.message; }
+});
+async function refreshMds() {
+  try {
+    const list = await api("/v1/admin/mds/tokens");
+    $("mds-list").replaceChildren(...list.map((t) => {
+      const li = document.createElement("li");
+      li.append(`${t.agency} · ${t.city} · ${t.revoked_at ? "revoked" : `until ${new Date(t.expires_at).toLocaleDateString()}`} `);
+      if (!t.revoked_at) {
+        const b = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Revoke" });
+        b.setAttribute("aria-label", `Revoke the token of ${t.agency}`);
+        b.addEventListener("click", async () => { await api(`/v1/admin/mds/tokens/${t.id}`, { method: "DELETE" }); refreshMds(); });
+        li.append(b);
+      }
+      return li;
+    }));
+  } catch { /* admin only */ }
+}
+
+// --- tabs ------------------------------------------------------------------------------------
+function selectTab(name) {
+  for (const tab of document.querySelectorAll("[role=tab]")) {
+    const on = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", String(on));
+    $(tab.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (name === "kyc") refreshKyc();
+}
+for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => selectTab(tab.id.slice(4)));
+
+// For tests and scripts: what the map shows, and where.
+window.mobilityDashboard = {
+  vehicleCount: () => s.vehicles.size,
+  vehicles: () => [...s.vehicles.values()],
+  updates: () => s.updates,
+  screenOf: (lon, lat) => project(lon, lat),
+};
+
+if (s.token) start().catch(() => logout(""));

@@ -1,0 +1,173 @@
+// Browser test of the dashboard: starts `mobility demo` (a simulated city over MQTT), signs in
+// through the page, and checks what an operator does: sees vehicles move, opens one and rings
+// it, draws a zone and sees it take effect, approves a KYC request; a staff account sees no
+// admin controls. Screenshots go to $SCREENSHOTS (default: a temp dir), printed at the end.
+//
+// usage: node dashboard.mjs /path/to/mobility
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const bin = process.argv[2];
+if (!bin) throw new Error("usage: node dashboard.mjs /path/to/mobility");
+const dataDir = mkdtempSync(join(tmpdir(), "mobility-ui-"));
+const shots = process.env.SCREENSHOTS || join(dataDir, "screenshots");
+mkdirSync(shots, { recursive: true });
+const saved = [];
+
+const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("MOBILITY_")));
+const demo = spawn(bin, ["demo", "--vehicles", "400", "--speed", "20"], {
+  cwd: dataDir,
+  env: { ...env, MOBILITY_HTTP_ADDR: "127.0.0.1:0", MOBILITY_MQTT_ADDR: "127.0.0.1:0", MOBILITY_RATE_LIMIT_PER_S: "1000" },
+  stdio: ["ignore", "pipe", "inherit"],
+});
+let browser;
+const stop = () => { try { demo.kill("SIGINT"); } catch { /* gone */ } };
+process.on("exit", stop);
+
+function check(cond, what) { if (!cond) throw new Error(`failed: ${what}`); console.log(`ok: ${what}`); }
+async function until(what, probe, ms = 30000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) { console.log(`ok: ${what}`); return v; }
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const api = await new Promise((resolve, reject) => {
+  const lines = createInterface({ input: demo.stdout });
+  const timer = setTimeout(() => reject(new Error("the demo did not print its API address in 60 s")), 60000);
+  lines.on("line", (line) => {
+    const m = line.match(/^\s*API\s+(http:\/\/\S+)/);
+    if (m) { clearTimeout(timer); resolve(m[1]); }
+  });
+  demo.on("exit", (code) => reject(new Error(`the demo exited (${code})`)));
+});
+console.log(`demo at ${api}`);
+const admin = readFileSync(join(dataDir, "data", "admin-token"), "utf8").trim();
+
+async function call(method, path, body, token = admin) {
+  const r = await fetch(api + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : null };
+}
+
+// Accounts: an admin and a staff member for the console, a rider waiting for KYC review.
+const password = "correct horse battery";
+check((await call("POST", "/v1/admin/users", { email: "admin@ui.test", password, role: "admin" })).status === 201, "admin account");
+check((await call("POST", "/v1/admin/users", { email: "staff@ui.test", password, role: "staff" })).status === 201, "staff account");
+check((await call("POST", "/v1/auth/signup", { email: "rider@ui.test", password })).status === 201, "rider signs up");
+const rider = (await call("POST", "/v1/auth/login", { email: "rider@ui.test", password })).body.access_token;
+check((await call("POST", "/v1/me/kyc", { kind: "identity", full_name: "Ada Rider", date_of_birth: "1990-04-01", document_number: "X1234567" }, rider)).status === 201, "rider submits KYC");
+
+try {
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) errors.push(m.text()); });
+  // Every failed request is a bug, but the wrong password's 401.
+  page.on("response", (r) => {
+    if (r.status() >= 400 && !(r.status() === 401 && r.url().endsWith("/v1/auth/login"))) errors.push(`${r.status()} ${r.url()}`);
+  });
+  const shot = async (name) => { const p = join(shots, `${name}.png`); await page.screenshot({ path: p }); saved.push(p); };
+
+  await page.goto(api + "/");
+  await page.getByLabel("E-mail").fill("admin@ui.test");
+  await page.getByLabel("Password").fill("wrong password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await until("a wrong password is refused", async () => (await page.locator("#login-error").textContent()).length > 0);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#app").waitFor({ state: "visible" });
+  check((await page.locator("#who").textContent()).includes("admin"), "signed in as admin");
+
+  // Live vehicles, and they move.
+  await until("vehicles on the map", () => page.evaluate(() => window.mobilityDashboard.vehicleCount() >= 380));
+  await until("fleet figures", async () => Number(await page.locator("#kpi-total").textContent()) === 400);
+  const before = new Map((await page.evaluate(() => window.mobilityDashboard.vehicles())).map((v) => [v.id, [v.lat, v.lon]]));
+  await until("vehicles move", async () => {
+    const now = await page.evaluate(() => window.mobilityDashboard.vehicles());
+    return now.filter((v) => { const b = before.get(v.id); return b && (b[0] !== v.lat || b[1] !== v.lon); }).length >= 1;
+  }, 45000);
+  await shot("1-live-map");
+
+  // Open a vehicle by clicking it on the map, and ring it.
+  const target = await page.evaluate(() => {
+    const all = window.mobilityDashboard.vehicles().filter((v) => v.state === "available");
+    const v = all[Math.floor(all.length / 2)];
+    const [x, y] = window.mobilityDashboard.screenOf(v.lon, v.lat);
+    return { id: v.id, x, y };
+  });
+  await page.locator("#map").click({ position: { x: target.x, y: target.y } });
+  await until("vehicle detail opens", async () => (await page.locator("#vehicle-detail").textContent()).includes("battery"));
+  const opened = await page.locator("#vehicle-detail dd").first().textContent();
+  await page.getByRole("button", { name: "Send ring to the vehicle" }).click();
+  await until("the vehicle acks the ring", async () => (await page.locator("#command-outcome").textContent()).includes("acked"), 20000);
+  await shot("2-vehicle");
+  console.log(`opened vehicle ${opened} (clicked near ${target.id})`);
+
+  // Draw a zone around the map's centre; it takes effect: the API and the GBFS feed have it.
+  const box = await page.locator("#map").boundingBox();
+  await page.getByRole("button", { name: "Draw zone" }).click();
+  const [cx, cy] = [box.width / 2, box.height / 2];
+  for (const [dx, dy] of [[-60, -40], [60, -40], [60, 40], [-60, 40]]) {
+    await page.locator("#map").click({ position: { x: cx + dx, y: cy + dy } });
+  }
+  await page.getByLabel("Name").fill("UI test plaza");
+  await page.getByLabel("Kind").selectOption("no_parking");
+  await page.getByRole("button", { name: "Save zone" }).click();
+  await until("the zone is listed", async () => (await page.locator("#zones").textContent()).includes("UI test plaza"));
+  const fences = (await call("GET", "/v1/cities/barcelona/geofences")).body;
+  check(fences.some((f) => f.name === "UI test plaza" && f.kind === "no_parking" && f.geometry.coordinates[0].length === 5), "the API has the drawn zone");
+  const gbfs = await (await fetch(api + "/gbfs/barcelona/geofencing_zones.json")).json();
+  check(gbfs.data.geofencing_zones.features.some((f) => f.properties.name[0].text === "UI test plaza" && f.properties.rules[0].ride_end_allowed === false),
+    "trip planners see it: no ending trips in it");
+  await shot("3-zone");
+
+  // Approve the rider's KYC.
+  await page.getByRole("tab", { name: "KYC" }).click();
+  await page.getByRole("button", { name: "Approve Ada Rider" }).click();
+  await until("the rider is verified", async () => {
+    const mine = (await call("GET", "/v1/me/kyc", undefined, rider)).body;
+    return Array.isArray(mine) && mine.some((k) => k.state === "verified");
+  });
+  await shot("4-kyc");
+
+  // Tablet size still works.
+  await page.setViewportSize({ width: 820, height: 1180 });
+  await page.getByRole("tab", { name: "Vehicle" }).click();
+  await shot("5-tablet");
+
+  // Staff: no admin controls.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("E-mail").fill("staff@ui.test");
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#app").waitFor({ state: "visible" });
+  check(await page.getByRole("button", { name: "Draw zone" }).isHidden(), "staff cannot draw zones");
+  check(await page.getByRole("tab", { name: "MDS" }).isHidden(), "staff do not see MDS tokens");
+  await shot("6-staff");
+
+  // A rider is turned away.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("E-mail").fill("rider@ui.test");
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await until("riders are turned away", async () => (await page.locator("#login-error").textContent()).includes("staff"));
+
+  check(errors.length === 0, `no errors in the page (${errors.join("; ")})`);
+  console.log(`screenshots:\n${saved.join("\n")}`);
+} finally {
+  if (browser) await browser.close();
+  stop();
+}
