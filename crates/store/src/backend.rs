@@ -19,10 +19,10 @@ use sqlx::{
 };
 
 use crate::{
-    AlertRecord, ApiToken, Backend, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
-    MdsToken, NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX, PaymentRecord,
-    PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store, StoreError, TripFacts,
-    UserRecord, redact_url,
+    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, GeofenceRecord,
+    KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX,
+    PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store,
+    StoreError, TripFacts, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1501,6 +1501,50 @@ macro_rules! impl_store {
                 rows.iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
                     .collect()
+            }
+
+            async fn list_bookings(&self, f: &BookingFilter) -> Result<Vec<BookingRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE ($1 IS NULL OR city_id = $1) \
+                     AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR vehicle_id = $3) \
+                     AND ($4 IS NULL OR user_id = $4) AND created_at_ms < $5 \
+                     ORDER BY created_at_ms DESC, id DESC LIMIT $6"
+                )))
+                .bind(f.city.as_ref().map(CityId::as_str))
+                .bind(f.state.as_deref())
+                .bind(f.vehicle_id.map(|v| v.to_string()))
+                .bind(f.user_id.as_deref())
+                .bind(f.before.map_or(i64::MAX, |t| t.0))
+                .bind(i64::from(f.limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect()
+            }
+
+            async fn users(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id > $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(after.unwrap_or_default())
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .collect()
+            }
+
+            async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
+                let n = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
             }
 
             async fn insert_mds_token(&self, t: &MdsToken) -> Result<(), StoreError> {

@@ -100,6 +100,23 @@ pub struct MdsToken {
     pub revoked_at: Option<TimestampMs>,
 }
 
+/// Which bookings to list (staff views), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BookingFilter {
+    /// Only this city's.
+    pub city: Option<CityId>,
+    /// Only in this state (`reserved`, `on_trip`, `ended`, …).
+    pub state: Option<String>,
+    /// Only of this vehicle.
+    pub vehicle_id: Option<VehicleId>,
+    /// Only of this rider.
+    pub user_id: Option<String>,
+    /// Only created before this (the next page: the last one's `created_at`).
+    pub before: Option<TimestampMs>,
+    /// Most to return (capped at [`PAGE_LIMIT_MAX`]).
+    pub limit: u32,
+}
+
 /// A service alert for riders (GBFS `system_alerts.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -724,6 +741,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         from: TimestampMs,
         to: TimestampMs,
     ) -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Bookings matching a filter, newest first.
+    async fn list_bookings(&self, filter: &BookingFilter)
+    -> Result<Vec<BookingRecord>, StoreError>;
+
+    /// Accounts in id order (ids are time-ordered), after `after`.
+    async fn users(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Changes an account's role; false if there is no such account.
+    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError>;
 
     /// Stores a newly issued MDS token.
     async fn insert_mds_token(&self, token: &MdsToken) -> Result<(), StoreError>;

@@ -17,8 +17,9 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    AlertRecord, ApiToken, BookingRecord, CommandRecord, GeofenceRecord, KycRecord, MdsToken,
-    OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord,
+    AlertRecord, ApiToken, BookingFilter, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
+    MdsToken, OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError, TripFacts,
+    UserRecord,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -1489,6 +1490,60 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(hit.len(), 1);
     assert_eq!(hit[0].trip.ended_at, Some(TimestampMs(t0 + 500)));
+
+    // Staff lists: newest first, filtered, paged by creation time.
+    let mut second = booking(91, &rider, &b, t0 + 600_000);
+    second.created_at = TimestampMs(t0 + 100);
+    store.insert_booking(&second).await.unwrap();
+    let all = store
+        .list_bookings(&BookingFilter {
+            limit: 10,
+            ..BookingFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        [second.id.as_str(), trip.id.as_str()]
+    );
+    let ended_only = BookingFilter {
+        state: Some("ended".into()),
+        limit: 10,
+        ..BookingFilter::default()
+    };
+    assert_eq!(store.list_bookings(&ended_only).await.unwrap().len(), 1);
+    let of_b = BookingFilter {
+        vehicle_id: Some(b.id),
+        city: Some(barcelona().id),
+        limit: 10,
+        ..BookingFilter::default()
+    };
+    assert_eq!(store.list_bookings(&of_b).await.unwrap()[0].id, second.id);
+    let older = BookingFilter {
+        before: Some(second.created_at),
+        limit: 10,
+        ..BookingFilter::default()
+    };
+    assert_eq!(store.list_bookings(&older).await.unwrap()[0].id, trip.id);
+    let of_nobody = BookingFilter {
+        user_id: Some("nobody".into()),
+        limit: 10,
+        ..BookingFilter::default()
+    };
+    assert!(store.list_bookings(&of_nobody).await.unwrap().is_empty());
+
+    // Accounts: listed in id order, roles changed by id.
+    let staff = user(9_002, "staff-open@example.com");
+    store.insert_user(&staff).await.unwrap();
+    let users = store.users(None, 10).await.unwrap();
+    assert_eq!(users.len(), 2);
+    assert!(store.users(Some(&users[0].id), 10).await.unwrap().len() == 1);
+    assert!(store.set_user_role(&staff.id, Role::Staff).await.unwrap());
+    assert_eq!(
+        store.user(&staff.id).await.unwrap().unwrap().role,
+        Role::Staff
+    );
+    assert!(!store.set_user_role("nobody", Role::Admin).await.unwrap());
 
     let token = MdsToken {
         id: "tok-1".into(),

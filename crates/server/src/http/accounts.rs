@@ -29,7 +29,77 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/me", get(me))
-        .route("/v1/admin/users", post(create_user))
+        .route("/v1/admin/users", post(create_user).get(list_users))
+        .route("/v1/admin/users/{id}/role", axum::routing::put(set_role))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersParams {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Admins list accounts (oldest first; page with `after` = the last id).
+async fn list_users(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    super::extract::ApiQuery(p): super::extract::ApiQuery<UsersParams>,
+) -> Response {
+    match state
+        .store
+        .users(p.after.as_deref(), p.limit.unwrap_or(100).clamp(1, 1_000))
+        .await
+    {
+        Ok(users) => Json(users.iter().map(UserDto::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+/// Admins change an account's role (rider, staff, admin). Access tokens already issued keep
+/// their role until they expire (at most 15 minutes); refreshing gives the new one.
+async fn set_role(
+    caller: AdminCaller,
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<RoleBody>,
+) -> Response {
+    let role = match Role::parse(&body.role) {
+        Ok(Role::Gateway) => {
+            return bad_request("invalid_field", "gateways use API tokens, not accounts");
+        }
+        Ok(r) => r,
+        Err(e) => return bad_request("invalid_field", e.to_string()),
+    };
+    // An admin cannot demote themselves: there must always be someone to undo it.
+    if role != Role::Admin
+        && crate::auth::bearer_token(&headers)
+            .and_then(|t| state.auth.accounts().verify(t))
+            .is_some_and(|(me, _)| me == id)
+    {
+        return Problem::new(StatusCode::CONFLICT, "own-role", "Conflict")
+            .with_detail("you cannot change your own role")
+            .into_response();
+    }
+    let _ = caller;
+    match state.store.set_user_role(&id, role).await {
+        Ok(true) => match state.store.user(&id).await {
+            Ok(Some(u)) => Json(UserDto::from(&u)).into_response(),
+            Ok(None) => StatusCode::NOT_FOUND.into_response(),
+            Err(e) => store_problem(&e),
+        },
+        Ok(false) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
+            .with_detail(format!("no account {id}"))
+            .into_response(),
+        Err(e) => store_problem(&e),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,20 +8,20 @@ use axum::{
     routing::{get, post},
 };
 use mobility_core::{Role, VehicleId};
-use mobility_store::BookingRecord;
+use mobility_store::{BookingFilter, BookingRecord};
 use serde::{Deserialize, Serialize};
 
 use super::{
     AppState, Problem,
     admin::store_problem,
-    extract::{ApiJson, bad_request},
+    extract::{ApiJson, ApiQuery, bad_request},
     now,
 };
 use crate::{auth::UserCaller, bookings::BookingError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/bookings", post(reserve))
+        .route("/v1/bookings", post(reserve).get(list))
         .route("/v1/bookings/{id}", get(one))
         .route("/v1/bookings/{id}/cancel", post(cancel))
         .route("/v1/bookings/{id}/unlock", post(unlock))
@@ -56,6 +56,85 @@ struct BookingDto {
     receipt: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+}
+
+/// A booking as staff see it in lists: with its rider.
+#[derive(Debug, Serialize)]
+struct StaffBookingDto {
+    user_id: String,
+    #[serde(flatten)]
+    booking: BookingDto,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    city: Option<String>,
+    state: Option<String>,
+    vehicle_id: Option<String>,
+    user_id: Option<String>,
+    /// The next page: bookings created before this (ms).
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// Staff: bookings and trips, newest first, with filters (city, state, vehicle, rider).
+async fn list(
+    _: crate::auth::StaffCaller,
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Response {
+    const STATES: &[&str] = &[
+        "reserved",
+        "unlocking",
+        "on_trip",
+        "paused",
+        "ended",
+        "cancelled",
+        "expired",
+        "failed",
+    ];
+    let city = match p
+        .city
+        .as_deref()
+        .map(mobility_core::CityId::parse)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => return bad_request("invalid_query", format!("city: {e}")),
+    };
+    let vehicle_id = match p.vehicle_id.as_deref().map(VehicleId::parse).transpose() {
+        Ok(v) => v,
+        Err(e) => return bad_request("invalid_query", format!("vehicle_id: {e}")),
+    };
+    if let Some(s) = &p.state
+        && !STATES.contains(&s.as_str())
+    {
+        return bad_request(
+            "invalid_query",
+            format!("state must be one of {}", STATES.join(", ")),
+        );
+    }
+    let filter = BookingFilter {
+        city,
+        state: p.state,
+        vehicle_id,
+        user_id: p.user_id,
+        before: p.before.map(mobility_core::TimestampMs),
+        limit: p.limit.unwrap_or(50).clamp(1, 500),
+    };
+    match state.store.list_bookings(&filter).await {
+        Ok(list) => Json(
+            list.iter()
+                .map(|b| StaffBookingDto {
+                    user_id: b.user_id.clone(),
+                    booking: BookingDto::from(b),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => store_problem(&e),
+    }
 }
 
 impl From<&BookingRecord> for BookingDto {

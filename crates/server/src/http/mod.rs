@@ -18,6 +18,7 @@ pub mod limits;
 pub mod mds;
 mod metrics_layer;
 mod notifications;
+mod ops;
 pub mod pricing;
 mod problem;
 mod stream;
@@ -122,6 +123,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(geofences::routes())
         .merge(stream::routes())
         .merge(ui::routes())
+        .merge(ops::routes())
         .merge(
             // Open-data feeds are large and polled: gzip them when the client asks.
             gbfs::routes()

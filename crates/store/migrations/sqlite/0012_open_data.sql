@@ -29,6 +29,10 @@ CREATE INDEX vehicle_events_by_vehicle_time ON vehicle_events (vehicle_id, at_ms
 CREATE INDEX vehicle_events_by_time ON vehicle_events (at_ms);
 
 CREATE INDEX bookings_by_trip_time ON bookings (city_id, started_at_ms);
+-- Staff lists of bookings, newest first (by city, vehicle or rider).
+CREATE INDEX bookings_by_created ON bookings (created_at_ms);
+CREATE INDEX bookings_by_vehicle ON bookings (vehicle_id, created_at_ms);
+CREATE INDEX bookings_by_user ON bookings (user_id, created_at_ms);
 
 CREATE TABLE mds_tokens (
     id              TEXT PRIMARY KEY NOT NULL,  -- the JWT's jti
