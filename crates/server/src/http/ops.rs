@@ -36,8 +36,8 @@ fn not_found(detail: String) -> Response {
         .into_response()
 }
 
-fn vehicle_id(raw: &str) -> Result<VehicleId, Response> {
-    VehicleId::parse(raw).map_err(|e| bad_request("invalid_field", e.to_string()))
+fn vehicle_id(raw: &str) -> Result<VehicleId, Box<Response>> {
+    VehicleId::parse(raw).map_err(|e| Box::new(bad_request("invalid_field", e.to_string())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +55,7 @@ async fn events(
 ) -> Response {
     let id = match vehicle_id(&id) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match state
         .store
@@ -99,7 +99,7 @@ async fn telemetry(
 ) -> Response {
     let id = match vehicle_id(&id) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if state.fleet.city_of(&id).is_none() {
         return not_found(format!("no vehicle {id}"));
