@@ -66,6 +66,7 @@ const password = "correct horse battery";
 check((await call("POST", "/v1/admin/users", { email: "admin@ui.test", password, role: "admin" })).status === 201, "admin account");
 check((await call("POST", "/v1/admin/users", { email: "staff@ui.test", password, role: "staff" })).status === 201, "staff account");
 check((await call("POST", "/v1/auth/signup", { email: "rider@ui.test", password })).status === 201, "rider signs up");
+check((await call("POST", "/v1/auth/signup", { email: "promote@ui.test", password })).status === 201, "a second rider signs up");
 const rider = (await call("POST", "/v1/auth/login", { email: "rider@ui.test", password })).body.access_token;
 check((await call("POST", "/v1/me/kyc", { kind: "identity", full_name: "Ada Rider", date_of_birth: "1990-04-01", document_number: "X1234567" }, rider)).status === 201, "rider submits KYC");
 
@@ -102,17 +103,26 @@ try {
   await shot("1-live-map");
 
   // Open a vehicle by clicking it on the map, and ring it.
-  const target = await page.evaluate(() => {
-    const all = window.mobilityDashboard.vehicles().filter((v) => v.state === "available");
-    const v = all[Math.floor(all.length / 2)];
-    const [x, y] = window.mobilityDashboard.screenOf(v.lon, v.lat);
-    return { id: v.id, x, y };
+  // (A vehicle on a trip, when there is one: it has a track to chart. It moves, so the click is
+  // aimed again if it missed.)
+  let target;
+  await until("vehicle detail opens from a click on the map", async () => {
+    target = await page.evaluate(() => {
+      const moving = window.mobilityDashboard.vehicles().filter((v) => v.state === "on_trip");
+      const all = moving.length ? moving : window.mobilityDashboard.vehicles().filter((v) => v.state === "available");
+      const v = all[Math.floor(all.length / 2)];
+      const [x, y] = window.mobilityDashboard.screenOf(v.lon, v.lat);
+      return { id: v.id, x, y };
+    });
+    await page.locator("#map").click({ position: { x: target.x, y: target.y } });
+    await new Promise((r) => setTimeout(r, 500));
+    return (await page.locator("#vehicle-detail").textContent()).includes("battery");
   });
-  await page.locator("#map").click({ position: { x: target.x, y: target.y } });
-  await until("vehicle detail opens", async () => (await page.locator("#vehicle-detail").textContent()).includes("battery"));
   const opened = await page.locator("#vehicle-detail dd").first().textContent();
   await page.getByRole("button", { name: "Send ring to the vehicle" }).click();
   await until("the vehicle acks the ring", async () => (await page.locator("#command-outcome").textContent()).includes("acked"), 20000);
+  await until("the vehicle's events are listed", async () => (await page.locator("#vehicle-events li").count()) > 0);
+  await until("the vehicle's last hour is charted from the history", async () => Number(await page.locator("#vehicle-chart").getAttribute("data-points")) >= 1);
   await shot("2-vehicle");
   console.log(`opened vehicle ${opened} (clicked near ${target.id})`);
 
@@ -133,6 +143,49 @@ try {
   check(gbfs.data.geofencing_zones.features.some((f) => f.properties.name[0].text === "UI test plaza" && f.properties.rules[0].ride_end_allowed === false),
     "trip planners see it: no ending trips in it");
   await shot("3-zone");
+
+  // The supply heat layer.
+  await page.getByRole("button", { name: "Supply heat" }).click();
+  await until("supply per H3 cell on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 5));
+  await shot("3b-supply-heat");
+  await page.getByRole("button", { name: "Supply heat" }).click();
+
+  // Bookings and trips, filtered: a rider reserves a scooter through the API.
+  const near = (await call("GET", "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=5000&type=scooter&limit=5", undefined, rider)).body;
+  const reserved = await call("POST", "/v1/bookings", { vehicle_id: near.vehicles[0].id }, rider);
+  check(reserved.status === 201, "a rider reserves a scooter");
+  await page.getByRole("tab", { name: "Bookings" }).click();
+  await page.getByLabel("Booking state").selectOption("reserved");
+  await until("the reservation is listed", async () => {
+    await page.getByRole("button", { name: "Filter" }).click();
+    return (await page.locator("#bookings").textContent()).includes("reserved");
+  });
+  await page.getByLabel("Booking state").selectOption("ended");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await until("filtering by state", async () => (await page.locator("#bookings").textContent()).includes("No bookings match"));
+  await page.getByLabel("Booking state").selectOption("");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await shot("3c-bookings");
+
+  // Admin: register a vehicle (its secret shown once), edit a price, promote an account.
+  await page.getByRole("tab", { name: "Fleet" }).click();
+  await page.getByLabel("Vehicle type").selectOption("ebike");
+  await page.getByRole("button", { name: "Register" }).click();
+  await until("the new vehicle's secret is shown", async () => (await page.locator("#register-out").inputValue()).includes("secret "));
+  await page.getByRole("button", { name: "Edit the scooter plan" }).click();
+  await page.getByLabel("Per minute (minor units)").fill("21");
+  await page.getByRole("button", { name: "Save plan" }).click();
+  await until("the new price applies", async () => {
+    const plans = await (await fetch(api + "/v1/cities/barcelona/pricing")).json();
+    return plans.some((p) => p.vehicle_type === "scooter" && p.per_minute === 21);
+  });
+  await page.getByRole("tab", { name: "Users" }).click();
+  await page.getByLabel("Role of promote@ui.test").selectOption("staff");
+  await until("the account is staff", async () => {
+    const users = (await call("GET", "/v1/admin/users")).body;
+    return users.some((u) => u.email === "promote@ui.test" && u.role === "staff");
+  });
+  await shot("3d-users");
 
   // Approve the rider's KYC.
   await page.getByRole("tab", { name: "KYC" }).click();

@@ -34,6 +34,7 @@ const s = {
   lastEvent: 0,
   alerts: [],
   timers: [],
+  heat: null, // H3 cells when the supply layer is on
 };
 
 // --- API -----------------------------------------------------------------------------------
@@ -244,6 +245,14 @@ function draw() {
     ringPath(f.geometry.coordinates[0]);
     ctx.fillStyle = fill; ctx.fill(); ctx.strokeStyle = stroke; ctx.lineWidth = 1; ctx.stroke();
   }
+  if (s.heat) {
+    const max = Math.max(1, ...s.heat.map((c) => c.available));
+    for (const c of s.heat) {
+      ringPath(c.boundary);
+      ctx.fillStyle = `rgba(63,185,80,${(0.1 + 0.6 * (c.available / max)).toFixed(3)})`;
+      ctx.fill();
+    }
+  }
   const visible = [];
   for (const v of s.vehicles.values()) {
     const [x, y] = project(v.lon, v.lat);
@@ -307,6 +316,15 @@ canvas.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY < 0 
 $("zoom-in").addEventListener("click", () => zoom(1.5));
 $("zoom-out").addEventListener("click", () => zoom(1 / 1.5));
 $("fit").addEventListener("click", fit);
+$("heat").addEventListener("click", async () => {
+  const on = $("heat").getAttribute("aria-pressed") !== "true";
+  $("heat").setAttribute("aria-pressed", String(on));
+  s.heat = on ? await loadHeat() : null;
+  s.dirty = true;
+});
+async function loadHeat() {
+  try { return (await api(`/v1/fleet/h3?city=${s.city}&resolution=8`)).cells; } catch { return null; }
+}
 canvas.addEventListener("keydown", (e) => {
   const step = 60 / s.view.ppd;
   const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
@@ -378,8 +396,18 @@ async function openVehicle(id) {
     }
     const outcome = document.createElement("p"); outcome.id = "command-outcome"; outcome.setAttribute("aria-live", "polite");
     const history = document.createElement("ul"); history.className = "list"; history.id = "command-history";
-    box.replaceChildren(head, badge, dl, commands, outcome, history);
+    const chart = document.createElement("canvas"); chart.id = "vehicle-chart"; chart.width = 330; chart.height = 110;
+    chart.setAttribute("aria-label", "Battery and speed over the last hour");
+    chart.setAttribute("role", "img");
+    const h3a = Object.assign(document.createElement("h3"), { textContent: "Last hour" });
+    const h3b = Object.assign(document.createElement("h3"), { textContent: "Events" });
+    const events = document.createElement("ul"); events.className = "list"; events.id = "vehicle-events";
+    const h3c = Object.assign(document.createElement("h3"), { textContent: "Bookings" });
+    const bookings = document.createElement("ul"); bookings.className = "list"; bookings.id = "vehicle-bookings";
+    const h3d = Object.assign(document.createElement("h3"), { textContent: "Commands" });
+    box.replaceChildren(head, badge, dl, commands, outcome, h3a, chart, h3b, events, h3c, bookings, h3d, history);
     loadCommands(v.id);
+    loadVehicleHistory(v.id);
   } catch (err) {
     box.replaceChildren(Object.assign(document.createElement("p"), { className: "error", textContent: err.message }));
   }
@@ -408,6 +436,153 @@ async function loadCommands(id) {
   } catch { /* history is a nicety */ }
 }
 
+async function loadVehicleHistory(id) {
+  try {
+    const [tel, events, bookings] = await Promise.all([
+      api(`/v1/vehicles/${id}/telemetry?minutes=60`),
+      api(`/v1/vehicles/${id}/events?limit=20`),
+      api(`/v1/bookings?vehicle_id=${id}&limit=10`),
+    ]);
+    if (s.selected !== id) return;
+    chartTelemetry($("vehicle-chart"), tel.points);
+    $("vehicle-events").replaceChildren(...events.map((e) => Object.assign(document.createElement("li"), {
+      textContent: `${new Date(e.at_ms).toLocaleTimeString()} ${e.event_types.join(", ")} → ${e.to}${e.late ? " (late)" : ""}`,
+    })));
+    $("vehicle-bookings").replaceChildren(...bookings.map(bookingItem));
+    if (!bookings.length) $("vehicle-bookings").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "None yet." }));
+  } catch { /* partial detail is fine */ }
+}
+
+// Battery (green, 0–100 %) and speed (blue, scaled to the hour's top speed) against time.
+function chartTelemetry(el, points) {
+  const c = el.getContext("2d");
+  const [w, h] = [el.width, el.height];
+  c.clearRect(0, 0, w, h);
+  c.strokeStyle = "#26313a"; c.strokeRect(0.5, 0.5, w - 1, h - 1);
+  el.dataset.points = String(points.length);
+  if (!points.length) { c.fillStyle = "#8b9aa7"; c.font = "12px system-ui"; c.fillText("No reports in the last hour.", 10, h / 2); return; }
+  if (points.length === 1) points = [points[0], { ...points[0], at_ms: points[0].at_ms + 1 }];
+  const t0 = points[0].at_ms, t1 = points[points.length - 1].at_ms || t0 + 1;
+  const x = (t) => 4 + ((t - t0) / Math.max(1, t1 - t0)) * (w - 8);
+  const line = (value, max, colour) => {
+    c.beginPath();
+    let started = false;
+    for (const p of points) {
+      const v = value(p);
+      if (v === null || v === undefined) continue;
+      const y = h - 4 - (v / max) * (h - 8);
+      if (started) c.lineTo(x(p.at_ms), y); else { c.moveTo(x(p.at_ms), y); started = true; }
+    }
+    c.strokeStyle = colour; c.lineWidth = 1.5; c.stroke();
+  };
+  line((p) => p.battery_pct, 100, "#3fb950");
+  const top = Math.max(1, ...points.map((p) => p.speed_mps || 0));
+  line((p) => p.speed_mps, top, "#58a6ff");
+  c.fillStyle = "#8b9aa7"; c.font = "11px system-ui";
+  c.fillText(`battery ${points[points.length - 1].battery_pct ?? "?"} % · top speed ${(top * 3.6).toFixed(0)} km/h`, 8, 14);
+}
+
+function bookingItem(b) {
+  const li = document.createElement("li");
+  const when = new Date(b.created_at_ms).toLocaleString();
+  const fare = b.receipt && b.receipt.total_display ? ` · ${b.receipt.total_display}` : "";
+  li.append(`${when} · ${b.state}${b.distance_m ? ` · ${(b.distance_m / 1000).toFixed(1)} km` : ""}${fare} `);
+  const v = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: b.vehicle_id.slice(0, 8) });
+  v.setAttribute("aria-label", `Open vehicle ${b.vehicle_id}`);
+  v.addEventListener("click", () => openVehicle(b.vehicle_id));
+  li.append(v);
+  return li;
+}
+
+// --- bookings --------------------------------------------------------------------------------
+$("bookings-form").addEventListener("submit", (e) => { e.preventDefault(); refreshBookings(); });
+async function refreshBookings() {
+  const q = new URLSearchParams({ city: s.city, limit: "100" });
+  if ($("bookings-state").value) q.set("state", $("bookings-state").value);
+  if ($("bookings-vehicle").value.trim()) q.set("vehicle_id", $("bookings-vehicle").value.trim());
+  try {
+    const list = await api(`/v1/bookings?${q}`);
+    $("bookings").replaceChildren(...list.map(bookingItem));
+    if (!list.length) $("bookings").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "No bookings match." }));
+  } catch (err) {
+    $("bookings").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: err.message }));
+  }
+}
+
+// --- fleet registry and pricing (admin) -------------------------------------------------------
+$("register-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  try {
+    const v = await api("/v1/admin/vehicles", { method: "POST", body: { city: s.city, type: $("register-type").value } });
+    $("register-out").hidden = false;
+    $("register-out").value = `vehicle ${v.id}\nMQTT user ${v.id}\nsecret ${v.secret || v.device_secret || "(see the API answer)"}`;
+  } catch (err) { $("register-out").hidden = false; $("register-out").value = err.message; }
+});
+async function refreshPlans() {
+  try {
+    const plans = await api(`/v1/cities/${s.city}/pricing`);
+    $("plans").replaceChildren(...plans.map((p) => {
+      const li = document.createElement("li");
+      const money = (m) => (m / 100).toFixed(2);
+      li.append(`${p.vehicle_type}: ${p.name}${p.default ? " (built-in)" : ""} · ${money(p.unlock_fee)} + ${money(p.per_minute)}/min${p.per_km ? ` + ${money(p.per_km)}/km` : ""}${p.daily_cap ? ` · cap ${money(p.daily_cap)}` : ""} ${p.currency} `);
+      const edit = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Edit" });
+      edit.setAttribute("aria-label", `Edit the ${p.vehicle_type} plan`);
+      edit.addEventListener("click", () => editPlan(li, p));
+      li.append(edit);
+      return li;
+    }));
+  } catch { /* admin only */ }
+}
+function editPlan(li, p) {
+  const form = document.createElement("form");
+  form.className = "plan-form";
+  const field = (name, label, value) => {
+    const id = `plan-${p.vehicle_type}-${name}`;
+    const l = Object.assign(document.createElement("label"), { htmlFor: id, textContent: label });
+    const i = Object.assign(document.createElement("input"), { id, value: String(value ?? ""), inputMode: "numeric" });
+    form.append(l, i);
+    return i;
+  };
+  const name = field("name", "Name", p.name === "default" ? `${p.vehicle_type} standard` : p.name);
+  const unlock = field("unlock", "Unlock fee (minor units)", p.unlock_fee);
+  const minute = field("minute", "Per minute (minor units)", p.per_minute);
+  const km = field("km", "Per km (minor units)", p.per_km);
+  const cap = field("cap", "Daily cap (minor units, empty: none)", p.daily_cap);
+  const save = Object.assign(document.createElement("button"), { type: "submit", textContent: "Save plan" });
+  const out = Object.assign(document.createElement("p"), { className: "error" });
+  form.append(save, out);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { name: name.value.trim(), unlock_fee: Number(unlock.value), per_minute: Number(minute.value), per_km: Number(km.value) };
+    if (cap.value.trim()) body.daily_cap = Number(cap.value);
+    try { await api(`/v1/admin/cities/${s.city}/pricing/${p.vehicle_type}`, { method: "PUT", body }); refreshPlans(); }
+    catch (err) { out.textContent = err.message; }
+  });
+  li.replaceChildren(form);
+}
+
+// --- users (admin) ---------------------------------------------------------------------------
+async function refreshUsers() {
+  try {
+    const users = await api("/v1/admin/users?limit=500");
+    $("users").replaceChildren(...users.map((u) => {
+      const li = document.createElement("li");
+      li.dataset.user = u.email;
+      const select = document.createElement("select");
+      select.setAttribute("aria-label", `Role of ${u.email}`);
+      for (const r of ["rider", "staff", "admin"]) select.append(new Option(r, r, false, r === u.role));
+      select.disabled = u.email === s.email;
+      const status = Object.assign(document.createElement("span"), { className: "muted" });
+      select.addEventListener("change", async () => {
+        try { await api(`/v1/admin/users/${u.id}/role`, { method: "PUT", body: { role: select.value } }); status.textContent = " saved"; }
+        catch (err) { status.textContent = ` ${err.message}`; }
+      });
+      li.append(`${u.email} `, select, status);
+      return li;
+    }));
+  } catch { /* admin only */ }
+}
+
 // --- KPIs and alerts -------------------------------------------------------------------------
 async function refreshKpis() {
   if (!s.city) return;
@@ -420,6 +595,7 @@ async function refreshKpis() {
     $("kpi-reserved").textContent = by.reserved || 0;
     $("kpi-down").textContent = by.non_operational || 0;
     $("kpi-low").textContent = st.battery ? st.battery["0-19"] : "–";
+    if (s.heat) { s.heat = (await loadHeat()) || s.heat; s.dirty = true; }
   } catch { /* next tick */ }
 }
 
@@ -561,6 +737,9 @@ function selectTab(name) {
     $(tab.getAttribute("aria-controls")).hidden = !on;
   }
   if (name === "kyc") refreshKyc();
+  if (name === "bookings") refreshBookings();
+  if (name === "fleet") refreshPlans();
+  if (name === "users") refreshUsers();
 }
 for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => selectTab(tab.id.slice(4)));
 
@@ -569,6 +748,7 @@ window.mobilityDashboard = {
   vehicleCount: () => s.vehicles.size,
   vehicles: () => [...s.vehicles.values()],
   updates: () => s.updates,
+  heatCells: () => (s.heat ? s.heat.length : 0),
   screenOf: (lon, lat) => project(lon, lat),
 };
 
