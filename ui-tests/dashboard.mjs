@@ -133,7 +133,7 @@ try {
   for (const [dx, dy] of [[-60, -40], [60, -40], [60, 40], [-60, 40]]) {
     await page.locator("#map").click({ position: { x: cx + dx, y: cy + dy } });
   }
-  await page.getByLabel("Name").fill("UI test plaza");
+  await page.getByLabel("Zone name").fill("UI test plaza");
   await page.getByLabel("Kind").selectOption("no_parking");
   await page.getByRole("button", { name: "Save zone" }).click();
   await until("the zone is listed", async () => (await page.locator("#zones").textContent()).includes("UI test plaza"));
@@ -143,6 +143,24 @@ try {
   check(gbfs.data.geofencing_zones.features.some((f) => f.properties.name[0].text === "UI test plaza" && f.properties.rules[0].ride_end_allowed === false),
     "trip planners see it: no ending trips in it");
   await shot("3-zone");
+
+  // Edit it: drag a corner further out; the zone changes, nothing else does.
+  await page.getByRole("tab", { name: "Zones" }).click();
+  await page.getByRole("button", { name: "Edit zone UI test plaza" }).click();
+  const corner = [box.x + cx + 60, box.y + cy + 40];
+  await page.mouse.move(corner[0], corner[1]);
+  await page.mouse.down();
+  await page.mouse.move(corner[0] + 30, corner[1] + 25, { steps: 5 });
+  await page.mouse.up();
+  await page.getByRole("button", { name: "Save zone" }).click();
+  await until("the edited zone is saved", async () => {
+    const all = (await call("GET", "/v1/cities/barcelona/geofences")).body.filter((f) => f.name === "UI test plaza");
+    if (all.length !== 1) return false;
+    const old = fences.find((f) => f.name === "UI test plaza").geometry.coordinates[0];
+    const now = all[0].geometry.coordinates[0];
+    return now.length === old.length && now.filter((p, i) => p[0] !== old[i][0] || p[1] !== old[i][1]).length >= 1
+      && now.filter((p, i) => p[0] === old[i][0] && p[1] === old[i][1]).length >= 3;
+  });
 
   // The supply heat layer.
   await page.getByRole("button", { name: "Supply heat" }).click();
@@ -179,6 +197,17 @@ try {
     const plans = await (await fetch(api + "/v1/cities/barcelona/pricing")).json();
     return plans.some((p) => p.vehicle_type === "scooter" && p.per_minute === 21);
   });
+  await page.getByLabel("Id (lower case, e.g. lisbon)").fill("lisbon");
+  await page.getByLabel("City name").fill("Lisbon");
+  await page.getByLabel("Time zone").fill("Europe/Lisbon");
+  await page.getByRole("button", { name: "Save city" }).click();
+  await until("a new city can be chosen", async () => (await page.locator("#city option").allTextContents()).includes("Lisbon"));
+  await page.getByRole("tab", { name: "Vehicle" }).click();
+  const retired = near.vehicles[1].id;
+  await page.getByLabel("Vehicle id", { exact: true }).fill(retired);
+  await page.getByRole("button", { name: "Open", exact: true }).click();
+  await page.getByRole("button", { name: "Decommission the vehicle" }).click();
+  await until("the vehicle is decommissioned", async () => (await call("GET", `/v1/vehicles/${retired}`)).body.state === "removed");
   await page.getByRole("tab", { name: "Users" }).click();
   await page.getByLabel("Role of promote@ui.test").selectOption("staff");
   await until("the account is staff", async () => {
@@ -195,6 +224,11 @@ try {
     return Array.isArray(mine) && mine.some((k) => k.state === "verified");
   });
   await shot("4-kyc");
+
+  // 50,000 vehicles on the map: how long a frame takes (printed; recorded in docs/benchmarks.md).
+  const bench = await page.evaluate(() => window.mobilityDashboard.renderBenchmark(50000));
+  console.log(`render 50,000 vehicles: city view ${bench["city view"].toFixed(1)} ms/frame, zoomed in ${bench["zoomed in"].toFixed(1)} ms/frame`);
+  check(bench["city view"] < 1000 && bench["zoomed in"] < 1000, "50,000 vehicles render");
 
   // Tablet size still works.
   await page.setViewportSize({ width: 820, height: 1180 });

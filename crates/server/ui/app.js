@@ -35,6 +35,8 @@ const s = {
   alerts: [],
   timers: [],
   heat: null, // H3 cells when the supply layer is on
+  editing: null, // the zone being edited (its id), while drawing
+  dragVertex: null, // index of the corner being dragged
 };
 
 // --- API -----------------------------------------------------------------------------------
@@ -105,8 +107,8 @@ async function start() {
   s.cities = await api("/v1/cities");
   $("city").replaceChildren(...s.cities.map((c) => new Option(c.name, c.id)));
   if (!s.cities.length) { $("map-status").textContent = "No city is configured yet."; return; }
-  await openCity(s.cities[0].id);
   resize();
+  await openCity(s.cities[0].id);
   s.timers.push(setInterval(refreshKpis, 3000), setInterval(refreshAlerts, 3000));
   refreshKpis();
   refreshAlerts();
@@ -169,7 +171,7 @@ function connect() {
       });
       if (v.id === s.selected) {
         s.trail.push([v.lon, v.lat]);
-        if (s.trail.length > 50) s.trail.shift();
+        if (s.trail.length > 250) s.trail.shift();
       }
     }
     s.updates += frame.vehicles.length;
@@ -185,8 +187,12 @@ function connect() {
 const canvas = $("map");
 const ctx = canvas.getContext("2d");
 
+// The canvas's size in CSS pixels, read once per resize (reading layout per vehicle is slow).
+const size = { w: 800, h: 600 };
 function resize() {
   const r = canvas.getBoundingClientRect();
+  size.w = r.width || size.w;
+  size.h = r.height || size.h;
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.max(1, Math.round(r.width * dpr));
   canvas.height = Math.max(1, Math.round(r.height * dpr));
@@ -198,24 +204,21 @@ window.addEventListener("resize", resize);
 // Equirectangular, with latitude scaled by cos(lat) so a city looks right.
 function kLat() { return 1 / Math.cos((s.view.lat * Math.PI) / 180); }
 function project(lon, lat) {
-  const r = canvas.getBoundingClientRect();
   return [
-    r.width / 2 + (lon - s.view.lon) * s.view.ppd,
-    r.height / 2 - (lat - s.view.lat) * s.view.ppd * kLat(),
+    size.w / 2 + (lon - s.view.lon) * s.view.ppd,
+    size.h / 2 - (lat - s.view.lat) * s.view.ppd * kLat(),
   ];
 }
 function unproject(x, y) {
-  const r = canvas.getBoundingClientRect();
-  return [s.view.lon + (x - r.width / 2) / s.view.ppd, s.view.lat - (y - r.height / 2) / (s.view.ppd * kLat())];
+  return [s.view.lon + (x - size.w / 2) / s.view.ppd, s.view.lat - (y - size.h / 2) / (s.view.ppd * kLat())];
 }
 
 function fit() {
   const [w, so, e, n] = cityBbox();
-  const r = canvas.getBoundingClientRect();
   s.view.lon = (w + e) / 2;
   s.view.lat = (so + n) / 2;
-  const ppdX = (r.width || 800) / Math.max(e - w, 1e-4);
-  const ppdY = (r.height || 600) / (Math.max(n - so, 1e-4) * kLat());
+  const ppdX = size.w / Math.max(e - w, 1e-4);
+  const ppdY = size.h / (Math.max(n - so, 1e-4) * kLat());
   s.view.ppd = Math.min(ppdX, ppdY) * 0.9;
   s.dirty = true;
 }
@@ -229,11 +232,11 @@ function ringPath(ring) {
   ctx.closePath();
 }
 
-function draw() {
-  requestAnimationFrame(draw);
+function draw(once) {
+  if (once !== true) requestAnimationFrame(draw);
   if (!s.dirty) return;
   s.dirty = false;
-  const r = canvas.getBoundingClientRect();
+  const r = { width: size.w, height: size.h };
   ctx.clearRect(0, 0, r.width, r.height);
   const c = s.cities.find((x) => x.id === s.city);
   if (c && c.operating_area) {
@@ -261,10 +264,10 @@ function draw() {
   if (visible.length > CLUSTER_ABOVE) {
     const cells = new Map();
     for (const [x, y, v] of visible) {
-      const key = `${Math.floor(x / CLUSTER_PX)},${Math.floor(y / CLUSTER_PX)}`;
-      const cell = cells.get(key) || { x: 0, y: 0, n: 0, avail: 0 };
+      const key = Math.floor(x / CLUSTER_PX) * 100000 + Math.floor(y / CLUSTER_PX);
+      let cell = cells.get(key);
+      if (!cell) { cell = { x: 0, y: 0, n: 0, avail: 0 }; cells.set(key, cell); }
       cell.x += x; cell.y += y; cell.n += 1; if (v.state === "available") cell.avail += 1;
-      cells.set(key, cell);
     }
     ctx.font = "10px system-ui"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     for (const cell of cells.values()) {
@@ -276,12 +279,25 @@ function draw() {
       if (cell.n > 1) { ctx.fillStyle = "#0d1117"; ctx.fillText(String(cell.n), x, y); }
     }
   } else {
+    // One path per colour: a few fills instead of one per vehicle.
+    const groups = new Map();
+    const low = [];
     for (const [x, y, v] of visible) {
-      ctx.fillStyle = STATE_COLOURS[v.state] || "#8b949e";
-      ctx.beginPath(); ctx.arc(x, y, 3.2, 0, Math.PI * 2); ctx.fill();
-      if (v.battery !== undefined && v.battery !== null && v.battery < 20) {
-        ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1; ctx.stroke();
-      }
+      const colour = STATE_COLOURS[v.state] || "#8b949e";
+      let g = groups.get(colour);
+      if (!g) { g = []; groups.set(colour, g); }
+      g.push(x, y);
+      if (v.battery !== undefined && v.battery !== null && v.battery < 20) low.push(x, y);
+    }
+    for (const [colour, g] of groups) {
+      ctx.beginPath();
+      for (let i = 0; i < g.length; i += 2) { ctx.moveTo(g[i] + 3.2, g[i + 1]); ctx.arc(g[i], g[i + 1], 3.2, 0, Math.PI * 2); }
+      ctx.fillStyle = colour; ctx.fill();
+    }
+    if (low.length) {
+      ctx.beginPath();
+      for (let i = 0; i < low.length; i += 2) { ctx.moveTo(low[i] + 3.2, low[i + 1]); ctx.arc(low[i], low[i + 1], 3.2, 0, Math.PI * 2); }
+      ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1; ctx.stroke();
     }
   }
   if (s.selected && s.vehicles.has(s.selected)) {
@@ -305,7 +321,7 @@ function draw() {
 requestAnimationFrame(draw);
 
 function zoom(factor, x, y) {
-  const r = canvas.getBoundingClientRect();
+  const r = { width: size.w, height: size.h };
   const [lon, lat] = unproject(x ?? r.width / 2, y ?? r.height / 2);
   s.view.ppd = Math.min(2e7, Math.max(50, s.view.ppd * factor));
   const [lon2, lat2] = unproject(x ?? r.width / 2, y ?? r.height / 2);
@@ -334,11 +350,26 @@ canvas.addEventListener("keydown", (e) => {
 });
 
 let drag = null;
-canvas.addEventListener("pointerdown", (e) => { drag = { x: e.offsetX, y: e.offsetY, moved: false }; });
+canvas.addEventListener("pointerdown", (e) => {
+  drag = { x: e.offsetX, y: e.offsetY, moved: false };
+  // While drawing, pressing on a corner grabs it (to move it).
+  s.dragVertex = null;
+  if (s.drawing) {
+    s.drawing.forEach(([lon, lat], i) => {
+      const [x, y] = project(lon, lat);
+      if ((x - e.offsetX) ** 2 + (y - e.offsetY) ** 2 < 64) s.dragVertex = i;
+    });
+  }
+});
 canvas.addEventListener("pointermove", (e) => {
   if (!drag) return;
   const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
   if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+  if (drag.moved && s.drawing && s.dragVertex !== null) {
+    s.drawing[s.dragVertex] = unproject(e.offsetX, e.offsetY);
+    s.dirty = true;
+    return;
+  }
   if (drag.moved && !s.drawing) {
     s.view.lon -= dx / s.view.ppd; s.view.lat += dy / (s.view.ppd * kLat());
     drag.x = e.offsetX; drag.y = e.offsetY; s.dirty = true;
@@ -347,7 +378,8 @@ canvas.addEventListener("pointermove", (e) => {
 canvas.addEventListener("pointerup", (e) => {
   const clicked = drag && !drag.moved;
   drag = null;
-  if (!clicked) return;
+  if (!clicked) { s.dragVertex = null; return; }
+  if (s.drawing && s.dragVertex !== null) { s.dragVertex = null; return; }
   if (s.drawing) { s.drawing.push(unproject(e.offsetX, e.offsetY)); s.dirty = true; zoneHint(); return; }
   let best = null, bestD = 12 * 12;
   for (const v of s.vehicles.values()) {
@@ -394,6 +426,12 @@ async function openVehicle(id) {
       b.addEventListener("click", () => command(v.id, c));
       commands.append(b);
     }
+    if (s.role === "admin" && v.state !== "removed") {
+      const retire = Object.assign(document.createElement("button"), { type: "button", textContent: "Decommission" });
+      retire.setAttribute("aria-label", "Decommission the vehicle");
+      retire.addEventListener("click", () => decommission(v));
+      commands.append(retire);
+    }
     const outcome = document.createElement("p"); outcome.id = "command-outcome"; outcome.setAttribute("aria-live", "polite");
     const history = document.createElement("ul"); history.className = "list"; history.id = "command-history";
     const chart = document.createElement("canvas"); chart.id = "vehicle-chart"; chart.width = 330; chart.height = 110;
@@ -425,6 +463,16 @@ async function command(id, kind) {
   loadCommands(id);
 }
 
+// Out of service for good (MDS `decommissioned` → removed). Cars and vans first leave service.
+async function decommission(v) {
+  const car = v.type === "car" || v.type === "van";
+  const events = car && v.state === "available" ? ["service_end", "decommissioned"] : ["decommissioned"];
+  try {
+    await api("/v1/vehicles/events", { method: "POST", body: { changes: [{ vehicle_id: v.id, event_types: events, vehicle_state: "removed" }] } });
+    openVehicle(v.id);
+  } catch (err) { $("command-outcome").textContent = `decommission: ${err.message}`; }
+}
+
 async function loadCommands(id) {
   const list = $("command-history");
   if (!list) return;
@@ -445,6 +493,9 @@ async function loadVehicleHistory(id) {
     ]);
     if (s.selected !== id) return;
     chartTelemetry($("vehicle-chart"), tel.points);
+    // Its last positions on the map: the hour's track, then what the stream adds.
+    s.trail = tel.points.slice(-200).map((p) => [p.lon, p.lat]);
+    s.dirty = true;
     $("vehicle-events").replaceChildren(...events.map((e) => Object.assign(document.createElement("li"), {
       textContent: `${new Date(e.at_ms).toLocaleTimeString()} ${e.event_types.join(", ")} → ${e.to}${e.late ? " (late)" : ""}`,
     })));
@@ -510,6 +561,18 @@ async function refreshBookings() {
 }
 
 // --- fleet registry and pricing (admin) -------------------------------------------------------
+$("city-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = $("city-id").value.trim();
+  try {
+    await api(`/v1/admin/cities/${encodeURIComponent(id)}`, { method: "PUT", body: {
+      name: $("city-name").value.trim(), timezone: $("city-tz").value.trim(), currency: $("city-currency").value.trim().toUpperCase(),
+    } });
+    s.cities = await api("/v1/cities");
+    $("city").replaceChildren(...s.cities.map((c) => new Option(c.name, c.id, false, c.id === s.city)));
+    $("city-out").textContent = `Saved ${id}.`;
+  } catch (err) { $("city-out").textContent = err.message; }
+});
 $("register-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
@@ -663,6 +726,10 @@ function renderZones() {
     li.dataset.zone = f.name;
     li.append(`${f.name} · ${f.kind.replaceAll("_", " ")}${f.speed_limit_kmh ? ` · ${f.speed_limit_kmh} km/h` : ""} `);
     if (s.role === "admin") {
+      const edit = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Edit" });
+      edit.setAttribute("aria-label", `Edit zone ${f.name}`);
+      edit.addEventListener("click", () => editZone(f));
+      li.append(edit);
       const del = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: "Delete" });
       del.setAttribute("aria-label", `Delete zone ${f.name}`);
       del.addEventListener("click", async () => { await api(`/v1/admin/geofences/${f.id}`, { method: "DELETE" }); loadFences(); });
@@ -676,8 +743,23 @@ function zoneHint() {
   const n = s.drawing ? s.drawing.length : 0;
   $("zone-hint").textContent = n < 3 ? `Click the map to add corners (${n} so far, at least 3).` : `${n} corners: save, or keep clicking.`;
 }
+// Editing a zone: its corners become draggable (and clicks add more); saving replaces it.
+function editZone(f) {
+  s.drawing = f.geometry.coordinates[0].slice(0, -1).map(([lon, lat]) => [lon, lat]);
+  s.editing = f.id;
+  $("zone-name").value = f.name;
+  $("zone-kind").value = f.kind;
+  if (f.speed_limit_kmh) $("zone-speed").value = f.speed_limit_kmh;
+  canvas.classList.add("drawing");
+  $("draw").setAttribute("aria-pressed", "true");
+  $("zone-form").hidden = false;
+  $("zone-error").textContent = "";
+  $("zone-hint").textContent = "Drag corners to move them, click to add one, then save.";
+  s.dirty = true;
+}
 $("draw").addEventListener("click", () => {
   s.drawing = [];
+  s.editing = null;
   canvas.classList.add("drawing");
   $("draw").setAttribute("aria-pressed", "true");
   $("zone-form").hidden = false;
@@ -685,7 +767,7 @@ $("draw").addEventListener("click", () => {
   zoneHint();
 });
 function stopDrawing() {
-  s.drawing = null; canvas.classList.remove("drawing");
+  s.drawing = null; s.editing = null; canvas.classList.remove("drawing");
   $("draw").setAttribute("aria-pressed", "false"); $("zone-form").hidden = true; s.dirty = true;
 }
 $("zone-cancel").addEventListener("click", stopDrawing);
@@ -696,7 +778,8 @@ $("zone-form").addEventListener("submit", async (e) => {
   const body = { name: $("zone-name").value.trim(), kind: $("zone-kind").value, geometry: { type: "Polygon", coordinates: [ring] } };
   if (body.kind === "slow_zone") body.speed_limit_kmh = Number($("zone-speed").value);
   try {
-    await api(`/v1/admin/cities/${s.city}/geofences`, { method: "POST", body });
+    if (s.editing) await api(`/v1/admin/geofences/${s.editing}`, { method: "PUT", body: { ...body, city: s.city } });
+    else await api(`/v1/admin/cities/${s.city}/geofences`, { method: "POST", body });
     stopDrawing();
     await loadFences();
     selectTab("zones");
@@ -749,6 +832,30 @@ window.mobilityDashboard = {
   vehicles: () => [...s.vehicles.values()],
   updates: () => s.updates,
   heatCells: () => (s.heat ? s.heat.length : 0),
+  // How long one frame takes with `n` vehicles on screen (synthetic, around the view's centre);
+  // the real fleet is put back afterwards. Measures the map, not the network.
+  renderBenchmark: (n, frames = 20) => {
+    const real = s.vehicles;
+    const fake = new Map();
+    const states = ["available", "available", "available", "on_trip", "reserved", "non_operational"];
+    for (let i = 0; i < n; i++) {
+      const a = (i * 2.399963) % (Math.PI * 2), r = Math.sqrt(i / n) * 0.06;
+      fake.set(`b${i}`, { id: `b${i}`, type: "scooter", state: states[i % states.length], lon: s.view.lon + r * Math.cos(a), lat: s.view.lat + r * Math.sin(a) * 0.75, battery: i % 100 });
+    }
+    const out = {};
+    for (const [label, ppd] of [["city view", s.view.ppd], ["zoomed in", s.view.ppd * 8]]) {
+      const keep = s.view.ppd;
+      s.view.ppd = ppd;
+      s.vehicles = fake;
+      const t = performance.now();
+      for (let f = 0; f < frames; f++) { s.dirty = true; draw(true); }
+      out[label] = (performance.now() - t) / frames;
+      s.view.ppd = keep;
+    }
+    s.vehicles = real;
+    s.dirty = true;
+    return out;
+  },
   screenOf: (lon, lat) => project(lon, lat),
 };
 
