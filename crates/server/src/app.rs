@@ -226,6 +226,10 @@ impl Application {
                 ));
                 AppState {
                     open_data,
+                    ui: Arc::new(crate::http::ui::UiSettings::new(
+                        settings.map_tile_url.clone(),
+                        settings.map_tile_attribution.clone(),
+                    )),
                     kyc: kyc.clone(),
                     notifier: notifier.clone(),
                     limits: Arc::new(crate::http::limits::Limits::new(

@@ -120,6 +120,14 @@ pub struct Settings {
     /// `DATA_DIR/provider-id` on first start (set it when several processes serve MDS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_id: Option<uuid::Uuid>,
+    /// A basemap for the dashboard: an XYZ tile URL template such as
+    /// `https://tile.example.com/{z}/{x}/{y}.png`. Unset: the map draws without one (nothing is
+    /// fetched from anywhere but this platform).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_tile_url: Option<String>,
+    /// The attribution the tile provider requires, shown on the map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_tile_attribution: Option<String>,
 }
 
 impl Default for Settings {
@@ -153,6 +161,8 @@ impl Default for Settings {
             operator_name: "Mobility".to_owned(),
             feed_contact_email: "feeds@mobility.invalid".to_owned(),
             provider_id: None,
+            map_tile_url: None,
+            map_tile_attribution: None,
         }
     }
 }
@@ -251,6 +261,13 @@ impl Settings {
                     "public_url {url:?} is not usable: give the base URL, e.g. https://mobility.example.com"
                 )));
             }
+        }
+        if let Some(t) = &self.map_tile_url
+            && crate::http::ui::tile_origin(t).is_none()
+        {
+            return Err(ConfigError(format!(
+                "map_tile_url {t:?} is not a tile URL template: give http(s)://host/…{{z}}/{{x}}/{{y}}…"
+            )));
         }
         let email = self.feed_contact_email.trim();
         let at = email.find('@').unwrap_or(0);

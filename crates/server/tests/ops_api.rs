@@ -137,3 +137,49 @@ macro_rules! ops_tests {
 
 ops_tests!(sqlite, mobility_store::testsuite::sqlite);
 ops_tests!(postgres, mobility_store::testsuite::postgres);
+
+/// The dashboard is served by the binary, with a CSP that lets it reach only this origin (and
+/// the tile server when one is configured).
+#[tokio::test]
+async fn the_dashboard_is_served_with_its_own_policy() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.map_tile_url = Some("https://tiles.example.com/{z}/{x}/{y}.png".into());
+        s.map_tile_attribution = Some("© Example".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let r = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(r.url().path(), "/ui/", "/ redirects to the dashboard");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("img-src 'self' data: https://tiles.example.com;"),
+        "{csp}"
+    );
+    assert!(r.text().await.unwrap().contains("/ui/app.js"));
+    let js = app.client.get(app.url("/ui/app.js")).send().await.unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let config: Value = app.get("/ui/config.json").await.json().await.unwrap();
+    assert_eq!(
+        config,
+        json!({"tile_url": "https://tiles.example.com/{z}/{x}/{y}.png", "tile_attribution": "© Example"})
+    );
+    app.stop().await;
+}

@@ -35,6 +35,8 @@ const s = {
   alerts: [],
   timers: [],
   heat: null, // H3 cells when the supply layer is on
+  tiles: null, // {url, attribution} when a basemap is configured
+  tileCache: new Map(),
   editing: null, // the zone being edited (its id), while drawing
   dragVertex: null, // index of the corner being dragged
 };
@@ -102,6 +104,8 @@ async function start() {
   s.email = me.email;
   $("who").textContent = `${me.email} · ${me.role}`;
   for (const el of document.querySelectorAll(".admin-only")) el.hidden = me.role !== "admin";
+  const ui = await api("/ui/config.json").catch(() => ({}));
+  s.tiles = ui.tile_url ? { url: ui.tile_url, attribution: ui.tile_attribution || "" } : null;
   $("login").hidden = true;
   $("app").hidden = false;
   s.cities = await api("/v1/cities");
@@ -238,6 +242,7 @@ function draw(once) {
   s.dirty = false;
   const r = { width: size.w, height: size.h };
   ctx.clearRect(0, 0, r.width, r.height);
+  if (s.tiles) drawTiles();
   const c = s.cities.find((x) => x.id === s.city);
   if (c && c.operating_area) {
     ringPath(c.operating_area.coordinates[0]);
@@ -319,6 +324,46 @@ function draw(once) {
   }
 }
 requestAnimationFrame(draw);
+
+// An optional basemap (XYZ tiles, Web Mercator). Each tile is stretched between its projected
+// corners, which at city scale matches this map's projection to a fraction of a pixel.
+function drawTiles() {
+  const z = Math.max(0, Math.min(19, Math.round(Math.log2((s.view.ppd * 360) / 256))));
+  const n = 2 ** z;
+  const tileX = (lon) => Math.floor(((lon + 180) / 360) * n);
+  const tileY = (lat) => {
+    const r = (Math.max(-85, Math.min(85, lat)) * Math.PI) / 180;
+    return Math.floor(((1 - Math.log(Math.tan(r) + 1 / Math.cos(r)) / Math.PI) / 2) * n);
+  };
+  const lonOf = (x) => (x / n) * 360 - 180;
+  const latOf = (y) => (Math.atan(Math.sinh(Math.PI * (1 - (2 * y) / n))) * 180) / Math.PI;
+  const [west, north] = unproject(0, 0);
+  const [east, south] = unproject(size.w, size.h);
+  const [x0, x1, y0, y1] = [tileX(west), tileX(east), tileY(north), tileY(south)];
+  if ((x1 - x0 + 1) * (y1 - y0 + 1) > 80) return;
+  for (let x = x0; x <= x1; x++) for (let y = y0; y <= y1; y++) {
+    if (x < 0 || y < 0 || x >= n || y >= n) continue;
+    const key = `${z}/${x}/${y}`;
+    let img = s.tileCache.get(key);
+    if (!img) {
+      if (s.tileCache.size > 400) s.tileCache.clear();
+      img = new Image();
+      img.onload = () => { s.dirty = true; };
+      img.src = s.tiles.url.replace("{z}", z).replace("{x}", x).replace("{y}", y);
+      s.tileCache.set(key, img);
+    }
+    if (!img.complete || !img.naturalWidth) continue;
+    const [ax, ay] = project(lonOf(x), latOf(y));
+    const [bx, by] = project(lonOf(x + 1), latOf(y + 1));
+    ctx.globalAlpha = 0.55;
+    ctx.drawImage(img, ax, ay, bx - ax, by - ay);
+    ctx.globalAlpha = 1;
+  }
+  if (s.tiles.attribution) {
+    ctx.font = "11px system-ui"; ctx.fillStyle = "#8b9aa7"; ctx.textAlign = "right"; ctx.textBaseline = "top";
+    ctx.fillText(s.tiles.attribution, size.w - 8, 8);
+  }
+}
 
 function zoom(factor, x, y) {
   const r = { width: size.w, height: size.h };

@@ -22,7 +22,7 @@ mod ops;
 pub mod pricing;
 mod problem;
 mod stream;
-mod ui;
+pub mod ui;
 mod vehicles;
 mod wallet;
 
@@ -67,6 +67,8 @@ pub struct AppState {
     pub notifier: Arc<crate::notifications::Notifier>,
     /// Identity and keys of the open-data feeds (GBFS, MDS).
     pub open_data: Arc<crate::open_data::OpenData>,
+    /// What the dashboard is configured with (basemap).
+    pub ui: Arc<ui::UiSettings>,
 }
 
 /// The wall clock, read at the edge and passed into the core as a value.
