@@ -95,6 +95,7 @@ try {
   // Live vehicles, and they move.
   await until("vehicles on the map", () => page.evaluate(() => window.mobilityDashboard.vehicleCount() >= 380));
   await until("fleet figures", async () => Number(await page.locator("#kpi-total").textContent()) === 400);
+  await until("riders' searches are counted", async () => (await page.locator("#kpi-unmet").textContent()).includes(" of "));
   const before = new Map((await page.evaluate(() => window.mobilityDashboard.vehicles())).map((v) => [v.id, [v.lat, v.lon]]));
   await until("vehicles move", async () => {
     const now = await page.evaluate(() => window.mobilityDashboard.vehicles());
@@ -162,6 +163,16 @@ try {
       && now.filter((p, i) => p[0] === old[i][0] && p[1] === old[i][1]).length >= 3;
   });
 
+  // Field tasks from the live fleet: an out-of-service vehicle is first.
+  const near = (await call("GET", "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=5000&type=scooter&limit=5", undefined, rider)).body;
+  const broken = near.vehicles[2].id;
+  check((await call("POST", "/v1/vehicles/events", { changes: [{ vehicle_id: broken, event_types: ["maintenance"], vehicle_state: "non_operational" }] })).status === 200, "a vehicle goes out of service");
+  await until("it is the first task", async () => {
+    await page.getByRole("tab", { name: "Tasks" }).click();
+    const first = await page.locator("#tasks li").first().textContent();
+    return first.includes(broken.slice(0, 8)) && first.includes("inspect");
+  });
+
   // The supply heat layer.
   await page.getByRole("button", { name: "Supply heat" }).click();
   await until("supply per H3 cell on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 5));
@@ -169,7 +180,6 @@ try {
   await page.getByRole("button", { name: "Supply heat" }).click();
 
   // Bookings and trips, filtered: a rider reserves a scooter through the API.
-  const near = (await call("GET", "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=5000&type=scooter&limit=5", undefined, rider)).body;
   const reserved = await call("POST", "/v1/bookings", { vehicle_id: near.vehicles[0].id }, rider);
   check(reserved.status === 201, "a rider reserves a scooter");
   await page.getByRole("tab", { name: "Bookings" }).click();

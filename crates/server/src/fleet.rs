@@ -72,6 +72,18 @@ pub struct Fleet {
     /// Each vehicle's stored version (bumped by every state change): public feeds derive their
     /// rotating vehicle ids from it.
     versions: RwLock<HashMap<VehicleId, u64>>,
+    /// Riders' searches per city and minute: (minute, searches, unmet), the last hour.
+    searches: RwLock<HashMap<CityId, std::collections::VecDeque<(i64, u32, u32)>>>,
+}
+
+/// Searches for a vehicle in the last hour, and how many found none: demand the fleet did not
+/// meet where riders looked (the platform's own measure of lost demand).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchDemand {
+    /// Searches.
+    pub searches: u32,
+    /// Searches that found no vehicle.
+    pub unmet: u32,
 }
 
 /// Where a city's grid is centred: the middle of its operating area if it has one. (Only the
@@ -189,6 +201,57 @@ impl Fleet {
             let known = versions.entry(v.id).or_insert(v.version);
             *known = (*known).max(v.version);
         }
+    }
+
+    /// The city a search at `at` belongs to: the one asked for, else the one whose operating area
+    /// holds the point.
+    #[must_use]
+    pub fn city_at(&self, asked: Option<&CityId>, at: LatLon) -> Option<CityId> {
+        if let Some(c) = asked {
+            return self.shard(c).map(|_| c.clone());
+        }
+        self.shards().into_iter().find_map(|s| {
+            let city = s.city.read();
+            city.operating_area
+                .as_ref()
+                .is_some_and(|a| a.contains(at))
+                .then(|| city.id.clone())
+        })
+    }
+
+    /// Counts a rider's search in its city's minute.
+    pub fn note_search(&self, city: &CityId, now: TimestampMs, found: bool) {
+        let minute = now.0.div_euclid(60_000);
+        let mut all = self.searches.write();
+        let log = all.entry(city.clone()).or_default();
+        match log.back_mut() {
+            Some((m, n, unmet)) if *m == minute => {
+                *n += 1;
+                *unmet += u32::from(!found);
+            }
+            _ => log.push_back((minute, 1, u32::from(!found))),
+        }
+        while log.front().is_some_and(|(m, ..)| *m <= minute - 60) {
+            log.pop_front();
+        }
+    }
+
+    /// A city's searches in the last hour.
+    #[must_use]
+    pub fn search_demand(&self, city: &CityId, now: TimestampMs) -> SearchDemand {
+        let minute = now.0.div_euclid(60_000);
+        self.searches
+            .read()
+            .get(city)
+            .map_or_else(SearchDemand::default, |log| {
+                log.iter().filter(|(m, ..)| *m > minute - 60).fold(
+                    SearchDemand::default(),
+                    |d, (_, n, u)| SearchDemand {
+                        searches: d.searches + n,
+                        unmet: d.unmet + u,
+                    },
+                )
+            })
     }
 
     /// A vehicle's stored version as last mirrored here (0 if unknown).

@@ -81,6 +81,12 @@ macro_rules! ops_tests {
                 let (s, b) = call(&app, Method::POST, "/v1/bookings", &rider, Some(json!({"vehicle_id": id}))).await;
                 assert_eq!(s, 201, "{b}");
 
+                // Searches are demand: one that finds nothing is unmet (the vehicle is reserved).
+                let (s, _) = call(&app, Method::GET, "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=2000", &rider, None).await;
+                assert_eq!(s, 200);
+                let (_, stats) = call(&app, Method::GET, "/v1/fleet/stats?city=barcelona", &staff, None).await;
+                assert_eq!(stats["searches_last_hour"], json!({"total": 1, "unmet": 1}));
+
                 // Bookings: staff list and filter; riders may not list.
                 let (s, list) = call(&app, Method::GET, "/v1/bookings?city=barcelona", &staff, None).await;
                 assert_eq!(s, 200, "{list}");

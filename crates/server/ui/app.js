@@ -590,6 +590,34 @@ function bookingItem(b) {
   return li;
 }
 
+// --- tasks: field work derived from the live fleet --------------------------------------------
+function refreshTasks() {
+  const tasks = [];
+  for (const v of s.vehicles.values()) {
+    if (v.state === "non_operational") tasks.push({ rank: 0, v, what: "inspect: out of service" });
+    else if (v.battery !== undefined && v.battery !== null && v.battery < 20 && v.state === "available") {
+      tasks.push({ rank: 1 + v.battery / 100, v, what: `swap battery (${v.battery} %)` });
+    }
+  }
+  const alerted = new Set();
+  for (const a of s.alerts) {
+    if (alerted.has(a.vehicle_id)) continue;
+    alerted.add(a.vehicle_id);
+    const v = s.vehicles.get(a.vehicle_id);
+    if (v) tasks.push({ rank: 0.5, v, what: `check: ${a.name.replaceAll("_", " ")}` });
+  }
+  tasks.sort((a, b) => a.rank - b.rank);
+  $("tasks").replaceChildren(...tasks.slice(0, 200).map((t) => {
+    const li = document.createElement("li");
+    const b = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: `${t.v.type} ${t.v.id.slice(0, 8)}` });
+    b.setAttribute("aria-label", `Open vehicle ${t.v.id}`);
+    b.addEventListener("click", () => openVehicle(t.v.id));
+    li.append(b, ` ${t.what}`);
+    return li;
+  }));
+  if (!tasks.length) $("tasks").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "Nothing to do right now." }));
+}
+
 // --- bookings --------------------------------------------------------------------------------
 $("bookings-form").addEventListener("submit", (e) => { e.preventDefault(); refreshBookings(); });
 async function refreshBookings() {
@@ -703,6 +731,8 @@ async function refreshKpis() {
     $("kpi-reserved").textContent = by.reserved || 0;
     $("kpi-down").textContent = by.non_operational || 0;
     $("kpi-low").textContent = st.battery ? st.battery["0-19"] : "–";
+    const d = st.searches_last_hour;
+    $("kpi-unmet").textContent = d && d.total ? `${d.unmet} of ${d.total}` : "0";
     if (s.heat) { s.heat = (await loadHeat()) || s.heat; s.dirty = true; }
   } catch { /* next tick */ }
 }
@@ -866,6 +896,7 @@ function selectTab(name) {
   }
   if (name === "kyc") refreshKyc();
   if (name === "bookings") refreshBookings();
+  if (name === "tasks") refreshTasks();
   if (name === "fleet") refreshPlans();
   if (name === "users") refreshUsers();
 }

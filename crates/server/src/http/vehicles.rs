@@ -122,6 +122,9 @@ async fn nearby(
         Err(e) => return bad_request("invalid_query", e),
     };
     let hits = state.fleet.nearest(city.as_ref(), &q);
+    if let Some(c) = state.fleet.city_at(city.as_ref(), q.center) {
+        state.fleet.note_search(&c, super::now(), !hits.is_empty());
+    }
     let vehicles: Vec<NearbyHit> = hits
         .iter()
         .map(|h| NearbyHit {
@@ -233,7 +236,9 @@ async fn stats(
         .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
         .collect();
     let b = s.battery_bands;
+    let demand = state.fleet.search_demand(&city, super::now());
     Json(json!({
+        "searches_last_hour": { "total": demand.searches, "unmet": demand.unmet },
         "city": city.as_str(),
         "total": s.total,
         "by_state": by_state,
