@@ -73,8 +73,11 @@ pub struct Fleet {
     /// rotating vehicle ids from it.
     versions: RwLock<HashMap<VehicleId, u64>>,
     /// Riders' searches per city and minute: (minute, searches, unmet), the last hour.
-    searches: RwLock<HashMap<CityId, std::collections::VecDeque<(i64, u32, u32)>>>,
+    searches: RwLock<HashMap<CityId, SearchLog>>,
 }
+
+/// Per minute of the last hour: (minute since 1970, searches, searches that found nothing).
+type SearchLog = std::collections::VecDeque<(i64, u32, u32)>;
 
 /// Searches for a vehicle in the last hour, and how many found none: demand the fleet did not
 /// meet where riders looked (the platform's own measure of lost demand).
