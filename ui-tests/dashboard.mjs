@@ -197,7 +197,7 @@ try {
 
   // Admin: register a vehicle (its secret shown once), edit a price, promote an account.
   await page.getByRole("tab", { name: "Fleet" }).click();
-  await page.getByLabel("Vehicle type").selectOption("ebike");
+  await page.getByLabel("Vehicle type", { exact: true }).selectOption("ebike");
   await page.getByRole("button", { name: "Register" }).click();
   await until("the new vehicle's secret is shown", async () => (await page.locator("#register-out").inputValue()).includes("secret "));
   await page.getByRole("button", { name: "Edit the scooter plan" }).click();
@@ -218,6 +218,15 @@ try {
   await page.getByRole("button", { name: "Open", exact: true }).click();
   await page.getByRole("button", { name: "Decommission the vehicle" }).click();
   await until("the vehicle is decommissioned", async () => (await call("GET", `/v1/vehicles/${retired}`)).body.state === "removed");
+  await page.getByRole("tab", { name: "Fleet" }).click();
+  await page.getByLabel("Pass id (a-z, 0-9, -)").fill("commuter-30");
+  await page.getByLabel("Pass name").fill("Commuter 30 days");
+  await page.getByRole("button", { name: "Save pass" }).click();
+  await until("the pass is on sale", async () => {
+    const sold = await (await fetch(api + "/v1/cities/barcelona/passes")).json();
+    return sold.some((p) => p.id === "commuter-30" && p.free_unlock && p.free_minutes === 30 && p.price === 2500);
+  });
+  await until("the pass is listed", async () => (await page.locator("#passes").textContent()).includes("Commuter 30 days"));
   await page.getByRole("tab", { name: "Users" }).click();
   await page.getByLabel("Role of promote@ui.test").selectOption("staff");
   await until("the account is staff", async () => {

@@ -28,7 +28,7 @@ pub use command::{AckOutcome, AckStatus, CommandKind, CommandState};
 pub use ids::{CityId, VehicleId};
 pub use money::{Currency, Money};
 pub use position::LatLon;
-pub use pricing::{Fare, Tariff, fare};
+pub use pricing::{Fare, PassBenefit, Tariff, fare, fare_with_pass};
 pub use state_machine::{EventType, IllegalTransition, Mode, VehicleState};
 pub use time::TimestampMs;
 pub use vehicle::{StateChange, Vehicle, VehicleType};

@@ -109,9 +109,84 @@ pub fn fare(
     })
 }
 
+/// What a pass (a commuter's monthly pass, say) gives its holder on every trip it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassBenefit {
+    /// No unlock fee.
+    pub free_unlock: bool,
+    /// The first minutes of each trip are free.
+    pub free_minutes: u32,
+}
+
+/// The fare of a trip taken with a pass, and what the pass saved (the fare without it, minus
+/// this one; never negative). The pass waives the unlock fee and/or the first minutes; distance,
+/// the daily cap and parking fees apply as without a pass.
+pub fn fare_with_pass(
+    tariff: &Tariff,
+    duration_ms: i64,
+    distance_m: u64,
+    parking_fee: Money,
+    multiplier_permille: u32,
+    pass: PassBenefit,
+) -> Result<(Fare, Money), MoneyError> {
+    let without = fare(
+        tariff,
+        duration_ms,
+        distance_m,
+        parking_fee,
+        multiplier_permille,
+    )?;
+    let mut covered = *tariff;
+    if pass.free_unlock {
+        covered.unlock_fee = Money::zero(tariff.unlock_fee.currency);
+    }
+    let free_ms = i64::from(pass.free_minutes) * MINUTE_MS;
+    let charged_ms = duration_ms.max(0).saturating_sub(free_ms);
+    let mut with = fare(
+        &covered,
+        charged_ms,
+        distance_m,
+        parking_fee,
+        multiplier_permille,
+    )?;
+    // A free stretch still counts toward the daily cap's days, so the pass never costs more.
+    if with.total.minor > without.total.minor {
+        with = without;
+    }
+    let saved = without.total.checked_sub(with.total)?;
+    Ok((with, saved))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_waives_the_unlock_and_the_first_minutes_and_never_costs_more() {
+        let pass = PassBenefit {
+            free_unlock: true,
+            free_minutes: 30,
+        };
+        // 25 minutes: all free.
+        let (f, saved) =
+            fare_with_pass(&scooter(), 25 * 60_000, 3_000, eur(0), 1_000, pass).unwrap();
+        assert_eq!((f.total, saved), (eur(0), eur(100 + 25 * 25)));
+        // 40 minutes: 10 charged.
+        let (f, saved) = fare_with_pass(&scooter(), 40 * 60_000, 0, eur(0), 1_000, pass).unwrap();
+        assert_eq!((f.unlock, f.time, f.total), (eur(0), eur(250), eur(250)));
+        assert_eq!(saved, eur(100 + 30 * 25));
+        // Parking fees are not covered.
+        let (f, _) = fare_with_pass(&scooter(), 60_000, 0, eur(500), 1_000, pass).unwrap();
+        assert_eq!(f.total, eur(500));
+        // A pass with nothing in it changes nothing.
+        let none = PassBenefit {
+            free_unlock: false,
+            free_minutes: 0,
+        };
+        let (f, saved) = fare_with_pass(&car(), 90 * 60_000, 12_000, eur(0), 1_000, none).unwrap();
+        assert_eq!(f, fare(&car(), 90 * 60_000, 12_000, eur(0), 1_000).unwrap());
+        assert_eq!(saved, eur(0));
+    }
 
     fn eur(minor: i64) -> Money {
         Money::new(minor, Currency::parse("EUR").unwrap())

@@ -173,6 +173,33 @@ impl Bookings {
             ))
     }
 
+    /// The rider's pass that covers a trip of this type in this city starting at `at`, if any
+    /// (the one ending last, when several do).
+    async fn pass_for(
+        &self,
+        user_id: &str,
+        city: &mobility_core::CityId,
+        t: VehicleType,
+        at: mobility_core::TimestampMs,
+    ) -> Result<Option<(mobility_store::RiderPass, mobility_store::PassPlan)>, StoreError> {
+        let mut best: Option<(mobility_store::RiderPass, mobility_store::PassPlan)> = None;
+        for held in self.store.rider_passes(user_id).await? {
+            if !(held.starts_at <= at && at < held.ends_at) {
+                continue;
+            }
+            let Some(plan) = self.store.pass_plan(&held.plan_id).await? else {
+                continue;
+            };
+            if plan.city == *city
+                && plan.vehicle_types.contains(&t)
+                && best.as_ref().is_none_or(|(b, _)| held.ends_at > b.ends_at)
+            {
+                best = Some((held, plan));
+            }
+        }
+        Ok(best)
+    }
+
     /// Sends a command and waits for the vehicle's answer (bounded); `Err` says what went wrong.
     async fn command(
         &self,
@@ -376,14 +403,37 @@ impl Bookings {
             currency,
         );
         let (plan, tariff) = self.tariff_for(&city, view.vehicle_type, currency).await?;
-        let f = fare(
-            &tariff,
-            ended.since(started),
-            u64::try_from(distance).unwrap_or(0),
-            fee,
-            1_000,
-        )
-        .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?;
+        let pass = self
+            .pass_for(&b.user_id, &city, view.vehicle_type, started)
+            .await?;
+        let (f, pass_note) = match &pass {
+            Some((held, pass_plan)) => {
+                let (f, saved) = mobility_core::fare_with_pass(
+                    &tariff,
+                    ended.since(started),
+                    u64::try_from(distance).unwrap_or(0),
+                    fee,
+                    1_000,
+                    pass_plan.benefit,
+                )
+                .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?;
+                let note = serde_json::json!({
+                    "id": held.id, "plan": pass_plan.name, "saved": saved.minor,
+                });
+                (f, Some(note))
+            }
+            None => (
+                fare(
+                    &tariff,
+                    ended.since(started),
+                    u64::try_from(distance).unwrap_or(0),
+                    fee,
+                    1_000,
+                )
+                .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?,
+                None,
+            ),
+        };
         let receipt = serde_json::json!({
             "currency": currency.code(),
             "unlock": f.unlock.minor,
@@ -396,6 +446,7 @@ impl Bookings {
             "duration_s": ended.since(started) / 1_000,
             "distance_m": distance,
             "plan": plan,
+            "pass": pass_note,
         });
         let facts = TripFacts {
             ended_at: Some(ended),

@@ -1082,3 +1082,130 @@ async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
     );
     app.stop().await;
 }
+
+/// Passes: an admin sells one; a rider buys it once per key (from the wallet when it holds
+/// enough); a covered trip costs what the pass does not cover, and the receipt says what it
+/// saved; a type it does not cover pays in full.
+#[tokio::test]
+async fn a_pass_covers_unlocks_and_first_minutes_and_is_bought_once_per_key() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+    })
+    .await
+    else {
+        return;
+    };
+    vehicle(&app, "scooter", 80).await; // creates the city
+    let plan = json!({"name": "Commuter 30", "price": 1500, "valid_days": 30,
+        "vehicle_types": ["scooter", "ebike"], "free_unlock": true, "free_minutes": 30});
+    let (s, p) = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona/passes/commuter-30",
+        ADMIN,
+        Some(plan.clone()),
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["price_display"], "15.00 EUR");
+    let mut nothing = plan.clone();
+    nothing["free_unlock"] = json!(false);
+    nothing["free_minutes"] = json!(0);
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "/v1/admin/cities/barcelona/passes/empty",
+            ADMIN,
+            Some(nothing)
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, sold) = call(&app, Method::GET, "/v1/cities/barcelona/passes", "", None).await;
+    assert_eq!(sold[0]["id"], "commuter-30", "the list is public: {sold}");
+
+    let rider = riders(&app, 1).await.pop().unwrap();
+    let buy = |key: &'static str| {
+        let (app, rider) = (&app, rider.clone());
+        async move {
+            let mut req = app
+                .authed(Method::POST, "/v1/me/passes", &rider)
+                .json(&json!({"plan_id": "commuter-30"}));
+            if !key.is_empty() {
+                req = req.header("idempotency-key", key);
+            }
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(buy("").await.0, 400, "an Idempotency-Key is required");
+    let (s, first) = buy("k1").await;
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(first["active"], true);
+    let (s, again) = buy("k1").await;
+    assert_eq!((s, &again["id"]), (200, &first["id"]), "one pass per key");
+    let charges: Vec<_> = app
+        .store
+        .ledger_balances()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(account, _, _)| account.starts_with("revenue"))
+        .collect();
+    assert_eq!(
+        charges.iter().map(|(_, _, v)| v).sum::<i64>().abs(),
+        1500,
+        "charged once: {charges:?}"
+    );
+
+    // A covered 0-minute trip: unlock waived, minutes free.
+    let (id, _client) = connected_vehicle(&app, Some("ok")).await;
+    report(&app, &id, 41.400, 2.150, 10_000).await;
+    deploy(&app, &id).await;
+    let (_, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": id})),
+    )
+    .await;
+    let booking = b["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            &app,
+            Method::POST,
+            &format!("/v1/bookings/{booking}/unlock"),
+            &rider,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["receipt"]["total"], 0, "{b}");
+    assert_eq!(b["receipt"]["unlock"], 0);
+    assert_eq!(b["receipt"]["pass"]["plan"], "Commuter 30");
+    assert_eq!(
+        b["receipt"]["pass"]["saved"], 125,
+        "1.00 unlock + one started minute at 0.25"
+    );
+    let (_, mine) = call(&app, Method::GET, "/v1/me/passes", &rider, None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["plan"]["name"], "Commuter 30");
+    app.stop().await;
+}

@@ -697,6 +697,30 @@ function editPlan(li, p) {
   li.replaceChildren(form);
 }
 
+async function refreshPasses() {
+  try {
+    const passes = await api(`/v1/cities/${s.city}/passes`);
+    $("passes").replaceChildren(...passes.map((p) => Object.assign(document.createElement("li"), {
+      textContent: `${p.name} (${p.id}) · ${p.price_display} · ${p.valid_days} days · ${p.vehicle_types.join(", ")} · ${[p.free_unlock ? "free unlocks" : "", p.free_minutes ? `${p.free_minutes} free min/trip` : ""].filter(Boolean).join(", ")}`,
+    })));
+    if (!passes.length) $("passes").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "No passes on sale." }));
+  } catch { /* next time */ }
+}
+$("pass-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const id = $("pass-id").value.trim();
+  const body = {
+    name: $("pass-name").value.trim(), price: Number($("pass-price").value), valid_days: Number($("pass-days").value),
+    vehicle_types: $("pass-types").value.split(",").map((t) => t.trim()).filter(Boolean),
+    free_unlock: $("pass-unlock").checked, free_minutes: Number($("pass-minutes").value || 0),
+  };
+  try {
+    await api(`/v1/admin/cities/${s.city}/passes/${encodeURIComponent(id)}`, { method: "PUT", body });
+    $("pass-out").textContent = `Saved ${id}.`;
+    refreshPasses();
+  } catch (err) { $("pass-out").textContent = err.message; }
+});
+
 // --- users (admin) ---------------------------------------------------------------------------
 async function refreshUsers() {
   try {
@@ -897,7 +921,7 @@ function selectTab(name) {
   if (name === "kyc") refreshKyc();
   if (name === "bookings") refreshBookings();
   if (name === "tasks") refreshTasks();
-  if (name === "fleet") refreshPlans();
+  if (name === "fleet") { refreshPlans(); refreshPasses(); }
   if (name === "users") refreshUsers();
 }
 for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => selectTab(tab.id.slice(4)));

@@ -21,8 +21,8 @@ use sqlx::{
 use crate::{
     AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, GeofenceRecord,
     KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX,
-    PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, Rotation, Store,
-    StoreError, TripFacts, UserRecord, redact_url,
+    PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, RiderPass,
+    Rotation, Store, StoreError, TripFacts, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -311,6 +311,56 @@ macro_rules! mds_token_row {
                 .map(TimestampMs),
         }
     }};
+}
+
+const PASS_PLAN_COLUMNS: &str = "id, city_id, name, price_minor, currency, valid_days, vehicle_types, \
+     free_unlock, free_minutes, active, updated_at_ms";
+
+macro_rules! pass_plan_row {
+    ($r:expr) => {{
+        let city: String = $r.try_get("city_id")?;
+        let currency: String = $r.try_get("currency")?;
+        let types: String = $r.try_get("vehicle_types")?;
+        let currency = Currency::parse(&currency).map_err(|e| corrupt("currency", e))?;
+        PassPlan {
+            id: $r.try_get("id")?,
+            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+            name: $r.try_get("name")?,
+            price: mobility_core::Money::new($r.try_get("price_minor")?, currency),
+            valid_days: u32::try_from($r.try_get::<i64, _>("valid_days")?)
+                .map_err(|e| corrupt("valid days", e))?,
+            vehicle_types: types
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(VehicleType::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| corrupt("vehicle types", e))?,
+            benefit: mobility_core::PassBenefit {
+                free_unlock: $r.try_get::<i64, _>("free_unlock")? != 0,
+                free_minutes: u32::try_from($r.try_get::<i64, _>("free_minutes")?)
+                    .map_err(|e| corrupt("free minutes", e))?,
+            },
+            active: $r.try_get::<i64, _>("active")? != 0,
+            updated_at: TimestampMs($r.try_get("updated_at_ms")?),
+        }
+    }};
+}
+
+const RIDER_PASS_COLUMNS: &str =
+    "id, user_id, plan_id, starts_at_ms, ends_at_ms, payment_key, created_at_ms";
+
+macro_rules! rider_pass_row {
+    ($r:expr) => {
+        RiderPass {
+            id: $r.try_get("id")?,
+            user_id: $r.try_get("user_id")?,
+            plan_id: $r.try_get("plan_id")?,
+            starts_at: TimestampMs($r.try_get("starts_at_ms")?),
+            ends_at: TimestampMs($r.try_get("ends_at_ms")?),
+            payment_key: $r.try_get("payment_key")?,
+            created_at: TimestampMs($r.try_get("created_at_ms")?),
+        }
+    };
 }
 
 macro_rules! alert_row {
@@ -1545,6 +1595,119 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected();
                 Ok(n > 0)
+            }
+
+            async fn put_pass_plan(&self, p: &PassPlan) -> Result<(), StoreError> {
+                let types = p
+                    .vehicle_types
+                    .iter()
+                    .map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                sqlx::query(
+                    "INSERT INTO pass_plans (id, city_id, name, price_minor, currency, valid_days, vehicle_types, \
+                     free_unlock, free_minutes, active, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, price_minor = excluded.price_minor, \
+                     currency = excluded.currency, valid_days = excluded.valid_days, \
+                     vehicle_types = excluded.vehicle_types, free_unlock = excluded.free_unlock, \
+                     free_minutes = excluded.free_minutes, active = excluded.active, \
+                     updated_at_ms = excluded.updated_at_ms \
+                     WHERE pass_plans.city_id = excluded.city_id",
+                )
+                .bind(&p.id)
+                .bind(p.city.as_str())
+                .bind(&p.name)
+                .bind(p.price.minor)
+                .bind(p.price.currency.code())
+                .bind(i64::from(p.valid_days))
+                .bind(types)
+                .bind(i64::from(p.benefit.free_unlock))
+                .bind(i64::from(p.benefit.free_minutes))
+                .bind(i64::from(p.active))
+                .bind(p.updated_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", p.city))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn pass_plans(&self, city: &CityId) -> Result<Vec<PassPlan>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PASS_PLAN_COLUMNS} FROM pass_plans WHERE city_id = $1 ORDER BY id"
+                )))
+                .bind(city.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<PassPlan, StoreError> { Ok(pass_plan_row!(r)) })
+                    .collect()
+            }
+
+            async fn pass_plan(&self, id: &str) -> Result<Option<PassPlan>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {PASS_PLAN_COLUMNS} FROM pass_plans WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<PassPlan, StoreError> { Ok(pass_plan_row!(r)) })
+                    .transpose()
+            }
+
+            async fn insert_rider_pass(&self, p: &RiderPass) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO rider_passes (id, user_id, plan_id, starts_at_ms, ends_at_ms, payment_key, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&p.id)
+                .bind(&p.user_id)
+                .bind(&p.plan_id)
+                .bind(p.starts_at.0)
+                .bind(p.ends_at.0)
+                .bind(&p.payment_key)
+                .bind(p.created_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::UniqueViolation) => {
+                        StoreError::AlreadyExists(format!("a pass bought with key {}", p.payment_key))
+                    }
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference("unknown rider or pass plan".into())
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn rider_pass_by_key(&self, key: &str) -> Result<Option<RiderPass>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RIDER_PASS_COLUMNS} FROM rider_passes WHERE payment_key = $1"
+                )))
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<RiderPass, StoreError> { Ok(rider_pass_row!(r)) })
+                    .transpose()
+            }
+
+            async fn rider_passes(&self, user_id: &str) -> Result<Vec<RiderPass>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {RIDER_PASS_COLUMNS} FROM rider_passes WHERE user_id = $1 \
+                     ORDER BY created_at_ms DESC, id DESC LIMIT 200"
+                )))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<RiderPass, StoreError> { Ok(rider_pass_row!(r)) })
+                    .collect()
             }
 
             async fn insert_mds_token(&self, t: &MdsToken) -> Result<(), StoreError> {

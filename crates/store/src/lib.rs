@@ -117,6 +117,48 @@ pub struct BookingFilter {
     pub limit: u32,
 }
 
+/// A pass a city sells: a price, how long it lasts, and what it gives on each trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassPlan {
+    /// Identifier (chosen by the admin, e.g. `commuter-30`).
+    pub id: String,
+    /// The city.
+    pub city: CityId,
+    /// Its name.
+    pub name: String,
+    /// What it costs.
+    pub price: mobility_core::Money,
+    /// How long it lasts once bought.
+    pub valid_days: u32,
+    /// The vehicle types it covers.
+    pub vehicle_types: Vec<mobility_core::VehicleType>,
+    /// What it gives on every covered trip.
+    pub benefit: mobility_core::PassBenefit,
+    /// Still sold.
+    pub active: bool,
+    /// Last change.
+    pub updated_at: TimestampMs,
+}
+
+/// A pass a rider bought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiderPass {
+    /// Identifier.
+    pub id: String,
+    /// The rider.
+    pub user_id: String,
+    /// The plan.
+    pub plan_id: String,
+    /// From when it is valid.
+    pub starts_at: TimestampMs,
+    /// Until when (exclusive).
+    pub ends_at: TimestampMs,
+    /// The purchase's idempotency key (one pass per purchase).
+    pub payment_key: String,
+    /// When it was bought.
+    pub created_at: TimestampMs,
+}
+
 /// A service alert for riders (GBFS `system_alerts.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
@@ -751,6 +793,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Changes an account's role; false if there is no such account.
     async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError>;
+
+    /// Creates or replaces a pass plan.
+    async fn put_pass_plan(&self, plan: &PassPlan) -> Result<(), StoreError>;
+
+    /// A city's pass plans (sold or not).
+    async fn pass_plans(&self, city: &CityId) -> Result<Vec<PassPlan>, StoreError>;
+
+    /// One pass plan.
+    async fn pass_plan(&self, id: &str) -> Result<Option<PassPlan>, StoreError>;
+
+    /// Records a bought pass; [`StoreError::AlreadyExists`] when its payment key was used.
+    async fn insert_rider_pass(&self, pass: &RiderPass) -> Result<(), StoreError>;
+
+    /// The pass bought with a payment key.
+    async fn rider_pass_by_key(&self, payment_key: &str) -> Result<Option<RiderPass>, StoreError>;
+
+    /// A rider's passes, newest first.
+    async fn rider_passes(&self, user_id: &str) -> Result<Vec<RiderPass>, StoreError>;
 
     /// Stores a newly issued MDS token.
     async fn insert_mds_token(&self, token: &MdsToken) -> Result<(), StoreError>;

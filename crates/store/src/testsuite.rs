@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
             payments_are_idempotent_and_the_ledger_balances,
             the_outbox_sends_each_event_once_and_retries_when_due,
             open_data_events_trips_tokens_and_alerts,
+            passes_are_sold_per_city_and_bought_once_per_key,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -194,7 +195,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(12));
+    assert_eq!(r.schema_version, Some(13));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
@@ -1616,4 +1617,69 @@ pub async fn open_data_events_trips_tokens_and_alerts(store: Arc<dyn Store>) {
     );
     assert_eq!(store.delete_alert("closure").await.unwrap(), None);
     assert!(store.alerts(&barcelona().id).await.unwrap().is_empty());
+}
+
+/// Pass plans are upserted per city (never moved to another); a bought pass is recorded once
+/// per payment key.
+pub async fn passes_are_sold_per_city_and_bought_once_per_key(store: Arc<dyn Store>) {
+    store.put_city(&barcelona(), TimestampMs(1)).await.unwrap();
+    let mut plan = crate::PassPlan {
+        id: "commuter-30".into(),
+        city: barcelona().id,
+        name: "Commuter 30 days".into(),
+        price: mobility_core::Money::new(2_500, Currency::EUR),
+        valid_days: 30,
+        vehicle_types: vec![VehicleType::Scooter, VehicleType::Ebike],
+        benefit: mobility_core::PassBenefit {
+            free_unlock: true,
+            free_minutes: 30,
+        },
+        active: true,
+        updated_at: TimestampMs(10),
+    };
+    store.put_pass_plan(&plan).await.unwrap();
+    plan.price = mobility_core::Money::new(2_900, Currency::EUR);
+    plan.active = false;
+    store.put_pass_plan(&plan).await.unwrap();
+    assert_eq!(
+        store.pass_plans(&barcelona().id).await.unwrap(),
+        vec![plan.clone()]
+    );
+    assert_eq!(
+        store.pass_plan("commuter-30").await.unwrap(),
+        Some(plan.clone())
+    );
+    assert_eq!(store.pass_plan("nope").await.unwrap(), None);
+    let mut elsewhere = plan.clone();
+    elsewhere.id = "x".into();
+    elsewhere.city = CityId::parse("nowhere").unwrap();
+    assert!(matches!(
+        store.put_pass_plan(&elsewhere).await,
+        Err(StoreError::MissingReference(_))
+    ));
+
+    let rider = user(9_100, "pass@example.com");
+    store.insert_user(&rider).await.unwrap();
+    let pass = crate::RiderPass {
+        id: "p1".into(),
+        user_id: rider.id.clone(),
+        plan_id: plan.id.clone(),
+        starts_at: TimestampMs(100),
+        ends_at: TimestampMs(100 + 30 * 86_400_000),
+        payment_key: "pass:k1".into(),
+        created_at: TimestampMs(100),
+    };
+    store.insert_rider_pass(&pass).await.unwrap();
+    let mut again = pass.clone();
+    again.id = "p2".into();
+    assert!(matches!(
+        store.insert_rider_pass(&again).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.rider_pass_by_key("pass:k1").await.unwrap(),
+        Some(pass.clone())
+    );
+    assert_eq!(store.rider_passes(&rider.id).await.unwrap(), vec![pass]);
+    assert!(store.rider_passes("nobody").await.unwrap().is_empty());
 }

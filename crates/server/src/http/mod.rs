@@ -19,6 +19,7 @@ pub mod mds;
 mod metrics_layer;
 mod notifications;
 mod ops;
+mod passes;
 pub mod pricing;
 mod problem;
 mod stream;
@@ -126,6 +127,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(stream::routes())
         .merge(ui::routes())
         .merge(ops::routes())
+        .merge(passes::routes())
         .merge(
             // Open-data feeds are large and polled: gzip them when the client asks.
             gbfs::routes()
