@@ -216,10 +216,22 @@ impl Application {
         Ok(Self {
             listener,
             state: {
-                let notifier = Arc::new(crate::notifications::Notifier::new(
-                    store.clone(),
-                    &webhook_secret,
-                ));
+                let mut notifier =
+                    crate::notifications::Notifier::new(store.clone(), &webhook_secret);
+                if let Some(url) = &settings.smtp_url {
+                    let email = crate::notifications::Email::new(url, &settings.smtp_from)
+                        .map_err(|reason| {
+                            StartupError::AdminToken(crate::auth::AdminTokenError::other(reason))
+                        })?;
+                    notifier = notifier.with_email(Arc::new(email));
+                }
+                if let Some(url) = &settings.push_url {
+                    notifier = notifier.with_push(Arc::new(crate::notifications::Push::new(
+                        url,
+                        settings.push_token.as_deref(),
+                    )));
+                }
+                let notifier = Arc::new(notifier);
                 let kyc = Arc::new(crate::kyc::Kyc::new(
                     store.clone(),
                     Arc::new(crate::kyc::ManualReview),

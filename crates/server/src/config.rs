@@ -128,6 +128,20 @@ pub struct Settings {
     /// The attribution the tile provider requires, shown on the map.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map_tile_attribution: Option<String>,
+    /// Outgoing mail server for the e-mail channel: `smtp://user:pass@host:587` (STARTTLS when
+    /// the server offers it; `?tls=required` to insist), `smtps://…:465` (TLS). Unset: no e-mail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// The sender of e-mail.
+    pub smtp_from: String,
+    /// Push gateway for the push channel: each message is POSTed as JSON
+    /// (`{"to": <device token>, "title", "body", "event"}`) to this URL, with `push_token` as a
+    /// bearer token. An FCM/APNs relay or a self-hosted gateway sits behind it. Unset: no push.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_url: Option<String>,
+    /// Bearer token for the push gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -163,6 +177,10 @@ impl Default for Settings {
             provider_id: None,
             map_tile_url: None,
             map_tile_attribution: None,
+            smtp_url: None,
+            smtp_from: "Mobility <no-reply@mobility.invalid>".to_owned(),
+            push_url: None,
+            push_token: None,
         }
     }
 }
@@ -269,6 +287,30 @@ impl Settings {
                 "map_tile_url {t:?} is not a tile URL template: give http(s)://host/…{{z}}/{{x}}/{{y}}…"
             )));
         }
+        if let Some(u) = &self.smtp_url
+            && !url::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some())
+        {
+            return Err(ConfigError(format!(
+                "smtp_url {} is not usable: give smtp://[user:pass@]host:port or smtps://…",
+                mobility_store::redact_url(u)
+            )));
+        }
+        if self.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError(format!(
+                "smtp_from {:?} is not a sender address (e.g. \"Mobility <no-reply@example.com>\")",
+                self.smtp_from
+            )));
+        }
+        if let Some(u) = &self.push_url
+            && !url::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            return Err(ConfigError(format!(
+                "push_url {} is not an http(s) URL",
+                mobility_store::redact_url(u)
+            )));
+        }
         let email = self.feed_contact_email.trim();
         let at = email.find('@').unwrap_or(0);
         if at == 0 || at + 1 >= email.len() || email.contains(char::is_whitespace) {
@@ -307,6 +349,9 @@ impl Settings {
             .otlp_endpoint
             .as_deref()
             .map(mobility_store::redact_url);
+        shown.smtp_url = self.smtp_url.as_deref().map(mobility_store::redact_url);
+        shown.push_url = self.push_url.as_deref().map(mobility_store::redact_url);
+        shown.push_token = self.push_token.as_ref().map(|_| "***".to_owned());
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }

@@ -1,7 +1,8 @@
 //! Notifications through an outbox: an event writes one message per enabled channel (keyed by
 //! the event, so nothing is sent twice for it), and a worker delivers due messages with retries
 //! and exponential back-off. Templates are minijinja. Channels: webhooks signed with
-//! HMAC-SHA256 (built in); e-mail (SMTP) and push providers plug in behind [`Channel`].
+//! HMAC-SHA256 (built in), e-mail over SMTP ([`Email`], when `smtp_url` is set) and push through
+//! a gateway ([`Push`], when `push_url` is set); other providers plug in behind [`Channel`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -129,11 +130,113 @@ impl Channel for Webhook {
     }
 }
 
+/// E-mail over SMTP (lettre): plain text, one message per notification.
+pub struct Email {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The transport holds the server's credentials: never printed.
+        f.debug_struct("Email")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Email {
+    /// An e-mail channel sending through `smtp_url` as `from`.
+    pub fn new(smtp_url: &str, from: &str) -> Result<Self, String> {
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(smtp_url)
+            .map_err(|e| format!("smtp_url {}: {e}", mobility_store::redact_url(smtp_url)))?
+            .timeout(Some(Duration::from_secs(10)))
+            .build();
+        let from = from
+            .parse()
+            .map_err(|e| format!("smtp_from {from:?}: {e}"))?;
+        Ok(Self { transport, from })
+    }
+}
+
+#[async_trait]
+impl Channel for Email {
+    async fn deliver(&self, m: &OutboxMessage, address: &str, r: &Rendered) -> Result<(), String> {
+        use lettre::AsyncTransport;
+        let to: lettre::message::Mailbox = address
+            .parse()
+            .map_err(|e| format!("not an e-mail address: {e}"))?;
+        let message = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&r.subject)
+            .message_id(Some(format!("<{}@mobility>", m.id)))
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(r.text.clone())
+            .map_err(|e| format!("cannot build the e-mail: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the mail server refused or was unreachable: {e}"))
+    }
+}
+
+/// Push through a gateway: a JSON POST of `{"to","title","body","event"}` with a bearer token;
+/// the gateway (an FCM/APNs relay, or a self-hosted one) reaches the device.
+#[derive(Debug)]
+pub struct Push {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Push {
+    /// A push channel posting to `url`.
+    #[must_use]
+    pub fn new(url: &str, token: Option<&str>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for Push {
+    async fn deliver(&self, m: &OutboxMessage, address: &str, r: &Rendered) -> Result<(), String> {
+        let mut req = self.http.post(&self.url).json(&serde_json::json!({
+            "to": address,
+            "title": r.subject,
+            "body": r.text,
+            "event": m.event_key,
+        }));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the push gateway: {e}"))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the push gateway answered {}", resp.status()))
+        }
+    }
+}
+
 /// The notification service.
 #[derive(Debug)]
 pub struct Notifier {
     store: Arc<dyn Store>,
     webhook: Arc<Webhook>,
+    email: Option<Arc<dyn Channel>>,
+    push: Option<Arc<dyn Channel>>,
 }
 
 /// Renders a template with a payload.
@@ -158,6 +261,33 @@ impl Notifier {
         Self {
             store,
             webhook: Arc::new(Webhook::new(secret)),
+            email: None,
+            push: None,
+        }
+    }
+
+    /// With an e-mail channel.
+    #[must_use]
+    pub fn with_email(mut self, email: Arc<dyn Channel>) -> Self {
+        self.email = Some(email);
+        self
+    }
+
+    /// With a push channel.
+    #[must_use]
+    pub fn with_push(mut self, push: Arc<dyn Channel>) -> Self {
+        self.push = Some(push);
+        self
+    }
+
+    /// Whether a channel can deliver here (webhooks always; e-mail and push when configured).
+    #[must_use]
+    pub fn offers(&self, channel: &str) -> bool {
+        match channel {
+            "webhook" => true,
+            "email" => self.email.is_some(),
+            "push" => self.push.is_some(),
+            _ => false,
         }
     }
 
@@ -210,16 +340,22 @@ impl Notifier {
                 .iter()
                 .find(|p| p.channel == m.channel && p.enabled)
                 .and_then(|p| p.address.clone());
-            let outcome = match (address, m.channel.as_str()) {
+            let channel: Option<&dyn Channel> = match m.channel.as_str() {
+                "webhook" => Some(self.webhook.as_ref()),
+                "email" => self.email.as_deref(),
+                "push" => self.push.as_deref(),
+                _ => None,
+            };
+            let outcome = match (address, channel) {
                 (None, _) => Err("the rider turned this channel off".to_owned()),
-                (Some(a), "webhook") => match render(
+                (Some(_), None) => Err(format!("no provider for the {} channel", m.channel)),
+                (Some(a), Some(channel)) => match render(
                     &m.template,
                     &serde_json::from_str(&m.payload).unwrap_or(Value::Null),
                 ) {
-                    Ok(r) => self.webhook.deliver(&m, &a, &r).await,
+                    Ok(r) => channel.deliver(&m, &a, &r).await,
                     Err(e) => Err(e),
                 },
-                (Some(_), other) => Err(format!("no provider for the {other} channel")),
             };
             let attempts = m.attempts + 1;
             match outcome {

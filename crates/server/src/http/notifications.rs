@@ -46,36 +46,64 @@ async fn set(
     Path(channel): Path<String>,
     ApiJson(body): ApiJson<Body>,
 ) -> Response {
-    if channel != "webhook" {
+    if !matches!(channel.as_str(), "webhook" | "email" | "push") {
         return bad_request(
             "invalid_field",
-            format!(
-                "{channel:?}: only webhook is available (e-mail and push need their providers configured)"
-            ),
+            format!("{channel:?}: the channels are webhook, email and push"),
         );
     }
-    let address = body
+    if body.enabled && !state.notifier.offers(&channel) {
+        return bad_request(
+            "invalid_field",
+            format!("{channel}: this platform has no {channel} provider configured"),
+        );
+    }
+    let mut address = body
         .address
         .as_deref()
         .map(str::trim)
-        .filter(|a| !a.is_empty());
-    match address {
-        Some(a) => match url::Url::parse(a) {
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
+    // E-mail goes to the account's address unless another is given.
+    if channel == "email" && address.is_none() && body.enabled {
+        address = match state.store.user(&caller.user_id).await {
+            Ok(u) => u.map(|u| u.email),
+            Err(e) => return store_problem(&e),
+        };
+    }
+    match (address.as_deref(), channel.as_str()) {
+        (Some(a), "webhook") => match url::Url::parse(a) {
             Ok(u)
                 if matches!(u.scheme(), "http" | "https")
                     && u.host().is_some()
                     && a.len() <= 2_000 => {}
             _ => return bad_request("invalid_field", "address must be an http(s) URL"),
         },
-        None if body.enabled => {
-            return bad_request("invalid_field", "an enabled webhook needs an address");
+        (Some(a), "email") => {
+            if crate::accounts::parse_email(a).is_err() {
+                return bad_request("invalid_field", "address must be an e-mail address");
+            }
         }
-        None => {}
+        (Some(a), _) => {
+            if a.len() > 4_096 || a.chars().any(char::is_control) {
+                return bad_request(
+                    "invalid_field",
+                    "address must be a device token (at most 4 KiB)",
+                );
+            }
+        }
+        (None, _) if body.enabled => {
+            return bad_request(
+                "invalid_field",
+                format!("an enabled {channel} needs an address"),
+            );
+        }
+        (None, _) => {}
     }
     let pref = NotificationPreference {
         channel: channel.clone(),
         enabled: body.enabled,
-        address: address.map(str::to_owned),
+        address,
     };
     if let Err(e) = state
         .store
@@ -84,11 +112,13 @@ async fn set(
     {
         return store_problem(&e);
     }
+    let signing_key =
+        (channel == "webhook").then(|| state.notifier.webhook().key_for(&caller.user_id));
     Json(PrefDto {
         channel,
         enabled: pref.enabled,
         address: pref.address,
-        signing_key: Some(state.notifier.webhook().key_for(&caller.user_id)),
+        signing_key,
     })
     .into_response()
 }
