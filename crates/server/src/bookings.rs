@@ -47,6 +47,14 @@ pub enum BookingError {
     /// Ending here is not allowed.
     #[error("trips cannot end outside the operating area; ride back in and end again")]
     OutsideOperatingArea,
+    /// The pre-authorisation at unlock was refused: the vehicle stays reserved.
+    #[error(
+        "the payment method was declined for the hold at unlock ({0}); top up the wallet or try again"
+    )]
+    PaymentDeclined(String),
+    /// The pre-authorisation could not be settled now: retry.
+    #[error("the hold at unlock could not be placed now ({0}); try again")]
+    PaymentPending(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -200,6 +208,62 @@ impl Bookings {
         Ok(best)
     }
 
+    /// Minutes of riding the hold at unlock covers (with 5 km for per-km tariffs).
+    pub const HOLD_MINUTES: i64 = 30;
+
+    /// Places the hold at unlock, unless the rider's wallet covers the expected fare (then the
+    /// wallet pays at the end) or the trip would be free. The hold is what `HOLD_MINUTES` of
+    /// riding would cost (capped by the daily cap); the end captures the real fare from it.
+    async fn preauthorize(
+        &self,
+        b: &BookingRecord,
+    ) -> Result<Option<mobility_store::PaymentRecord>, BookingError> {
+        // One hold per booking; a declined attempt does not block the next (its own key).
+        if let Some(held) = self
+            .store
+            .booking_payments(&b.id)
+            .await?
+            .into_iter()
+            .find(|p| p.kind == "authorization" && p.state == "authorized")
+        {
+            return Ok(Some(held));
+        }
+        let key = format!("auth:{}:{}", b.id, uuid::Uuid::now_v7());
+        let Some((city, view)) = self.fleet.vehicle(&b.vehicle_id) else {
+            return Err(BookingError::UnknownVehicle(b.vehicle_id));
+        };
+        let Some(currency) = self.fleet.shard(&city).map(|s| s.city.read().currency) else {
+            return Err(BookingError::UnknownVehicle(b.vehicle_id));
+        };
+        let (_, tariff) = self.tariff_for(&city, view.vehicle_type, currency).await?;
+        let expected = fare(
+            &tariff,
+            Self::HOLD_MINUTES * 60_000,
+            5_000,
+            Money::zero(currency),
+            1_000,
+        )
+        .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?
+        .total;
+        let wallet = self
+            .payments
+            .wallet(&b.user_id, currency)
+            .await
+            .unwrap_or_default();
+        if expected.minor <= 0 || wallet >= expected.minor {
+            return Ok(None);
+        }
+        match self
+            .payments
+            .authorize(&key, &b.user_id, Some(&b.id), expected)
+            .await
+        {
+            Ok(h) if h.state == "authorized" => Ok(Some(h)),
+            Ok(h) => Err(BookingError::PaymentDeclined(h.detail.unwrap_or_default())),
+            Err(e) => Err(BookingError::PaymentPending(e.to_string())),
+        }
+    }
+
     /// Sends a command and waits for the vehicle's answer (bounded); `Err` says what went wrong.
     async fn command(
         &self,
@@ -239,15 +303,25 @@ impl Bookings {
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
         let b = self.get(id, user_id).await?;
+        if b.state != "reserved" {
+            return Err(BookingError::WrongState(b.state));
+        }
+        let hold = self.preauthorize(&b).await?;
         if self
             .store
             .transition_booking(&b.id, "reserved", "unlocking", now)
             .await?
             .is_none()
         {
+            if let Some(h) = &hold {
+                self.payments.void(h).await;
+            }
             return Err(BookingError::WrongState(self.get(id, user_id).await?.state));
         }
         if let Err(why) = self.command(b.vehicle_id, CommandKind::Unlock, now).await {
+            if let Some(h) = &hold {
+                self.payments.void(h).await;
+            }
             let facts = TripFacts {
                 detail: Some(format!("unlock failed: {why}")),
                 ..TripFacts::default()
@@ -476,19 +550,30 @@ impl Bookings {
         // Capture the fare (idempotent per booking); the trip has ended either way, and an
         // unsettled payment is visible in the booking's detail.
         let key = format!("trip:{}", done.id);
-        // Wallet credit first; the providers (card) otherwise.
-        let paid = match self
-            .payments
-            .pay_from_wallet(&key, &done.user_id, Some(&done.id), f.total)
-            .await
-        {
-            Ok(Some(p)) => Ok(p),
-            Ok(None) => {
-                self.payments
-                    .charge(&key, &done.user_id, Some(&done.id), f.total)
-                    .await
+        // Captured from the hold placed at unlock; without one, wallet credit first and the
+        // providers (card) otherwise.
+        let hold = self
+            .store
+            .booking_payments(&done.id)
+            .await?
+            .into_iter()
+            .find(|p| p.kind == "authorization" && p.state == "authorized");
+        let paid = if let Some(hold) = hold {
+            self.payments.capture(&key, &hold, f.total).await
+        } else {
+            match self
+                .payments
+                .pay_from_wallet(&key, &done.user_id, Some(&done.id), f.total)
+                .await
+            {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => {
+                    self.payments
+                        .charge(&key, &done.user_id, Some(&done.id), f.total)
+                        .await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         };
         let note = match paid {
             Ok(p) if p.state == "succeeded" => format!(

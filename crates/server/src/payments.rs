@@ -43,13 +43,27 @@ pub trait PaymentProvider: Send + Sync + std::fmt::Debug {
         charge_ref: &str,
         amount: Money,
     ) -> Result<String, ProviderError>;
+    /// Places a hold of `amount` (pre-authorisation) under an idempotency key: its reference.
+    async fn authorize(&self, key: &str, amount: Money) -> Result<String, ProviderError>;
+    /// Captures at most the held amount of a hold, under its own key: the charge reference.
+    async fn capture(
+        &self,
+        key: &str,
+        hold_ref: &str,
+        amount: Money,
+    ) -> Result<String, ProviderError>;
+    /// Releases a hold (nothing is charged).
+    async fn void(&self, hold_ref: &str) -> Result<(), ProviderError>;
 }
 
 #[derive(Debug, Default)]
 struct SandboxState {
     charges: HashMap<String, (String, Money)>,
     refunds: HashMap<String, (String, Money)>,
+    /// Holds by key: (reference, amount, released).
+    holds: HashMap<String, (String, Money, bool)>,
     fail_next: u32,
+    decline_next: u32,
     hang_next: u32,
     hang_after_charging_next: u32,
 }
@@ -75,6 +89,23 @@ impl SandboxProvider {
     /// The next `n` charges fail as unavailable.
     pub fn fail_next(&self, n: u32) {
         self.state.lock().fail_next = n;
+    }
+
+    /// The next `n` charges or holds are declined (a card the bank refuses).
+    pub fn decline_next(&self, n: u32) {
+        self.state.lock().decline_next = n;
+    }
+
+    /// Holds currently placed and not released (captured or voided), minor units.
+    #[must_use]
+    pub fn held(&self) -> i64 {
+        self.state
+            .lock()
+            .holds
+            .values()
+            .filter(|(_, _, released)| !released)
+            .map(|(_, m, _)| m.minor)
+            .sum()
     }
 
     /// The next `n` charges hang without charging.
@@ -121,6 +152,10 @@ impl PaymentProvider for SandboxProvider {
             if s.fail_next > 0 {
                 s.fail_next -= 1;
                 return Err(ProviderError::Unavailable("sandbox fault injected".into()));
+            }
+            if s.decline_next > 0 {
+                s.decline_next -= 1;
+                return Err(ProviderError::Declined("sandbox: card declined".into()));
             }
             if s.hang_next > 0 {
                 s.hang_next -= 1;
@@ -170,6 +205,70 @@ impl PaymentProvider for SandboxProvider {
             })
             .0
             .clone())
+    }
+
+    async fn authorize(&self, key: &str, amount: Money) -> Result<String, ProviderError> {
+        let mut s = self.state.lock();
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            return Err(ProviderError::Unavailable("sandbox fault injected".into()));
+        }
+        if s.decline_next > 0 {
+            s.decline_next -= 1;
+            return Err(ProviderError::Declined("sandbox: card declined".into()));
+        }
+        Ok(s.holds
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                (
+                    format!("{}-hold-{}", self.name, uuid::Uuid::now_v7()),
+                    amount,
+                    false,
+                )
+            })
+            .0
+            .clone())
+    }
+
+    async fn capture(
+        &self,
+        key: &str,
+        hold_ref: &str,
+        amount: Money,
+    ) -> Result<String, ProviderError> {
+        let mut s = self.state.lock();
+        if let Some((reference, _)) = s.charges.get(key) {
+            return Ok(reference.clone());
+        }
+        let Some(hold) = s.holds.values_mut().find(|(r, _, _)| r == hold_ref) else {
+            return Err(ProviderError::Declined(format!("no hold {hold_ref}")));
+        };
+        if hold.2 {
+            return Err(ProviderError::Declined(format!(
+                "the hold {hold_ref} was released"
+            )));
+        }
+        if amount.currency != hold.1.currency || amount.minor > hold.1.minor {
+            return Err(ProviderError::Declined("more than the hold".into()));
+        }
+        hold.2 = true;
+        let reference = format!("{}-{}", self.name, uuid::Uuid::now_v7());
+        s.charges
+            .insert(key.to_owned(), (reference.clone(), amount));
+        Ok(reference)
+    }
+
+    async fn void(&self, hold_ref: &str) -> Result<(), ProviderError> {
+        if let Some(hold) = self
+            .state
+            .lock()
+            .holds
+            .values_mut()
+            .find(|(r, _, _)| r == hold_ref)
+        {
+            hold.2 = true;
+        }
+        Ok(())
     }
 }
 
@@ -321,6 +420,178 @@ impl Payments {
         metrics::counter!("payments_total", "outcome" => "failed").increment(1);
         let failed = record("failed", None, None, Some(problems.join("; ")));
         Ok(self.store.record_payment(&failed, None).await?)
+    }
+
+    /// Places a hold (pre-authorisation) once per key, with the first provider that takes it.
+    /// Recorded as kind `authorization` (`authorized` or `failed`); a hold moves no money, so
+    /// nothing is posted to the ledger until it is captured.
+    pub async fn authorize(
+        &self,
+        key: &str,
+        user_id: &str,
+        booking_id: Option<&str>,
+        amount: Money,
+    ) -> Result<PaymentRecord, PaymentError> {
+        if let Some(done) = self.store.payment(key).await? {
+            return Ok(done);
+        }
+        let record = |state: &str,
+                      provider: Option<&str>,
+                      reference: Option<String>,
+                      detail: Option<String>| {
+            PaymentRecord {
+                idempotency_key: key.to_owned(),
+                user_id: user_id.to_owned(),
+                booking_id: booking_id.map(str::to_owned),
+                kind: "authorization".into(),
+                amount,
+                state: state.into(),
+                provider: provider.map(str::to_owned),
+                provider_ref: reference,
+                detail,
+                created_at: crate::http::now(),
+            }
+        };
+        let mut problems = Vec::new();
+        for (provider, breaker) in &self.providers {
+            let name = provider.name();
+            if !breaker.lock().try_acquire(crate::http::now()) {
+                problems.push(format!("{name}: circuit open"));
+                continue;
+            }
+            match tokio::time::timeout(self.timeout, provider.authorize(key, amount)).await {
+                Ok(Ok(reference)) => {
+                    breaker.lock().on_success();
+                    metrics::counter!("payments_total", "outcome" => "authorized").increment(1);
+                    return Ok(self
+                        .store
+                        .record_payment(
+                            &record("authorized", Some(name), Some(reference), None),
+                            None,
+                        )
+                        .await?);
+                }
+                Ok(Err(ProviderError::Declined(why))) => {
+                    breaker.lock().on_success();
+                    metrics::counter!("payments_total", "outcome" => "declined").increment(1);
+                    let failed =
+                        record("failed", Some(name), None, Some(format!("declined: {why}")));
+                    return Ok(self.store.record_payment(&failed, None).await?);
+                }
+                // A hold that may or may not have been placed lapses at the provider by itself.
+                Ok(Err(ProviderError::Unavailable(why))) => {
+                    breaker.lock().on_failure(crate::http::now());
+                    problems.push(format!("{name}: {why}"));
+                }
+                Err(_) => {
+                    breaker.lock().on_failure(crate::http::now());
+                    problems.push(format!("{name}: timed out"));
+                }
+            }
+        }
+        metrics::counter!("payments_total", "outcome" => "failed").increment(1);
+        let failed = record("failed", None, None, Some(problems.join("; ")));
+        Ok(self.store.record_payment(&failed, None).await?)
+    }
+
+    /// Settles a trip held by `hold` (an `authorized` record): captures what the hold covers at
+    /// its provider, once per `key`, and charges any excess (under `<key>:rest`) like any
+    /// charge. A zero fare releases the hold. If the capture fails, the fare is charged through
+    /// the providers instead and the hold is released.
+    pub async fn capture(
+        &self,
+        key: &str,
+        hold: &PaymentRecord,
+        amount: Money,
+    ) -> Result<PaymentRecord, PaymentError> {
+        if let Some(done) = self.store.payment(key).await? {
+            return Ok(done);
+        }
+        let provider = self
+            .providers
+            .iter()
+            .find(|(p, _)| Some(p.name()) == hold.provider.as_deref())
+            .map(|(p, _)| p.clone());
+        let (Some(provider), Some(hold_ref)) = (provider, hold.provider_ref.as_deref()) else {
+            return self
+                .charge(key, &hold.user_id, hold.booking_id.as_deref(), amount)
+                .await;
+        };
+        if amount.minor == 0 {
+            let _ = tokio::time::timeout(self.timeout, provider.void(hold_ref)).await;
+            return self
+                .charge(key, &hold.user_id, hold.booking_id.as_deref(), amount)
+                .await;
+        }
+        let covered = if amount.currency == hold.amount.currency {
+            Money::new(amount.minor.min(hold.amount.minor), amount.currency)
+        } else {
+            Money::zero(amount.currency)
+        };
+        let captured = match tokio::time::timeout(
+            self.timeout,
+            provider.capture(key, hold_ref, covered),
+        )
+        .await
+        {
+            Ok(Ok(reference)) if covered.minor > 0 => Some(reference),
+            _ => None,
+        };
+        let Some(reference) = captured else {
+            let _ = tokio::time::timeout(self.timeout, provider.void(hold_ref)).await;
+            return self
+                .charge(key, &hold.user_id, hold.booking_id.as_deref(), amount)
+                .await;
+        };
+        let name = provider.name().to_owned();
+        let main = self
+            .settle(
+                PaymentRecord {
+                    idempotency_key: key.to_owned(),
+                    user_id: hold.user_id.clone(),
+                    booking_id: hold.booking_id.clone(),
+                    kind: "charge".into(),
+                    amount: covered,
+                    state: "succeeded".into(),
+                    provider: Some(name.clone()),
+                    provider_ref: Some(reference),
+                    detail: Some(format!("captured from hold {hold_ref}")),
+                    created_at: crate::http::now(),
+                },
+                &name,
+                covered,
+            )
+            .await?;
+        let rest = amount.minor - covered.minor;
+        if rest > 0 {
+            let extra = self
+                .charge(
+                    &format!("{key}:rest"),
+                    &hold.user_id,
+                    hold.booking_id.as_deref(),
+                    Money::new(rest, amount.currency),
+                )
+                .await?;
+            if extra.state != "succeeded" {
+                return Ok(extra);
+            }
+        }
+        Ok(main)
+    }
+
+    /// Releases a hold (a trip that never started), best effort: holds also lapse by themselves.
+    pub async fn void(&self, hold: &PaymentRecord) {
+        let provider = self
+            .providers
+            .iter()
+            .find(|(p, _)| Some(p.name()) == hold.provider.as_deref());
+        if let (Some((p, _)), Some(r)) = (provider, hold.provider_ref.as_deref())
+            && let Err(e) = tokio::time::timeout(self.timeout, p.void(r))
+                .await
+                .unwrap_or_else(|_| Err(ProviderError::Unavailable("timed out".into())))
+        {
+            tracing::warn!(hold = %r, error = %e, "could not release a hold; it lapses at the provider");
+        }
     }
 
     /// Tops up a rider's wallet through the providers (like a charge), crediting `wallet:<user>`.

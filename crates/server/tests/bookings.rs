@@ -1043,6 +1043,15 @@ async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["detail"], "paid 1.25 EUR via wallet", "{b}");
+    assert!(
+        app.store
+            .booking_payments(&booking)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.kind != "authorization"),
+        "a wallet that covers the trip needs no hold"
+    );
     let (_, w) = call(
         &app,
         Method::GET,
@@ -1203,6 +1212,22 @@ async fn a_pass_covers_unlocks_and_first_minutes_and_is_bought_once_per_key() {
     assert_eq!(
         b["receipt"]["pass"]["saved"], 125,
         "1.00 unlock + one started minute at 0.25"
+    );
+    // No wallet: unlocking placed a hold (30 minutes' worth); the free trip released it.
+    let paid = app.store.booking_payments(&booking).await.unwrap();
+    let hold = paid
+        .iter()
+        .find(|p| p.kind == "authorization")
+        .expect("a hold at unlock");
+    assert_eq!(
+        (hold.state.as_str(), hold.amount.minor),
+        ("authorized", 100 + 30 * 25),
+        "{paid:?}"
+    );
+    let charge = paid.iter().find(|p| p.kind == "charge").unwrap();
+    assert_eq!(
+        (charge.state.as_str(), charge.amount.minor),
+        ("succeeded", 0)
     );
     let (_, mine) = call(&app, Method::GET, "/v1/me/passes", &rider, None).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);

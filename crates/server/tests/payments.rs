@@ -127,6 +127,24 @@ async fn scenario(t: Option<TestStore>) {
         ) -> Result<String, mobility_server::payments::ProviderError> {
             std::future::pending().await
         }
+        async fn authorize(
+            &self,
+            _: &str,
+            _: Money,
+        ) -> Result<String, mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
+        async fn capture(
+            &self,
+            _: &str,
+            _: &str,
+            _: Money,
+        ) -> Result<String, mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
+        async fn void(&self, _: &str) -> Result<(), mobility_server::payments::ProviderError> {
+            std::future::pending().await
+        }
     }
     let mute = Payments::new(
         t.store.clone(),
@@ -197,4 +215,130 @@ async fn failover_is_exact_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_is_exact_on_postgres() {
     scenario(mobility_store::testsuite::postgres().await).await;
+}
+
+/// Pre-authorisation: a hold is placed once per key and moves no money; the end captures the
+/// fare from it (and charges any excess on top); a zero fare or a failed trip releases it; a
+/// declined hold is recorded as failed. The ledger balances throughout.
+async fn holds(t: Option<TestStore>) {
+    let Some(t) = t else { return };
+    let primary = Arc::new(SandboxProvider::new("primary"));
+    let fallback = Arc::new(SandboxProvider::new("fallback"));
+    let payments = Payments::new(
+        t.store.clone(),
+        vec![
+            primary.clone() as Arc<dyn PaymentProvider>,
+            fallback.clone(),
+        ],
+        Duration::from_millis(200),
+    );
+    // The primary is down: the fallback holds it; retrying the key places nothing more.
+    primary.fail_next(1);
+    let hold = payments
+        .authorize("auth:1", "u1", Some("1"), eur(850))
+        .await
+        .unwrap();
+    assert_eq!(
+        (hold.state.as_str(), hold.provider.as_deref()),
+        ("authorized", Some("fallback"))
+    );
+    assert_eq!(
+        payments
+            .authorize("auth:1", "u1", Some("1"), eur(850))
+            .await
+            .unwrap(),
+        hold
+    );
+    assert_eq!(
+        (fallback.held(), fallback.charged().0),
+        (850, 0),
+        "a hold moves no money"
+    );
+    assert!(
+        t.store
+            .ledger_balances()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, _, v)| *v == 0)
+    );
+
+    // Captured: the fare, at the provider that holds it, once per key.
+    let paid = payments.capture("trip:1", &hold, eur(325)).await.unwrap();
+    assert_eq!(
+        (paid.state.as_str(), paid.provider.as_deref(), paid.amount),
+        ("succeeded", Some("fallback"), eur(325))
+    );
+    assert_eq!(
+        payments
+            .capture("trip:1", &hold, eur(325))
+            .await
+            .unwrap()
+            .idempotency_key,
+        "trip:1"
+    );
+    assert_eq!((fallback.held(), fallback.charged()), (0, (325, 1)));
+
+    // A fare above the hold: the hold is captured whole and the rest charged on top.
+    let hold2 = payments
+        .authorize("auth:2", "u1", Some("2"), eur(850))
+        .await
+        .unwrap();
+    let paid = payments
+        .capture("trip:2", &hold2, eur(1_000))
+        .await
+        .unwrap();
+    assert_eq!((paid.state.as_str(), paid.amount), ("succeeded", eur(850)));
+    let rest = t.store.payment("trip:2:rest").await.unwrap().unwrap();
+    assert_eq!((rest.state.as_str(), rest.amount), ("succeeded", eur(150)));
+
+    // A free trip, or one that never started, releases the hold.
+    let hold3 = payments
+        .authorize("auth:3", "u1", Some("3"), eur(850))
+        .await
+        .unwrap();
+    let free = payments.capture("trip:3", &hold3, eur(0)).await.unwrap();
+    assert_eq!(
+        (free.state.as_str(), free.provider.as_deref()),
+        ("succeeded", None)
+    );
+    let hold4 = payments
+        .authorize("auth:4", "u1", Some("4"), eur(850))
+        .await
+        .unwrap();
+    payments.void(&hold4).await;
+    assert_eq!(primary.held() + fallback.held(), 0, "no hold left behind");
+
+    // Declined: recorded as failed, nothing held.
+    primary.decline_next(1);
+    let refused = payments
+        .authorize("auth:5", "u1", Some("5"), eur(850))
+        .await
+        .unwrap();
+    assert_eq!(refused.state, "failed");
+    assert!(refused.detail.unwrap().contains("declined"));
+
+    let balances = t.store.ledger_balances().await.unwrap();
+    assert_eq!(
+        balances.iter().map(|(_, _, v)| v).sum::<i64>(),
+        0,
+        "the books balance"
+    );
+    let revenue: i64 = balances
+        .iter()
+        .filter(|(a, _, _)| a == "revenue:trips")
+        .map(|(_, _, v)| v)
+        .sum();
+    assert_eq!(revenue, -(325 + 850 + 150));
+    t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_on_sqlite() {
+    holds(mobility_store::testsuite::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_on_postgres() {
+    holds(mobility_store::testsuite::postgres().await).await;
 }

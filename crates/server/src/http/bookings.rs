@@ -187,6 +187,16 @@ fn problem(e: &BookingError) -> Response {
             "outside-operating-area",
             "Outside the operating area",
         ),
+        BookingError::PaymentDeclined(_) => (
+            StatusCode::PAYMENT_REQUIRED,
+            "payment-declined",
+            "Payment declined",
+        ),
+        BookingError::PaymentPending(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payment-pending",
+            "Payment pending",
+        ),
         BookingError::Store(s) => return store_problem(s),
     };
     metrics::counter!("http_rejections_total", "reason" => slug).increment(1);
