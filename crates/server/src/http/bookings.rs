@@ -319,20 +319,10 @@ async fn refund(
     _: crate::auth::StaffCaller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
+    super::extract::IdempotencyKey(key): super::extract::IdempotencyKey,
     ApiJson(body): ApiJson<RefundBody>,
 ) -> Response {
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-    else {
-        return bad_request(
-            "missing_header",
-            "send an Idempotency-Key header (1 to 200 characters)",
-        );
-    };
+    let key = key.as_str();
     if body
         .reason
         .as_deref()

@@ -77,3 +77,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|e: QueryRejection| bad_request("invalid_query", e.body_text()))
     }
 }
+
+/// The `Idempotency-Key` header a money-moving request must carry (1 to 200 characters):
+/// the same key never moves money twice.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 200)
+            .map(|k| Self(k.to_owned()))
+            .ok_or_else(|| {
+                bad_request(
+                    "missing_header",
+                    "send an Idempotency-Key header (1 to 200 characters)",
+                )
+            })
+    }
+}

@@ -5,7 +5,7 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, put},
 };
@@ -211,20 +211,10 @@ struct BuyBody {
 async fn buy(
     caller: UserCaller,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    super::extract::IdempotencyKey(key): super::extract::IdempotencyKey,
     ApiJson(body): ApiJson<BuyBody>,
 ) -> Response {
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-    else {
-        return bad_request(
-            "missing_header",
-            "send an Idempotency-Key header (1 to 200 characters)",
-        );
-    };
+    let key = key.as_str();
     let key = format!("pass:{}:{key}", caller.user_id);
     let at = now();
     match state.store.rider_pass_by_key(&key).await {

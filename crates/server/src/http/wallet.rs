@@ -4,7 +4,7 @@
 use axum::{
     Json, Router,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -68,20 +68,10 @@ struct TopUp {
 async fn top_up(
     caller: UserCaller,
     State(state): State<AppState>,
-    headers: HeaderMap,
+    super::extract::IdempotencyKey(key): super::extract::IdempotencyKey,
     ApiJson(body): ApiJson<TopUp>,
 ) -> Response {
-    let Some(key) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-    else {
-        return bad_request(
-            "missing_header",
-            "send an Idempotency-Key header (1 to 200 characters)",
-        );
-    };
+    let key = key.as_str();
     let currency = match Currency::parse(&body.currency) {
         Ok(c) => c,
         Err(e) => return bad_request("invalid_field", e.to_string()),
