@@ -159,11 +159,18 @@ impl Application {
             &jwt_secret,
             crate::http::now(),
         ));
-        let auth = Arc::new(crate::auth::Auth::new(
-            &admin_token,
-            store.clone(),
-            accounts,
-        ));
+        let mut auth = crate::auth::Auth::new(&admin_token, store.clone(), accounts);
+        if let (Some(issuer), Some(jwks)) = (&settings.oidc_issuer, &settings.oidc_jwks_url) {
+            let oidc = Arc::new(crate::oidc::Oidc::new(
+                issuer,
+                jwks,
+                settings.oidc_audience.as_deref(),
+                &settings.oidc_role_claim,
+            ));
+            oidc.prefetch().await;
+            auth = auth.with_oidc(oidc);
+        }
+        let auth = Arc::new(auth);
         let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
         let started = std::time::Instant::now();
         let live_dir = settings.data_dir.join("live");

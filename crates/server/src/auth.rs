@@ -70,6 +70,7 @@ pub struct Auth {
     store: Arc<dyn Store>,
     accounts: Arc<crate::accounts::Accounts>,
     cache: RwLock<HashMap<String, (Option<Role>, Instant)>>,
+    oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 /// Reading or creating a bootstrap secret file (admin token, JWT secret) failed.
@@ -162,6 +163,25 @@ impl Auth {
             store,
             accounts,
             cache: RwLock::new(HashMap::new()),
+            oidc: None,
+        }
+    }
+
+    /// Also accepts the tokens of an external OpenID Connect provider.
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: Arc<crate::oidc::Oidc>) -> Self {
+        self.oidc = Some(oidc);
+        self
+    }
+
+    /// The account a JWT stands for: one of ours, or one from the OIDC provider.
+    pub async fn user_of(&self, token: &str) -> Option<(String, Role)> {
+        if let Some(found) = self.accounts.verify(token) {
+            return Some(found);
+        }
+        match &self.oidc {
+            Some(oidc) => oidc.verify(self.store.as_ref(), token).await,
+            None => None,
         }
     }
 
@@ -174,7 +194,7 @@ impl Auth {
     /// The role a bearer token grants, if any: an account's access token (a JWT) or an API token.
     pub async fn role_of(&self, token: &str) -> Option<Role> {
         if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            return self.accounts.verify(token).map(|(_, role)| role);
+            return self.user_of(token).await.map(|(_, role)| role);
         }
         let digest = sha256_hex(token);
         if digest
@@ -324,7 +344,7 @@ impl FromRequestParts<AppState> for UserCaller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)
             .ok_or_else(|| unauthorized("send Authorization: Bearer <access token>"))?;
-        let (user_id, role) = state.auth.accounts().verify(token).ok_or_else(|| {
+        let (user_id, role) = state.auth.user_of(token).await.ok_or_else(|| {
             unauthorized("sign in: this needs an account's access token, valid and unexpired")
         })?;
         Ok(Self { user_id, role })

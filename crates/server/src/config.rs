@@ -142,6 +142,17 @@ pub struct Settings {
     /// Bearer token for the push gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_token: Option<String>,
+    /// An external OpenID Connect provider whose tokens are accepted as accounts' (its `iss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer: Option<String>,
+    /// Where its signing keys are (JWKS). Required with `oidc_issuer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_jwks_url: Option<String>,
+    /// The audience its tokens must name (`aud`); unset: not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_audience: Option<String>,
+    /// The claim holding the person's roles (`admin`, `staff`; anything else is a rider).
+    pub oidc_role_claim: String,
 }
 
 impl Default for Settings {
@@ -181,6 +192,10 @@ impl Default for Settings {
             smtp_from: "Mobility <no-reply@mobility.invalid>".to_owned(),
             push_url: None,
             push_token: None,
+            oidc_issuer: None,
+            oidc_jwks_url: None,
+            oidc_audience: None,
+            oidc_role_claim: "roles".to_owned(),
         }
     }
 }
@@ -310,6 +325,16 @@ impl Settings {
                 "push_url {} is not an http(s) URL",
                 mobility_store::redact_url(u)
             )));
+        }
+        match (&self.oidc_issuer, &self.oidc_jwks_url) {
+            (Some(_), Some(j))
+                if url::Url::parse(j).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) => {}
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError(
+                    "oidc_issuer and oidc_jwks_url go together; oidc_jwks_url is the provider's https JWKS URL".into(),
+                ));
+            }
         }
         let email = self.feed_contact_email.trim();
         let at = email.find('@').unwrap_or(0);

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod kyc;
 pub mod live_log;
 pub mod notifications;
+pub mod oidc;
 pub mod open_data;
 pub mod payments;
 pub mod telemetry;
