@@ -102,6 +102,10 @@ try {
     return now.filter((v) => { const b = before.get(v.id); return b && (b[0] !== v.lat || b[1] !== v.lon); }).length >= 1;
   }, 45000);
   await shot("1-live-map");
+  await page.getByRole("button", { name: "Colour by battery" }).click();
+  check(await page.locator("#legend-battery").isVisible(), "vehicles coloured by battery");
+  await shot("1b-by-battery");
+  await page.getByRole("button", { name: "Colour by battery" }).click();
 
   // Open a vehicle by clicking it on the map, and ring it.
   // (A vehicle on a trip, when there is one: it has a track to chart. It moves, so the click is
@@ -170,14 +174,17 @@ try {
   await until("it is the first task", async () => {
     await page.getByRole("tab", { name: "Tasks" }).click();
     const first = await page.locator("#tasks li").first().textContent();
-    return first.includes(broken.slice(0, 8)) && first.includes("inspect");
+    return first.includes(broken.slice(0, 8)) && first.includes("inspect") && first.startsWith("scooter");
   });
 
   // The supply heat layer.
   await page.getByRole("button", { name: "Supply heat" }).click();
   await until("supply per H3 cell on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 5));
   await shot("3b-supply-heat");
-  await page.getByRole("button", { name: "Supply heat" }).click();
+  await page.getByRole("button", { name: "Demand heat" }).click();
+  await until("riders' searches per H3 cell on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 0));
+  await shot("3b-demand-heat");
+  await page.getByRole("button", { name: "Demand heat" }).click();
 
   // Bookings and trips, filtered: a rider reserves a scooter through the API.
   const reserved = await call("POST", "/v1/bookings", { vehicle_id: near.vehicles[0].id }, rider);

@@ -76,8 +76,19 @@ pub struct Fleet {
     searches: RwLock<HashMap<CityId, SearchLog>>,
 }
 
-/// Per minute of the last hour: (minute since 1970, searches, searches that found nothing).
-type SearchLog = std::collections::VecDeque<(i64, u32, u32)>;
+/// Per minute of the last hour: searches, those that found nothing, and both per H3 cell.
+type SearchLog = std::collections::VecDeque<SearchMinute>;
+
+/// Resolution of the cells searches are counted in (about 0.7 km² each).
+pub const DEMAND_RESOLUTION: h3o::Resolution = h3o::Resolution::Eight;
+
+#[derive(Debug, Default)]
+struct SearchMinute {
+    minute: i64,
+    searches: u32,
+    unmet: u32,
+    cells: HashMap<h3o::CellIndex, (u32, u32)>,
+}
 
 /// Searches for a vehicle in the last hour, and how many found none: demand the fleet did not
 /// meet where riders looked (the platform's own measure of lost demand).
@@ -222,21 +233,58 @@ impl Fleet {
         })
     }
 
-    /// Counts a rider's search in its city's minute.
-    pub fn note_search(&self, city: &CityId, now: TimestampMs, found: bool) {
+    /// Counts a rider's search at `at` in its city's minute (and in its H3 cell).
+    pub fn note_search(&self, city: &CityId, at: LatLon, now: TimestampMs, found: bool) {
         let minute = now.0.div_euclid(60_000);
+        let cell = h3o::LatLng::new(at.lat(), at.lon())
+            .ok()
+            .map(|ll| ll.to_cell(DEMAND_RESOLUTION));
         let mut all = self.searches.write();
         let log = all.entry(city.clone()).or_default();
-        match log.back_mut() {
-            Some((m, n, unmet)) if *m == minute => {
-                *n += 1;
-                *unmet += u32::from(!found);
-            }
-            _ => log.push_back((minute, 1, u32::from(!found))),
+        if log.back().is_none_or(|m| m.minute != minute) {
+            log.push_back(SearchMinute {
+                minute,
+                ..SearchMinute::default()
+            });
         }
-        while log.front().is_some_and(|(m, ..)| *m <= minute - 60) {
+        if let Some(m) = log.back_mut() {
+            m.searches += 1;
+            m.unmet += u32::from(!found);
+            if let Some(c) = cell {
+                let e = m.cells.entry(c).or_default();
+                e.0 += 1;
+                e.1 += u32::from(!found);
+            }
+        }
+        while log.front().is_some_and(|m| m.minute <= minute - 60) {
             log.pop_front();
         }
+    }
+
+    /// A city's searches of the last hour per H3 cell (at `resolution`, no finer than
+    /// [`DEMAND_RESOLUTION`]): (cell, searches, unmet).
+    #[must_use]
+    pub fn search_cells(
+        &self,
+        city: &CityId,
+        resolution: h3o::Resolution,
+        now: TimestampMs,
+    ) -> Vec<(h3o::CellIndex, u32, u32)> {
+        let minute = now.0.div_euclid(60_000);
+        let mut out: HashMap<h3o::CellIndex, (u32, u32)> = HashMap::new();
+        if let Some(log) = self.searches.read().get(city) {
+            for m in log.iter().filter(|m| m.minute > minute - 60) {
+                for (cell, (n, u)) in &m.cells {
+                    let key = cell.parent(resolution).unwrap_or(*cell);
+                    let e = out.entry(key).or_default();
+                    e.0 += n;
+                    e.1 += u;
+                }
+            }
+        }
+        let mut cells: Vec<_> = out.into_iter().map(|(c, (n, u))| (c, n, u)).collect();
+        cells.sort_by_key(|(c, ..)| *c);
+        cells
     }
 
     /// A city's searches in the last hour.
@@ -247,11 +295,11 @@ impl Fleet {
             .read()
             .get(city)
             .map_or_else(SearchDemand::default, |log| {
-                log.iter().filter(|(m, ..)| *m > minute - 60).fold(
+                log.iter().filter(|m| m.minute > minute - 60).fold(
                     SearchDemand::default(),
-                    |d, (_, n, u)| SearchDemand {
-                        searches: d.searches + n,
-                        unmet: d.unmet + u,
+                    |d, m| SearchDemand {
+                        searches: d.searches + m.searches,
+                        unmet: d.unmet + m.unmet,
                     },
                 )
             })

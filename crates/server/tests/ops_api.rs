@@ -86,6 +86,13 @@ macro_rules! ops_tests {
                 assert_eq!(s, 200);
                 let (_, stats) = call(&app, Method::GET, "/v1/fleet/stats?city=barcelona", &staff, None).await;
                 assert_eq!(stats["searches_last_hour"], json!({"total": 1, "unmet": 1}));
+                let (s, demand) = call(&app, Method::GET, "/v1/fleet/h3?city=barcelona&layer=demand", &staff, None).await;
+                assert_eq!(s, 200, "{demand}");
+                assert_eq!((demand["cells"][0]["searches"].as_u64(), demand["cells"][0]["unmet"].as_u64()), (Some(1), Some(1)));
+                let (_, coarse) = call(&app, Method::GET, "/v1/fleet/h3?city=barcelona&layer=demand&resolution=6", &staff, None).await;
+                assert_eq!(coarse["cells"].as_array().unwrap().len(), 1, "aggregated to a parent cell");
+                assert_eq!(call(&app, Method::GET, "/v1/fleet/h3?city=barcelona&layer=demand&resolution=9", &staff, None).await.0, 400);
+                assert_eq!(call(&app, Method::GET, "/v1/fleet/h3?city=barcelona&layer=weather", &staff, None).await.0, 400);
 
                 // Bookings: staff list and filter; riders may not list.
                 let (s, list) = call(&app, Method::GET, "/v1/bookings?city=barcelona", &staff, None).await;

@@ -35,6 +35,8 @@ const s = {
   alerts: [],
   timers: [],
   heat: null, // H3 cells when the supply layer is on
+  byBattery: false, // colour vehicles by charge instead of state
+  heatKind: null, // "supply" or "demand" while a heat layer is shown
   tiles: null, // {url, attribution} when a basemap is configured
   tileCache: new Map(),
   editing: null, // the zone being edited (its id), while drawing
@@ -170,7 +172,7 @@ function connect() {
     if (!Array.isArray(frame.vehicles)) return;
     for (const v of frame.vehicles) {
       s.vehicles.set(v.id, {
-        id: v.id, type: v.vehicle_type, state: v.state, lat: v.lat, lon: v.lon,
+        id: v.id, type: v.type, state: v.state, lat: v.lat, lon: v.lon,
         battery: v.battery_pct, at: v.at_ms,
       });
       if (v.id === s.selected) {
@@ -254,10 +256,16 @@ function draw(once) {
     ctx.fillStyle = fill; ctx.fill(); ctx.strokeStyle = stroke; ctx.lineWidth = 1; ctx.stroke();
   }
   if (s.heat) {
-    const max = Math.max(1, ...s.heat.map((c) => c.available));
+    // Supply: available vehicles per cell (green); demand: searches per cell, red by the share
+    // that found nothing.
+    const value = (c) => (s.heatKind === "demand" ? c.searches : c.available);
+    const max = Math.max(1, ...s.heat.map(value));
     for (const c of s.heat) {
       ringPath(c.boundary);
-      ctx.fillStyle = `rgba(63,185,80,${(0.1 + 0.6 * (c.available / max)).toFixed(3)})`;
+      const a = (0.1 + 0.6 * (value(c) / max)).toFixed(3);
+      ctx.fillStyle = s.heatKind === "demand"
+        ? `rgba(${Math.round(88 + 160 * (c.unmet / Math.max(1, c.searches)))},${Math.round(166 - 100 * (c.unmet / Math.max(1, c.searches)))},255,${a})`
+        : `rgba(63,185,80,${a})`;
       ctx.fill();
     }
   }
@@ -288,7 +296,7 @@ function draw(once) {
     const groups = new Map();
     const low = [];
     for (const [x, y, v] of visible) {
-      const colour = STATE_COLOURS[v.state] || "#8b949e";
+      const colour = s.byBattery ? batteryColour(v.battery) : STATE_COLOURS[v.state] || "#8b949e";
       let g = groups.get(colour);
       if (!g) { g = []; groups.set(colour, g); }
       g.push(x, y);
@@ -377,14 +385,30 @@ canvas.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY < 0 
 $("zoom-in").addEventListener("click", () => zoom(1.5));
 $("zoom-out").addEventListener("click", () => zoom(1 / 1.5));
 $("fit").addEventListener("click", fit);
-$("heat").addEventListener("click", async () => {
-  const on = $("heat").getAttribute("aria-pressed") !== "true";
-  $("heat").setAttribute("aria-pressed", String(on));
-  s.heat = on ? await loadHeat() : null;
+function batteryColour(b) {
+  if (b === undefined || b === null) return "#8b949e";
+  return b < 20 ? STATE_COLOURS.non_operational : b < 50 ? STATE_COLOURS.reserved : STATE_COLOURS.available;
+}
+$("by-battery").addEventListener("click", () => {
+  s.byBattery = !s.byBattery;
+  $("by-battery").setAttribute("aria-pressed", String(s.byBattery));
+  $("legend-state").hidden = s.byBattery;
+  $("legend-battery").hidden = !s.byBattery;
   s.dirty = true;
 });
+async function toggleHeat(kind) {
+  const on = s.heatKind !== kind;
+  s.heatKind = on ? kind : null;
+  $("heat").setAttribute("aria-pressed", String(s.heatKind === "supply"));
+  $("demand").setAttribute("aria-pressed", String(s.heatKind === "demand"));
+  s.heat = on ? await loadHeat() : null;
+  s.dirty = true;
+}
+$("heat").addEventListener("click", () => toggleHeat("supply"));
+$("demand").addEventListener("click", () => toggleHeat("demand"));
 async function loadHeat() {
-  try { return (await api(`/v1/fleet/h3?city=${s.city}&resolution=8`)).cells; } catch { return null; }
+  if (!s.heatKind) return null;
+  try { return (await api(`/v1/fleet/h3?city=${s.city}&resolution=8&layer=${s.heatKind}`)).cells; } catch { return null; }
 }
 canvas.addEventListener("keydown", (e) => {
   const step = 60 / s.view.ppd;

@@ -165,6 +165,8 @@ async fn telemetry(
 struct H3Params {
     city: String,
     resolution: Option<u8>,
+    /// `supply` (available vehicles, default) or `demand` (riders' searches in the last hour).
+    layer: Option<String>,
 }
 
 /// Available vehicles per H3 cell of a city, each cell with its boundary (`[lon, lat]` ring),
@@ -183,19 +185,46 @@ async fn h3(
         Ok(r) if (5..=10).contains(&raw) => r,
         _ => return bad_request("invalid_query", "resolution must be 5 to 10"),
     };
-    let Some(cells) = state.fleet.h3_supply(&city, resolution) else {
-        return not_found(format!("no city {city}"));
+    let ring = |cell: &h3o::CellIndex| -> Vec<[f64; 2]> {
+        cell.boundary()
+            .iter()
+            .map(|ll| [ll.lng(), ll.lat()])
+            .collect()
     };
-    let out: Vec<Value> = cells
-        .iter()
-        .map(|(cell, n)| {
-            let ring: Vec<[f64; 2]> = cell
-                .boundary()
+    let layer = p.layer.as_deref().unwrap_or("supply");
+    let out: Vec<Value> = match layer {
+        "supply" => {
+            let Some(cells) = state.fleet.h3_supply(&city, resolution) else {
+                return not_found(format!("no city {city}"));
+            };
+            cells
                 .iter()
-                .map(|ll| [ll.lng(), ll.lat()])
-                .collect();
-            json!({ "cell": cell.to_string(), "available": n, "boundary": ring })
-        })
-        .collect();
-    Json(json!({ "city": city.as_str(), "resolution": raw, "cells": out })).into_response()
+                .map(|(cell, n)| {
+                    json!({ "cell": cell.to_string(), "available": n, "boundary": ring(cell) })
+                })
+                .collect()
+        }
+        "demand" => {
+            if resolution > crate::fleet::DEMAND_RESOLUTION {
+                return bad_request(
+                    "invalid_query",
+                    "demand is counted at resolution 8: ask for 5 to 8",
+                );
+            }
+            if state.fleet.shard(&city).is_none() {
+                return not_found(format!("no city {city}"));
+            }
+            state
+                .fleet
+                .search_cells(&city, resolution, now())
+                .iter()
+                .map(|(cell, n, unmet)| {
+                    json!({ "cell": cell.to_string(), "searches": n, "unmet": unmet, "boundary": ring(cell) })
+                })
+                .collect()
+        }
+        _ => return bad_request("invalid_query", "layer is supply or demand"),
+    };
+    Json(json!({ "city": city.as_str(), "resolution": raw, "layer": layer, "cells": out }))
+        .into_response()
 }

@@ -123,7 +123,9 @@ async fn nearby(
     };
     let hits = state.fleet.nearest(city.as_ref(), &q);
     if let Some(c) = state.fleet.city_at(city.as_ref(), q.center) {
-        state.fleet.note_search(&c, super::now(), !hits.is_empty());
+        state
+            .fleet
+            .note_search(&c, q.center, super::now(), !hits.is_empty());
     }
     let vehicles: Vec<NearbyHit> = hits
         .iter()
