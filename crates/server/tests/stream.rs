@@ -236,3 +236,64 @@ async fn the_stream_needs_a_staff_token_and_a_valid_viewport() {
     );
     app.stop().await;
 }
+
+/// A viewport with more vehicles than a frame holds gets them all: the snapshot continues in
+/// `snapshot_more` frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_snapshot_continues_over_several_frames() {
+    let app = TestApp::spawn(mobility_store::testsuite::sqlite().await)
+        .await
+        .unwrap();
+    call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona",
+        json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"}),
+    )
+    .await;
+    let t0 = now_ms();
+    let mut all = Vec::new();
+    for batch in 0..6 {
+        let body: Vec<Value> = (0..1_000)
+            .map(|_| json!({"city": "barcelona", "type": "scooter"}))
+            .collect();
+        let r = call(
+            &app,
+            Method::POST,
+            "/v1/admin/vehicles/batch",
+            json!({"vehicles": body}),
+        )
+        .await;
+        let ids: Vec<String> = r["vehicles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_owned())
+            .collect();
+        let reports: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"vehicle_id": id, "ts": t0, "lat": 41.30 + f64::from(batch) * 0.02, "lon": 2.10 + i as f64 * 0.0001})
+            })
+            .collect();
+        call(&app, Method::POST, "/v1/ingest/telemetry", json!(reports)).await;
+        all.extend(ids);
+    }
+    all.sort();
+    let url = format!(
+        "ws://{}/v1/stream/vehicles?bbox=41.2,2.0,41.5,2.3&access_token={ADMIN}",
+        app.addr
+    );
+    let (mut ws, _) = connect_async(url).await.unwrap();
+    let first = next_frame(&mut ws).await;
+    assert_eq!(first["type"], "snapshot");
+    assert_eq!(first["vehicles"].as_array().unwrap().len(), 5_000);
+    let more = next_frame(&mut ws).await;
+    assert_eq!(more["type"], "snapshot_more");
+    let mut seen = ids(&first);
+    seen.extend(ids(&more));
+    seen.sort();
+    assert_eq!(seen, all, "every vehicle, once");
+    app.stop().await;
+}

@@ -168,7 +168,9 @@ function connect() {
   s.socket = ws;
   ws.onmessage = (m) => {
     const frame = JSON.parse(m.data);
-    if (frame.type === "snapshot" && !frame.resync) s.vehicles.clear();
+    // A snapshot (first, or a resync) replaces the map's vehicles; `snapshot_more` frames that
+    // follow it and `changes` add to them.
+    if (frame.type === "snapshot") s.vehicles.clear();
     if (!Array.isArray(frame.vehicles)) return;
     for (const v of frame.vehicles) {
       s.vehicles.set(v.id, {

@@ -5,7 +5,10 @@
 //!
 //! Frames (JSON text):
 //! - `{"type":"snapshot","vehicles":[…]}` first, and again after the client moves the viewport
-//!   (send `{"bbox":[south,west,north,east]}`) or falls behind (`"resync": true`);
+//!   (send `{"bbox":[south,west,north,east]}`) or falls behind (`"resync": true`). A viewport
+//!   with more than [`FRAME_VEHICLES_MAX`] vehicles continues in `{"type":"snapshot_more",…}`
+//!   frames right after (up to [`SNAPSHOT_VEHICLES_MAX`] in all): a map of a 50,000-vehicle
+//!   city gets every vehicle;
 //! - `{"type":"changes","vehicles":[…]}` at most `max_hz` times a second, with each changed
 //!   vehicle's latest state once (coalesced), at most [`FRAME_VEHICLES_MAX`] per frame.
 //!
@@ -36,6 +39,8 @@ use crate::fleet::Change;
 
 /// Most vehicles in one frame.
 pub const FRAME_VEHICLES_MAX: usize = 5_000;
+/// Most vehicles in one snapshot (over several frames).
+pub const SNAPSHOT_VEHICLES_MAX: usize = 250_000;
 /// Highest frame rate a client may ask for.
 pub const MAX_HZ_MAX: u32 = 20;
 
@@ -161,15 +166,36 @@ fn snapshot(state: &AppState, v: Viewport) -> Vec<Change> {
             ne,
             TypeMask::ALL,
             StateFilter::Any,
-            FRAME_VEHICLES_MAX,
+            SNAPSHOT_VEHICLES_MAX,
         );
         out.extend(views.iter().filter_map(Change::of));
-        if out.len() >= FRAME_VEHICLES_MAX {
-            out.truncate(FRAME_VEHICLES_MAX);
+        if out.len() >= SNAPSHOT_VEHICLES_MAX {
+            out.truncate(SNAPSHOT_VEHICLES_MAX);
             break;
         }
     }
     out
+}
+
+/// A snapshot as frames: `snapshot` with the first [`FRAME_VEHICLES_MAX`], then
+/// `snapshot_more` with the rest.
+fn snapshot_frames(state: &AppState, v: Viewport, resync: bool) -> Vec<Message> {
+    let all = snapshot(state, v);
+    let mut frames: Vec<Message> = all
+        .chunks(FRAME_VEHICLES_MAX)
+        .enumerate()
+        .map(|(i, chunk)| {
+            frame(
+                if i == 0 { "snapshot" } else { "snapshot_more" },
+                chunk,
+                resync,
+            )
+        })
+        .collect();
+    if frames.is_empty() {
+        frames.push(frame("snapshot", &[], resync));
+    }
+    frames
 }
 
 fn frame(kind: &str, vehicles: &[Change], resync: bool) -> Message {
@@ -192,12 +218,15 @@ async fn run(socket: WebSocket, state: AppState, mut viewport: Viewport, max_hz:
     let mut pending: HashMap<String, Change> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1_000 / u64::from(max_hz)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outgoing = Some(frame("snapshot", &snapshot(&state, viewport), false));
-    loop {
-        if let Some(msg) = outgoing.take()
-            && tx.send(msg).await.is_err()
-        {
-            break;
+    let mut outgoing: Vec<Message> = snapshot_frames(&state, viewport, false);
+    // More changes in one tick than a frame holds: the next tick sends a fresh snapshot
+    // instead, so no change is lost.
+    let mut overflow = false;
+    'run: loop {
+        for msg in outgoing.drain(..) {
+            if tx.send(msg).await.is_err() {
+                break 'run;
+            }
         }
         tokio::select! {
             batch = changes.recv() => match batch {
@@ -205,20 +234,28 @@ async fn run(socket: WebSocket, state: AppState, mut viewport: Viewport, max_hz:
                     for c in batch.iter().filter(|c| viewport.contains(c)) {
                         if pending.len() < FRAME_VEHICLES_MAX || pending.contains_key(&c.id) {
                             pending.insert(c.id.clone(), c.clone());
+                        } else {
+                            overflow = true;
                         }
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
                     metrics::counter!("stream_resyncs_total").increment(1);
                     pending.clear();
-                    outgoing = Some(frame("snapshot", &snapshot(&state, viewport), true));
+                    overflow = false;
+                    outgoing = snapshot_frames(&state, viewport, true);
                 }
-                Err(RecvError::Closed) => break,
+                Err(RecvError::Closed) => break 'run,
             },
             _ = tick.tick() => {
-                if !pending.is_empty() {
+                if overflow {
+                    metrics::counter!("stream_resyncs_total").increment(1);
+                    pending.clear();
+                    overflow = false;
+                    outgoing = snapshot_frames(&state, viewport, true);
+                } else if !pending.is_empty() {
                     let vehicles: Vec<Change> = pending.drain().map(|(_, c)| c).collect();
-                    outgoing = Some(frame("changes", &vehicles, false));
+                    outgoing = vec![frame("changes", &vehicles, false)];
                 }
             }
             msg = rx.next() => match msg {
@@ -227,14 +264,15 @@ async fn run(socket: WebSocket, state: AppState, mut viewport: Viewport, max_hz:
                         Ok(v) => {
                             viewport = v;
                             pending.clear();
-                            outgoing = Some(frame("snapshot", &snapshot(&state, viewport), false));
+                            overflow = false;
+                            outgoing = snapshot_frames(&state, viewport, false);
                         }
                         Err(e) => {
-                            outgoing = Some(Message::Text(Utf8Bytes::from(json!({"type": "error", "detail": e}).to_string())));
+                            outgoing = vec![Message::Text(Utf8Bytes::from(json!({"type": "error", "detail": e}).to_string()))];
                         }
                     }
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break 'run,
                 Some(Ok(_)) => {}
             },
         }
