@@ -115,10 +115,10 @@ fn segment(rng: &mut Rng, real: &[String]) -> String {
         "-1",
         "99999999999999999999",
     ];
-    if rng.next() % 3 == 0 && !real.is_empty() {
+    if rng.next().is_multiple_of(3) && !real.is_empty() {
         return rng.pick(real).clone();
     }
-    if rng.next() % 7 == 0 {
+    if rng.next().is_multiple_of(7) {
         return "x".repeat(300 + (rng.next() % 3000) as usize);
     }
     (*rng.pick(&garbage)).to_owned()
@@ -228,7 +228,7 @@ fn body(rng: &mut Rng) -> Option<String> {
             for _ in 0..rng.next() % 5 {
                 o.insert(
                     (*rng.pick(&keys)).to_owned(),
-                    if rng.next() % 4 == 0 {
+                    if rng.next().is_multiple_of(4) {
                         json!([rng.pick(&leaves).clone(), {"lat": 95, "lon": "x"}])
                     } else {
                         rng.pick(&leaves).clone()
@@ -327,7 +327,7 @@ async fn no_route_answers_a_client_mistake_with_a_5xx() {
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
     for route in ROUTES {
         // The methods the route takes (405 for the others), found by asking.
-        let probe = app.url(&route.replace('{', "").replace('}', ""));
+        let probe = app.url(&route.replace(['{', '}'], ""));
         let mut allowed = Vec::new();
         for m in &methods {
             let r = app
@@ -368,10 +368,10 @@ async fn no_route_answers_a_client_mistake_with_a_5xx() {
             };
             let method = rng.pick(&allowed).clone();
             let mut req = app.client.request(method.clone(), url.clone());
-            if rng.next() % 5 != 0 {
+            if !rng.next().is_multiple_of(5) {
                 req = req.bearer_auth(token_for(route));
             }
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 req = req.header("idempotency-key", segment(&mut rng, &[]));
             }
             if let Some(b) = body(&mut rng) {
