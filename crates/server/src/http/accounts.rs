@@ -33,9 +33,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/admin/users/{id}/role", axum::routing::put(set_role))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct UsersParams {
+pub(super) struct UsersParams {
     after: Option<String>,
     limit: Option<u32>,
 }
@@ -56,9 +56,9 @@ async fn list_users(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RoleBody {
+pub(super) struct RoleBody {
     role: String,
 }
 
@@ -102,24 +102,24 @@ async fn set_role(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
+pub(super) struct Credentials {
     email: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewUser {
+pub(super) struct NewUser {
     email: String,
     password: String,
     role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+pub(super) struct RefreshBody {
     refresh_token: String,
 }
 

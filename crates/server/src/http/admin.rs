@@ -63,7 +63,7 @@ pub(super) fn store_problem(e: &StoreError) -> Response {
 }
 
 /// A GeoJSON Polygon geometry (outer ring only).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct GeoPolygon {
     #[serde(rename = "type")]
     kind: String,
@@ -147,9 +147,9 @@ impl From<&City> for CityDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PutCity {
+pub(super) struct PutCity {
     name: String,
     timezone: String,
     currency: String,
@@ -203,9 +203,9 @@ async fn put_city(
     Json(CityDto::from(&city)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterVehicle {
+pub(super) struct RegisterVehicle {
     city: String,
     #[serde(rename = "type")]
     vehicle_type: String,
@@ -290,9 +290,9 @@ async fn register_vehicle(
     (StatusCode::CREATED, Json(registered(&vehicle, secret))).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBatch {
+pub(super) struct RegisterBatch {
     vehicles: Vec<RegisterVehicle>,
 }
 
@@ -336,9 +336,9 @@ async fn register_batch(
     (StatusCode::CREATED, Json(RegisteredBatch { vehicles })).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListVehicles {
+pub(super) struct ListVehicles {
     city: String,
     after: Option<String>,
     limit: Option<u32>,
@@ -387,9 +387,9 @@ async fn list_vehicles(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct IssueToken {
+pub(super) struct IssueToken {
     role: String,
     label: String,
 }

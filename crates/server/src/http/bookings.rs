@@ -31,9 +31,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/bookings/{id}/refund", post(refund))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ReserveBody {
+pub(super) struct ReserveBody {
     vehicle_id: String,
 }
 
@@ -66,9 +66,9 @@ struct StaffBookingDto {
     booking: BookingDto,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     city: Option<String>,
     state: Option<String>,
     vehicle_id: Option<String>,
@@ -305,9 +305,9 @@ async fn resume(
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RefundBody {
+pub(super) struct RefundBody {
     /// Minor units; default: everything not yet refunded.
     amount: Option<i64>,
     reason: Option<String>,

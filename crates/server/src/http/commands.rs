@@ -30,9 +30,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/commands/{id}", get(one))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SendCommand {
+pub(super) struct SendCommand {
     command: String,
     speed_limit_kmh: Option<i64>,
     /// Seconds to wait for the vehicle's acknowledgement (1..=120, default 10).

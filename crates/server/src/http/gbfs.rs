@@ -605,9 +605,9 @@ fn alert_json(a: &AlertRecord) -> Value {
     o
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AlertBody {
+pub(super) struct AlertBody {
     #[serde(rename = "type")]
     alert_type: String,
     summary: String,

@@ -31,9 +31,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/fleet/events", get(events))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct FenceBody {
+pub(super) struct FenceBody {
     name: String,
     kind: String,
     speed_limit_kmh: Option<i64>,
@@ -183,9 +183,9 @@ async fn list(_: StaffCaller, State(state): State<AppState>, Path(city): Path<St
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventsParams {
+pub(super) struct EventsParams {
     after: Option<u64>,
     limit: Option<usize>,
 }

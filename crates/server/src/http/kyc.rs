@@ -28,9 +28,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/kyc/{id}/decision", post(decide))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Submission {
+pub(super) struct Submission {
     kind: String,
     full_name: String,
     date_of_birth: String,
@@ -171,9 +171,9 @@ async fn mine(caller: UserCaller, State(state): State<AppState>) -> Response {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct QueueParams {
+pub(super) struct QueueParams {
     limit: Option<u32>,
 }
 
@@ -192,9 +192,9 @@ async fn queue(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Decision {
+pub(super) struct Decision {
     decision: String,
     reason: Option<String>,
 }

@@ -38,15 +38,15 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/v1/vehicles/events", post(record))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub(super) struct Body {
     changes: Vec<ChangeBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ChangeBody {
+pub(super) struct ChangeBody {
     vehicle_id: String,
     event_types: Vec<String>,
     vehicle_state: String,
@@ -56,9 +56,9 @@ struct ChangeBody {
     location: Option<LocationBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LocationBody {
+pub(super) struct LocationBody {
     lat: f64,
     lng: f64,
 }

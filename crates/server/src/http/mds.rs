@@ -279,9 +279,9 @@ fn next_link(headers: &HeaderMap, state: &AppState, path: &str, query: &str) -> 
     json!({ "next": format!("{}{path}?{query}", state.open_data.base_url(headers)) })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+pub(super) struct PageQuery {
     after: Option<String>,
 }
 
@@ -480,9 +480,9 @@ async fn vehicle_status_one(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TripsQuery {
+pub(super) struct TripsQuery {
     end_time: Option<String>,
 }
 
@@ -598,9 +598,9 @@ async fn trips(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HistoricalQuery {
+pub(super) struct HistoricalQuery {
     event_time: Option<String>,
 }
 
@@ -672,9 +672,9 @@ async fn events_historical(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RecentQuery {
+pub(super) struct RecentQuery {
     start_time: Option<i64>,
     end_time: Option<i64>,
     after: Option<i64>,
@@ -734,9 +734,9 @@ async fn events_recent(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TelemetryQuery {
+pub(super) struct TelemetryQuery {
     telemetry_time: Option<String>,
 }
 
@@ -849,9 +849,9 @@ async fn telemetry(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(super) struct TokenBody {
     agency: String,
     city: String,
     valid_days: Option<u32>,

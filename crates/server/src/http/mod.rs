@@ -18,6 +18,7 @@ pub mod limits;
 pub mod mds;
 mod metrics_layer;
 mod notifications;
+pub mod openapi;
 mod ops;
 mod passes;
 pub mod pricing;
@@ -126,6 +127,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(geofences::routes())
         .merge(stream::routes())
         .merge(ui::routes())
+        .merge(openapi::routes())
         .merge(ops::routes())
         .merge(passes::routes())
         .merge(

@@ -22,9 +22,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/me/notifications/{channel}", put(set))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub(super) struct Body {
     enabled: bool,
     address: Option<String>,
 }

@@ -40,9 +40,9 @@ fn vehicle_id(raw: &str) -> Result<VehicleId, Box<Response>> {
     VehicleId::parse(raw).map_err(|e| Box::new(bad_request("invalid_field", e.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventsParams {
+pub(super) struct EventsParams {
     limit: Option<u32>,
 }
 
@@ -83,9 +83,9 @@ async fn events(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TelemetryParams {
+pub(super) struct TelemetryParams {
     minutes: Option<u32>,
 }
 
@@ -160,9 +160,9 @@ async fn telemetry(
     Json(json!({ "vehicle_id": id.to_string(), "minutes": minutes, "points": out })).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct H3Params {
+pub(super) struct H3Params {
     city: String,
     resolution: Option<u8>,
     /// `supply` (available vehicles, default) or `demand` (riders' searches in the last hour).

@@ -65,9 +65,9 @@ fn pass_json(p: &RiderPass, plan: Option<&PassPlan>, at: TimestampMs) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PlanBody {
+pub(super) struct PlanBody {
     name: String,
     price: i64,
     valid_days: u32,
@@ -199,9 +199,9 @@ async fn mine(caller: UserCaller, State(state): State<AppState>) -> Response {
     Json(out).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct BuyBody {
+pub(super) struct BuyBody {
     plan_id: String,
 }
 

@@ -29,9 +29,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/vehicles/{id}/quote", get(quote))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PlanBody {
+pub(super) struct PlanBody {
     name: String,
     unlock_fee: i64,
     per_minute: i64,
@@ -147,9 +147,9 @@ async fn list(State(state): State<AppState>, Path(city): Path<String>) -> Respon
     Json(out).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct QuoteParams {
+pub(super) struct QuoteParams {
     minutes: Option<u32>,
     km: Option<f64>,
 }

@@ -79,9 +79,9 @@ impl Viewport {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StreamParams {
+pub(super) struct StreamParams {
     bbox: String,
     max_hz: Option<u32>,
     access_token: Option<String>,
@@ -206,8 +206,8 @@ fn frame(kind: &str, vehicles: &[Change], resync: bool) -> Message {
     Message::Text(Utf8Bytes::from(body.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
-struct ClientMessage {
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(super) struct ClientMessage {
     bbox: Vec<f64>,
 }
 

@@ -31,9 +31,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/fleet/stats", get(stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NearbyParams {
+pub(super) struct NearbyParams {
     lat: f64,
     lon: f64,
     radius_m: Option<f64>,
@@ -207,9 +207,9 @@ async fn vehicle(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct StatsParams {
+pub(super) struct StatsParams {
     city: String,
 }
 

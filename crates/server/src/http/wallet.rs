@@ -27,9 +27,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/me/wallet/top-up", post(top_up))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CurrencyParam {
+pub(super) struct CurrencyParam {
     currency: String,
 }
 
@@ -58,9 +58,9 @@ async fn balance(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TopUp {
+pub(super) struct TopUp {
     amount: i64,
     currency: String,
 }
