@@ -269,6 +269,7 @@ impl Application {
                         crate::bookings::BookingTiming {
                             hold_s: settings.reservation_hold_s,
                             unlock_timeout_s: settings.unlock_timeout_s,
+                            no_parking_fee_cents: i64::from(settings.no_parking_fee_cents),
                         },
                     )),
                     store,

@@ -111,6 +111,19 @@ pub fn default_tariff(t: VehicleType, currency: Currency) -> Tariff {
 /// Fee for ending a trip in a no-parking zone (2-decimal currency units).
 pub const NO_PARKING_FEE_CENTS: i64 = 500;
 
+/// What a trip in progress has come to so far.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveTrip {
+    /// Seconds since the trip started.
+    pub duration_s: i64,
+    /// Metres from the odometer.
+    pub distance_m: i64,
+    /// The fare if it ended now (minor units; without a parking fee), after any pass.
+    pub fare: i64,
+    /// The same, for people.
+    pub fare_display: String,
+}
+
 /// How long holds last and how long unlocking and locking wait.
 #[derive(Debug, Clone, Copy)]
 pub struct BookingTiming {
@@ -118,6 +131,8 @@ pub struct BookingTiming {
     pub hold_s: u64,
     /// Bound on waiting for a vehicle's ack, seconds.
     pub unlock_timeout_s: u64,
+    /// Fee for ending in a no-parking zone, hundredths of the city's currency.
+    pub no_parking_fee_cents: i64,
 }
 
 /// The booking service.
@@ -131,6 +146,7 @@ pub struct Bookings {
     notifier: Arc<crate::notifications::Notifier>,
     hold_ms: i64,
     unlock_timeout: Duration,
+    no_parking_fee_cents: i64,
 }
 
 impl Bookings {
@@ -154,7 +170,56 @@ impl Bookings {
             notifier,
             hold_ms: i64::try_from(timing.hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
             unlock_timeout: Duration::from_secs(timing.unlock_timeout_s.clamp(1, 120)),
+            no_parking_fee_cents: timing.no_parking_fee_cents.max(0),
         }
+    }
+
+    /// A trip in progress (on trip or paused) as of `now`: time, distance, fare so far.
+    pub async fn live(
+        &self,
+        b: &BookingRecord,
+        now: TimestampMs,
+    ) -> Result<Option<LiveTrip>, BookingError> {
+        if !matches!(b.state.as_str(), "on_trip" | "paused") {
+            return Ok(None);
+        }
+        let Some(started) = b.trip.started_at else {
+            return Ok(None);
+        };
+        let Some((city, view)) = self.fleet.vehicle(&b.vehicle_id) else {
+            return Ok(None);
+        };
+        let Some(currency) = self.fleet.shard(&city).map(|s| s.city.read().currency) else {
+            return Ok(None);
+        };
+        let distance = match (b.trip.start_odometer_m, view.odometer_m) {
+            (Some(a), Some(z)) if i64::from(z) >= a => i64::from(z) - a,
+            _ => 0,
+        };
+        let (_, tariff) = self.tariff_for(&city, view.vehicle_type, currency).await?;
+        let duration = now.since(started).max(0);
+        let metres = u64::try_from(distance).unwrap_or(0);
+        let zero = Money::zero(currency);
+        let corrupt = |e: mobility_core::money::MoneyError| {
+            BookingError::Store(StoreError::Corrupt(e.to_string()))
+        };
+        let f = match self
+            .pass_for(&b.user_id, &city, view.vehicle_type, started)
+            .await?
+        {
+            Some((_, plan)) => {
+                mobility_core::fare_with_pass(&tariff, duration, metres, zero, 1_000, plan.benefit)
+                    .map_err(corrupt)?
+                    .0
+            }
+            None => fare(&tariff, duration, metres, zero, 1_000).map_err(corrupt)?,
+        };
+        Ok(Some(LiveTrip {
+            duration_s: duration / 1_000,
+            distance_m: distance,
+            fare: f.total.minor,
+            fare_display: f.total.to_string(),
+        }))
     }
 
     /// The payment orchestrator.
@@ -470,7 +535,7 @@ impl Bookings {
         let scale = 10_i64.pow(currency.minor_digits());
         let fee = Money::new(
             if in_no_parking {
-                NO_PARKING_FEE_CENTS * scale / 100
+                self.no_parking_fee_cents * scale / 100
             } else {
                 0
             },

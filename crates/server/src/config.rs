@@ -91,6 +91,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// How long unlocking and locking wait for the vehicle's acknowledgement, seconds.
     pub unlock_timeout_s: u64,
+    /// The fee for ending a trip in a no-parking zone, in hundredths of the city's currency.
+    pub no_parking_fee_cents: u32,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +180,7 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             sign_in_per_min: 60,
             unlock_timeout_s: 5,
+            no_parking_fee_cents: 500,
             admin_token: None,
             jwt_secret: None,
             webhook_secret: None,

@@ -1033,6 +1033,27 @@ async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
     )
     .await;
     assert_eq!(s, 200);
+    // While the trip runs, the booking shows time, distance and the fare so far.
+    let (_, live) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/bookings/{booking}"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(live["state"], "on_trip", "{live}");
+    assert!(live["live"]["duration_s"].as_i64().unwrap() >= 0, "{live}");
+    assert!(
+        live["live"]["fare"].as_i64().unwrap() >= 100,
+        "at least the unlock fee: {live}"
+    );
+    assert!(
+        live["live"]["fare_display"]
+            .as_str()
+            .unwrap()
+            .ends_with("EUR")
+    );
     let (s, b) = call(
         &app,
         Method::POST,
@@ -1043,6 +1064,18 @@ async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["detail"], "paid 1.25 EUR via wallet", "{b}");
+    let (_, after) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/bookings/{booking}"),
+        &rider,
+        None,
+    )
+    .await;
+    assert!(
+        after.get("live").is_none(),
+        "an ended trip has its receipt instead"
+    );
     assert!(
         app.store
             .booking_payments(&booking)

@@ -237,12 +237,23 @@ async fn reserve(
     }
 }
 
+/// A booking; while the trip runs, with `live` figures (time, distance, fare so far).
 async fn one(
     caller: UserCaller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Response {
-    reply(state.bookings.get(&id, owner_filter(&caller)).await)
+    let b = match state.bookings.get(&id, owner_filter(&caller)).await {
+        Ok(b) => b,
+        Err(e) => return problem(&e),
+    };
+    let mut body = serde_json::to_value(BookingDto::from(&b)).unwrap_or_default();
+    match state.bookings.live(&b, now()).await {
+        Ok(Some(live)) => body["live"] = serde_json::to_value(live).unwrap_or_default(),
+        Ok(None) => {}
+        Err(e) => return problem(&e),
+    }
+    Json(body).into_response()
 }
 
 async fn cancel(

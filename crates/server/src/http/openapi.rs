@@ -641,7 +641,7 @@ pub const OPS: &[Op] = &[
         "bookings",
         Account,
         200,
-        "A booking (one's own; staff see all)",
+        "A booking (one's own; staff see all), with live time, distance and fare during the trip",
     ),
     op(
         "post",
