@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod forecast;
 mod load;
 mod load_http;
 mod load_trips;
@@ -49,6 +50,16 @@ enum Command {
     /// Generate load against a running platform (for benchmarks).
     #[command(subcommand)]
     Load(LoadCommand),
+    /// Demand forecasting: evaluate the model against seasonal-naive.
+    #[command(subcommand)]
+    Forecast(ForecastCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ForecastCommand {
+    /// Train on the first 80 % of a demand history (simulated, or --csv FILE) and print WAPE and
+    /// MAE per horizon on the rest, for the model and for seasonal-naive.
+    Eval(forecast::EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +91,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::Sim(a) = &cli.command {
         return sim::run(a);
+    }
+    if let Command::Forecast(ForecastCommand::Eval(a)) = &cli.command {
+        return forecast::eval(a);
     }
     match cli.command {
         Command::Load(LoadCommand::Mqtt(o)) => return runtime()?.block_on(load::run(o)),
@@ -133,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             guard.shutdown();
             result
         }
-        Command::Version | Command::Load(_) | Command::Sim(_) => Ok(()),
+        Command::Version | Command::Load(_) | Command::Sim(_) | Command::Forecast(_) => Ok(()),
     }
 }
 

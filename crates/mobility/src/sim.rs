@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::{Context, bail};
 use mobility_core::TimestampMs;
-use mobility_sim::{CityModel, Faults, FleetMix, LocalPlatform, Platform, Report, Sim, SimConfig};
+use mobility_sim::{
+    CityModel, Faults, FleetMix, LocalPlatform, Ops, OpsConfig, Platform, Policy, Report, Sim,
+    SimConfig,
+};
 
 /// The city and its people: options shared by `mobility sim` and `mobility demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -132,6 +135,17 @@ pub struct SimArgs {
     /// Print the default city as JSON (a starting point for --city) and exit.
     #[arg(long)]
     pub print_city: bool,
+    /// Field operations: `off` (nobody swaps or moves anything), `reactive` (vans swap every
+    /// battery below 20 %, nearest first) or `forecast` (the fleet intelligence: forecast-driven
+    /// swaps and moves on solver-routed vans, incentives and dynamic prices).
+    #[arg(long, value_parser = ["off", "reactive", "forecast"], default_value = "off")]
+    pub ops: String,
+    /// Days of demand history before the run the first forecast model learns from.
+    #[arg(long, default_value_t = 28)]
+    pub history_days: u32,
+    /// Staff vans (default: one per 250 vehicles).
+    #[arg(long)]
+    pub vans: Option<u32>,
     #[command(flatten)]
     pub city: CityArgs,
 }
@@ -196,7 +210,41 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", a.out.display()))?;
 
     let wall = Instant::now();
+    let history = if a.ops == "forecast" {
+        if !(2..=400).contains(&a.history_days) {
+            bail!("--history-days must be in 2..=400");
+        }
+        // The platform's past: the same city, earlier days, another stream of riders.
+        let days = i64::from(a.history_days);
+        let mut h = cfg.clone();
+        h.seed = cfg.seed ^ 0x4849_5354;
+        h.start = TimestampMs(cfg.start.0 - days * 86_400_000);
+        h.demand_only = true;
+        h.tick_s = 60;
+        let mut past = Sim::new(h, city.clone());
+        let mut p = LocalPlatform::for_sim(&past);
+        past.advance_to(cfg.start, &mut p);
+        Some(past.demand_series(0))
+    } else {
+        None
+    };
     let mut sim = Sim::new(cfg, city);
+    if a.ops != "off" {
+        let policy = if a.ops == "forecast" {
+            Policy::Forecast
+        } else {
+            Policy::Reactive
+        };
+        let mut ops_cfg = OpsConfig::new(policy, a.vehicles);
+        if let Some(v) = a.vans {
+            if !(1..=10_000).contains(&v) {
+                bail!("--vans must be in 1..=10000");
+            }
+            ops_cfg.vans = v;
+        }
+        let ops = Ops::new(ops_cfg, &sim, history).map_err(|e| anyhow::anyhow!(e))?;
+        sim.set_ops(ops);
+    }
     let mut platform = LocalPlatform::for_sim(&sim);
     let start = sim.now();
     for msg in sim.deployment() {
@@ -269,6 +317,28 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
         report.battery_swaps,
         report.flat_at_end
     );
+    if let Some(o) = &report.ops {
+        println!(
+            "  ops {:?} with {} vans: staff {:.0} km ({:.1} km per 1,000 trips), swaps {} ({:.1} per 1,000 trips), moves {}, incentives {} ({:.0} {}), mean price ×{:.2}, models {} trained / {} promoted",
+            o.policy,
+            o.vans,
+            o.staff_km,
+            o.staff_km_per_1000_trips,
+            o.stats.swaps,
+            o.swaps_per_1000_trips,
+            o.stats.moves,
+            o.stats.incentives_accepted,
+            o.stats.incentives_cents as f64 / 100.0,
+            sim.city().currency,
+            if o.stats.mean_multiplier > 0.0 {
+                o.stats.mean_multiplier
+            } else {
+                1.0
+            },
+            o.stats.models_trained,
+            o.stats.models_promoted
+        );
+    }
     println!("  report written to {}", a.out.display());
     Ok(())
 }

@@ -885,3 +885,137 @@ fn the_trips_load_generator_rides_full_trips() {
     let (status, _) = server.terminate();
     assert!(status.success());
 }
+
+#[test]
+fn forecast_eval_scores_an_external_csv_and_refuses_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four weeks of hourly demand in two zones with a daily cycle and a temperature column.
+    let mut csv = String::from("timestamp,zone,count,temp_c\n");
+    let start = 1_780_000_000 / 86_400 * 86_400;
+    for k in 0..28 * 24 {
+        let t = start + k * 3_600;
+        let hour = (k % 24) as f64;
+        let temp = 18.0 + (k / 24 % 5) as f64;
+        for (z, scale) in [("north", 4.0), ("south", 9.0)] {
+            let noise = ((k * 7 + z.len() as i64 * 13) % 5) as f64 - 2.0;
+            let count =
+                (scale * (1.0 + (hour / 24.0 * std::f64::consts::TAU).sin()) + noise + temp - 18.0)
+                    .max(0.0);
+            let ts = time_rfc3339(t);
+            csv.push_str(&format!("{ts},{z},{},{temp}\n", count.round() as i64));
+        }
+    }
+    std::fs::write(dir.path().join("demand.csv"), csv).unwrap();
+    let o = mobility(dir.path())
+        .args([
+            "forecast",
+            "eval",
+            "--csv",
+            "demand.csv",
+            "--iterations",
+            "40",
+        ])
+        .args(["--json", "eval.json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in [
+        "2 zones",
+        "60 min",
+        "model WAPE",
+        "naive MAE",
+        "city-wide hourly WAPE",
+        "temp_c",
+    ] {
+        assert!(stdout.contains(want), "{want} missing from\n{stdout}");
+    }
+    let ev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
+    let horizons = ev["horizons"].as_array().unwrap();
+    assert_eq!(horizons.len(), 8);
+    for h in horizons {
+        assert!(h["model_wape"].as_f64().unwrap().is_finite());
+        assert!(h["naive_mae"].as_f64().unwrap().is_finite());
+    }
+    // The last 20 % of 28 days is held out.
+    assert_eq!(ev["test_slots"].as_u64(), Some(134));
+
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "timestamp,zone,count\n2026-01-01T00:00:00Z,a,1\n2026-01-01T01:00:00Z,a,lots\n",
+    )
+    .unwrap();
+    let o = mobility(dir.path())
+        .args(["forecast", "eval", "--csv", "bad.csv"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "line 3");
+}
+
+/// RFC 3339 UTC for a Unix time in seconds (the test's own formatter, to check the parser).
+fn time_rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
+#[test]
+fn sim_with_field_operations_reports_staff_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for policy in ["reactive", "forecast"] {
+        let o = mobility(dir.path())
+            .args(["sim", "--hours", "12", "--vehicles", "500", "--seed", "3"])
+            .args([
+                "--ops",
+                policy,
+                "--history-days",
+                "7",
+                "--quiet",
+                "--out",
+                policy,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout.contains("staff"), "{stdout}");
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join(policy).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        let ops = &report["ops"];
+        assert_eq!(ops["policy"], policy, "{ops}");
+        assert!(ops["staff_km"].as_f64().unwrap() > 0.0, "{ops}");
+        if policy == "forecast" {
+            assert!(ops["stats"]["plans"].as_u64().unwrap() > 0, "{ops}");
+            assert!(ops["stats"]["moves"].as_u64().unwrap() > 0, "{ops}");
+            assert_eq!(ops["stats"]["models_promoted"].as_u64(), Some(1), "{ops}");
+        } else {
+            assert!(ops["stats"]["swaps"].as_u64().unwrap() > 0, "{ops}");
+        }
+    }
+}

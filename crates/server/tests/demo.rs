@@ -77,6 +77,7 @@ async fn converges(app: &TestApp, mqtt: String, seed: u64) {
                 Activity::Available => "available",
                 Activity::OnTrip => "on_trip",
                 Activity::LowBattery => "non_operational",
+                Activity::WithStaff => "removed",
             };
             let ok = seen["reported_at_ms"].as_i64() == Some(demo.clock.wall_ts(truth.at.0))
                 && (seen["lat"].as_f64().unwrap_or(0.0) - truth.position.lat()).abs() < 1e-6

@@ -9,16 +9,19 @@
 
 pub mod city;
 pub mod local;
+pub mod ops;
 pub mod report;
 pub mod sim;
 
 pub use city::{CityModel, Hotspot, HotspotKind, Zone};
 pub use local::{LocalPlatform, Received};
+pub use ops::{Ops, OpsConfig, OpsStats, Policy};
 pub use report::Report;
 pub use sim::{
     Activity, Faults, FleetMix, GroundTruth, Outgoing, Platform, Sim, SimConfig, SimVehicle, Step,
     Weather, days_from_civil, lifecycle,
 };
+pub use sim::{CityEvent, DEMAND_SLOT_MS, DemandLog, ZONE_RESOLUTION, zone_of};
 
 /// Runs a whole simulation in process and returns its report. `progress` is called about once per
 /// simulated hour with the fraction done.

@@ -57,6 +57,8 @@ pub struct Report {
     pub relocations: u64,
     /// Batteries swapped by staff.
     pub battery_swaps: u64,
+    /// Field operations, when a policy ran.
+    pub ops: Option<OpsReport>,
     /// Mean walk of served riders to their vehicle, metres.
     pub avg_walk_m: f64,
     /// Mean trip distance, km.
@@ -153,6 +155,24 @@ impl Report {
             revenue: round2(t.revenue_cents as f64 / 100.0),
             relocations: t.relocations,
             battery_swaps: t.battery_swaps,
+            ops: sim.ops().map(|o| {
+                let s = &o.stats;
+                let per_k = |x: f64| {
+                    if t.served == 0 {
+                        0.0
+                    } else {
+                        round2(x * 1_000.0 / t.served as f64)
+                    }
+                };
+                OpsReport {
+                    policy: o.config().policy,
+                    vans: o.config().vans,
+                    staff_km: round2(s.staff_km),
+                    staff_km_per_1000_trips: per_k(s.staff_km),
+                    swaps_per_1000_trips: per_k(s.swaps as f64),
+                    stats: s.clone(),
+                }
+            }),
             avg_walk_m: if t.served > 0 {
                 round2(t.walk_m_sum / t.served as f64)
             } else {
@@ -372,4 +392,21 @@ impl Report {
         }
         Ok(svg)
     }
+}
+
+/// Field operations in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpsReport {
+    /// Policy.
+    pub policy: crate::ops::Policy,
+    /// Vans.
+    pub vans: u32,
+    /// Kilometres driven.
+    pub staff_km: f64,
+    /// Per 1,000 trips served.
+    pub staff_km_per_1000_trips: f64,
+    /// Battery swaps per 1,000 trips served.
+    pub swaps_per_1000_trips: f64,
+    /// Everything counted.
+    pub stats: crate::ops::OpsStats,
 }

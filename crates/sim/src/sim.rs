@@ -123,6 +123,9 @@ pub struct SimConfig {
     pub report_idle_s: u32,
     /// Simulation step, seconds.
     pub tick_s: u32,
+    /// Riders only: requests are drawn and logged but nobody looks for a vehicle and vehicles
+    /// stand still (a fast way to make weeks of demand history for forecasting).
+    pub demand_only: bool,
 }
 
 impl SimConfig {
@@ -144,6 +147,7 @@ impl SimConfig {
             report_moving_s: 10,
             report_idle_s: 300,
             tick_s: 5,
+            demand_only: false,
         }
     }
 }
@@ -195,6 +199,8 @@ pub enum Activity {
     OnTrip,
     /// Parked with a flat battery (non-operational until swapped).
     LowBattery,
+    /// In a staff van, being moved.
+    WithStaff,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +212,8 @@ struct Trip {
     distance_m: f64,
     crash_at: Option<i64>,
     crash_g: f64,
+    /// Price multiplier of the zone it started in.
+    multiplier: f64,
 }
 
 /// A vehicle as it really is.
@@ -274,6 +282,10 @@ pub enum Step {
     TripEndFlat,
     /// Its battery ran flat while parked.
     Flat,
+    /// Staff swapped the battery of a flat vehicle.
+    Charged,
+    /// Staff took it away to put it elsewhere (back with [`Step::Deploy`]).
+    Pickup,
 }
 
 /// The MDS events and the resulting state for a lifecycle step of a vehicle type.
@@ -299,10 +311,14 @@ pub fn lifecycle(t: VehicleType, step: Step) -> (Vec<EventType>, VehicleState) {
         ),
         (Step::Flat, true) => (vec![E::BatteryLow], S::NonOperational),
         (Step::Flat, false) => (vec![E::ServiceEnd], S::NonOperational),
+        (Step::Charged, true) => (vec![E::BatteryCharged], S::Available),
+        (Step::Charged, false) => (vec![E::ServiceStart], S::Available),
+        (Step::Pickup, true) => (vec![E::RebalancePickUp], S::Removed),
+        (Step::Pickup, false) => (vec![E::MaintenancePickUp], S::Removed),
     }
 }
 
-fn lifecycle_msg(v: &SimVehicle, step: Step, at: i64) -> Outgoing {
+pub(crate) fn lifecycle_msg(v: &SimVehicle, step: Step, at: i64) -> Outgoing {
     let (events, to) = lifecycle(v.vehicle_type, step);
     Outgoing::Lifecycle {
         vehicle: v.id,
@@ -434,22 +450,99 @@ struct Pending {
     slot: usize,
 }
 
+/// Length of a demand slot, ms (15 minutes: the forecasting step).
+pub const DEMAND_SLOT_MS: i64 = 15 * MINUTE_MS;
+
+/// H3 resolution of demand zones: 8 (cells of about 0.74 km², edges of about 460 m), the
+/// distance a rider walks to a vehicle, so a cell's demand is what its vehicles can serve.
+pub const ZONE_RESOLUTION: h3o::Resolution = h3o::Resolution::Eight;
+
+/// The H3 zone of a position (`None` only for non-finite coordinates, which [`LatLon`]
+/// already refuses).
+#[must_use]
+pub fn zone_of(p: LatLon) -> Option<h3o::CellIndex> {
+    h3o::LatLng::new(p.lat(), p.lon())
+        .ok()
+        .map(|ll| ll.to_cell(ZONE_RESOLUTION))
+}
+
+/// An event in the city's calendar: when it ends, a crowd looks for vehicles near the venue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CityEvent {
+    /// Where.
+    pub venue: LatLon,
+    /// The hotspot it is held at.
+    pub venue_name: String,
+    /// When it ends.
+    pub ends_at: TimestampMs,
+    /// Over how long the crowd leaves, ms.
+    pub egress_ms: i64,
+    /// How many of the crowd look for a vehicle (expected).
+    pub riders: f64,
+}
+
+/// Requests per zone and slot.
+#[derive(Debug, Clone, Default)]
+pub struct DemandLog {
+    /// Start of slot 0, UTC ms.
+    pub start_ms: i64,
+    /// Slot length, ms.
+    pub step_ms: i64,
+    /// Counts per zone, by slot.
+    pub cells: std::collections::BTreeMap<h3o::CellIndex, Vec<u32>>,
+    /// Slots covered so far.
+    pub slots: usize,
+}
+
+impl DemandLog {
+    fn new(start_ms: i64, step_ms: i64) -> Self {
+        Self {
+            start_ms,
+            step_ms,
+            ..Self::default()
+        }
+    }
+
+    fn record(&mut self, at: i64, p: LatLon) {
+        let Ok(slot) = usize::try_from((at - 1 - self.start_ms).div_euclid(self.step_ms)) else {
+            return;
+        };
+        let Some(zone) = zone_of(p) else { return };
+        let v = self.cells.entry(zone).or_default();
+        if v.len() <= slot {
+            v.resize(slot + 1, 0);
+        }
+        v[slot] += 1;
+        self.slots = self.slots.max(slot + 1);
+    }
+}
+
 /// A simulated city in motion.
 #[derive(Debug)]
 pub struct Sim {
-    cfg: SimConfig,
-    city: CityModel,
+    pub(crate) cfg: SimConfig,
+    pub(crate) city: CityModel,
     rng: ChaCha8Rng,
-    now: i64,
-    vehicles: Vec<SimVehicle>,
+    pub(crate) now: i64,
+    pub(crate) vehicles: Vec<SimVehicle>,
+    pub(crate) ops: Option<Box<crate::ops::Ops>>,
     queue: BinaryHeap<Reverse<Pending>>,
     held: Vec<Option<Outgoing>>,
     free_slots: Vec<usize>,
     seq: u64,
     weather: Weather,
-    weather_hour: i64,
+    /// Hourly weather from the start, drawn ahead from its own stream (so it can be forecast).
+    weather_plan: Vec<Weather>,
+    /// Hourly temperature, °C, drawn with the weather.
+    temp_plan: Vec<f64>,
+    /// Today's temperature anomaly, °C (an AR(1) from day to day).
+    temp_anomaly: f64,
+    /// Events in the city's calendar, drawn a day ahead with the weather.
+    events: Vec<CityEvent>,
+    weather_rng: ChaCha8Rng,
+    demand_log: DemandLog,
     hours: Vec<HourStats>,
-    totals: Totals,
+    pub(crate) totals: Totals,
     truth: GroundTruth,
     hits: Vec<Hit>,
     on_trip: Vec<usize>,
@@ -476,9 +569,15 @@ impl Sim {
             queue: BinaryHeap::new(),
             held: Vec::new(),
             free_slots: Vec::new(),
+            ops: None,
             seq: 0,
             weather: Weather::Dry,
-            weather_hour: cfg.start.0.div_euclid(HOUR_MS),
+            weather_plan: Vec::new(),
+            temp_plan: Vec::new(),
+            temp_anomaly: 0.0,
+            events: Vec::new(),
+            weather_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5745_4154_4845_5221),
+            demand_log: DemandLog::new(cfg.start.0, DEMAND_SLOT_MS),
             hours: Vec::new(),
             totals: Totals {
                 lost_by_district: vec![0; districts],
@@ -565,6 +664,143 @@ impl Sim {
     #[must_use]
     pub fn weather(&self) -> Weather {
         self.weather
+    }
+
+    /// The weather forecast for time `t`: the simulator draws its weather a day ahead, so the
+    /// next 24 hours are known (the weather input of demand forecasting). `None` before the
+    /// start or past what is drawn.
+    #[must_use]
+    pub fn weather_at(&self, t: TimestampMs) -> Option<Weather> {
+        let k = usize::try_from((t.0 - self.cfg.start.0).div_euclid(HOUR_MS)).ok()?;
+        self.weather_plan.get(k).copied()
+    }
+
+    /// Rider requests so far per H3 cell (resolution 8) and 15-minute slot: the demand the
+    /// platform sees as searches, whether or not a vehicle was found.
+    #[must_use]
+    pub fn demand_log(&self) -> &DemandLog {
+        &self.demand_log
+    }
+
+    /// Demand per zone as a forecasting series: complete 15-minute slots so far, plus
+    /// `ahead` future slots with zero counts, with the covariate `rain` (1 when it rains in the
+    /// slot, from the weather forecast) on every slot.
+    #[must_use]
+    pub fn demand_series(&self, ahead: usize) -> mobility_intel::Series {
+        let log = &self.demand_log;
+        let done = usize::try_from((self.now - log.start_ms) / log.step_ms).unwrap_or(0);
+        let slots = done + ahead;
+        let zones: Vec<String> = log.cells.keys().map(ToString::to_string).collect();
+        let mut s = mobility_intel::Series::zeros(log.start_ms, log.step_ms, slots, zones);
+        s.utc_offset_min = self.city.utc_offset_min;
+        for (z, counts) in log.cells.values().enumerate() {
+            for (k, c) in counts.iter().take(done).enumerate() {
+                s.counts[z][k] = f64::from(*c);
+            }
+        }
+        let rain: Vec<f64> = (0..slots)
+            .map(|k| {
+                let t = log.start_ms + i64::try_from(k).unwrap_or(0) * log.step_ms;
+                match self.weather_at(TimestampMs(t)) {
+                    Some(Weather::Rain) => 1.0,
+                    Some(Weather::Dry) => 0.0,
+                    None => f64::NAN,
+                }
+            })
+            .collect();
+        let temp: Vec<f64> = (0..slots)
+            .map(|k| {
+                let t = log.start_ms + i64::try_from(k).unwrap_or(0) * log.step_ms;
+                self.temperature_at(TimestampMs(t)).unwrap_or(f64::NAN)
+            })
+            .collect();
+        let n = s.zones.len();
+        s.add_covariate("rain", vec![rain; n]);
+        s.add_covariate("temp_c", vec![temp; n]);
+        // Expected riders leaving events per slot, in the zones within 500 m of the venue.
+        let mut event = vec![vec![0.0; slots]; n];
+        let centers: Vec<Option<LatLon>> = log
+            .cells
+            .keys()
+            .map(|c| {
+                let ll = h3o::LatLng::from(*c);
+                LatLon::new(ll.lat(), ll.lng()).ok()
+            })
+            .collect();
+        for e in &self.events {
+            let first = (e.ends_at.0 - log.start_ms).div_euclid(log.step_ms);
+            let last = (e.ends_at.0 + e.egress_ms - 1 - log.start_ms).div_euclid(log.step_ms);
+            let per_slot = e.riders * log.step_ms as f64 / e.egress_ms as f64;
+            for (z, c) in centers.iter().enumerate() {
+                if c.is_some_and(|c| c.distance_m(&e.venue) <= 500.0) {
+                    for k in first..=last {
+                        if let Ok(k) = usize::try_from(k)
+                            && k < slots
+                        {
+                            event[z][k] += per_slot;
+                        }
+                    }
+                }
+            }
+        }
+        s.add_covariate("event_riders", event);
+        s
+    }
+
+    /// The temperature forecast for time `t`, °C (known a day ahead, like [`Self::weather_at`]).
+    #[must_use]
+    pub fn temperature_at(&self, t: TimestampMs) -> Option<f64> {
+        let k = usize::try_from((t.0 - self.cfg.start.0).div_euclid(HOUR_MS)).ok()?;
+        self.temp_plan.get(k).copied()
+    }
+
+    /// Events in the city's calendar so far and for the next day.
+    #[must_use]
+    pub fn events(&self) -> &[CityEvent] {
+        &self.events
+    }
+
+    /// Draws the hourly weather, temperature and the events' calendar up to `until` plus a day.
+    fn plan_weather(&mut self, until: i64) {
+        let hours =
+            usize::try_from((until - self.cfg.start.0).div_euclid(HOUR_MS) + 25).unwrap_or(0);
+        while self.weather_plan.len() < hours {
+            let k = self.weather_plan.len();
+            let t = self.cfg.start.0 + i64::try_from(k).unwrap_or(0) * HOUR_MS;
+            let (local_hour, _) = self.local(t);
+            if local_hour == 0 || k == 0 {
+                // A new day: its temperature anomaly, and perhaps an event in the evening.
+                let z: f64 = self.weather_rng.sample(StandardNormal);
+                self.temp_anomaly = 0.75 * self.temp_anomaly + 2.5 * z;
+                if self.weather_rng.random_bool(0.4) && !self.city.hotspots.is_empty() {
+                    let venue = self.weather_rng.random_range(0..self.city.hotspots.len());
+                    let end_hour = self.weather_rng.random_range(20..24);
+                    let riders = self.weather_rng.random_range(300.0..1_200.0);
+                    let midnight = t - i64::from(local_hour) * HOUR_MS;
+                    self.events.push(CityEvent {
+                        venue: self.city.hotspots[venue].center,
+                        venue_name: self.city.hotspots[venue].name.clone(),
+                        ends_at: TimestampMs(midnight + i64::from(end_hour) * HOUR_MS),
+                        egress_ms: 45 * MINUTE_MS,
+                        riders,
+                    });
+                }
+            }
+            let prev = self.weather_plan.last().copied().unwrap_or(Weather::Dry);
+            // A two-state Markov chain: showers start rarely and pass within hours.
+            let next = match prev {
+                Weather::Dry if self.weather_rng.random_bool(0.03) => Weather::Rain,
+                Weather::Rain if self.weather_rng.random_bool(0.35) => Weather::Dry,
+                w => w,
+            };
+            self.weather_plan.push(next);
+            // 21 °C on an average early-summer day, 4 °C warmer mid-afternoon than at dawn.
+            let diurnal =
+                4.0 * ((f64::from(local_hour) - 9.0) / 24.0 * std::f64::consts::TAU).sin();
+            let wet = if next == Weather::Rain { -2.0 } else { 0.0 };
+            self.temp_plan
+                .push(21.0 + self.temp_anomaly + diurnal + wet);
+        }
     }
 
     /// Counters per hour so far.
@@ -685,6 +921,7 @@ impl Sim {
     /// Advances the simulated clock to `until`, delivering what happens on the way.
     pub fn advance_to(&mut self, until: TimestampMs, platform: &mut impl Platform) {
         let tick = i64::from(self.cfg.tick_s.max(1)) * 1_000;
+        self.plan_weather(until.0);
         while self.now + tick <= until.0 {
             self.now += tick;
             self.step(tick, platform);
@@ -710,6 +947,10 @@ impl Sim {
     fn step(&mut self, tick: i64, platform: &mut impl Platform) {
         let now = self.now;
         self.roll_hour(now);
+        if self.cfg.demand_only {
+            self.demand(tick, platform);
+            return;
+        }
         // 1. Held-back messages that are due.
         while let Some(Reverse(p)) = self.queue.peek() {
             if p.deliver_at > now {
@@ -754,7 +995,7 @@ impl Sim {
                 self.report(k, platform);
             }
             let v = &mut self.vehicles[k];
-            if v.activity != Activity::OnTrip {
+            if v.activity != Activity::OnTrip && v.activity != Activity::WithStaff {
                 // The IoT module draws a little power when parked.
                 v.battery = (v.battery - 0.3 * tick_h).max(0.0);
                 if v.activity == Activity::Available && v.battery < FLAT_PCT {
@@ -769,23 +1010,30 @@ impl Sim {
         }
         // 4. Riders.
         self.demand(tick, platform);
+        // 5. Staff.
+        if self.ops.is_some() {
+            self.ops_step(platform);
+        }
+    }
+
+    pub(crate) fn rng_bool(&mut self, p: f64) -> bool {
+        self.rng.random_bool(p.clamp(0.0, 1.0))
+    }
+
+    pub(crate) fn report_now(&mut self, k: usize, platform: &mut impl Platform) {
+        self.report(k, platform);
     }
 
     fn roll_hour(&mut self, now: i64) {
         // A tick covers (now - tick, now]: it belongs to the hour its first instant is in.
         let now = now - 1;
-        let hour = now.div_euclid(HOUR_MS);
         let index = u32::try_from((now - self.cfg.start.0).max(0) / HOUR_MS).unwrap_or(0);
         if self.hours.last().is_none_or(|h| h.hour != index) {
-            if hour != self.weather_hour {
-                self.weather_hour = hour;
-                // A two-state Markov chain: showers start rarely and pass within hours.
-                self.weather = match self.weather {
-                    Weather::Dry if self.rng.random_bool(0.03) => Weather::Rain,
-                    Weather::Rain if self.rng.random_bool(0.35) => Weather::Dry,
-                    w => w,
-                };
-            }
+            self.weather = self
+                .weather_plan
+                .get(index as usize)
+                .copied()
+                .unwrap_or(Weather::Dry);
             let (local_hour, _) = self.local(now);
             self.hours.push(HourStats {
                 hour: index,
@@ -820,6 +1068,25 @@ impl Sim {
         if self.weather == Weather::Rain {
             per_day *= 0.5;
         }
+        // Warm days bring riders out, cool ones keep them in.
+        let temp = self.temperature_at(TimestampMs(self.now)).unwrap_or(21.0);
+        per_day *= (1.0 + 0.035 * (temp - 21.0)).clamp(0.55, 1.35);
+        // Crowds leaving events.
+        let mut extra: Vec<(LatLon, f64)> = Vec::new();
+        for e in &self.events {
+            if e.ends_at.0 < self.now && self.now <= e.ends_at.0 + e.egress_ms {
+                extra.push((e.venue, e.riders * tick as f64 / e.egress_ms as f64));
+            }
+        }
+        for (venue, expected) in extra {
+            let n = Poisson::new(expected).map_or(0.0, |d| d.sample(&mut self.rng));
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            for _ in 0..(n as u32) {
+                let (dn, de) = (gauss(&mut self.rng, 200.0), gauss(&mut self.rng, 200.0));
+                let at = offset(venue, dn, de);
+                self.request(hour, weekend, Some(at), platform);
+            }
+        }
         let expected = per_day * Self::hour_share(hour, weekend) * tick as f64 / HOUR_MS as f64;
         let n = if expected > 0.0 {
             Poisson::new(expected).map_or(0.0, |d| d.sample(&mut self.rng))
@@ -828,13 +1095,21 @@ impl Sim {
         };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         for _ in 0..(n as u32) {
-            self.request(hour, weekend, platform);
+            self.request(hour, weekend, None, platform);
         }
     }
 
-    fn request(&mut self, hour: u32, weekend: bool, platform: &mut impl Platform) {
+    fn request(
+        &mut self,
+        hour: u32,
+        weekend: bool,
+        at: Option<LatLon>,
+        platform: &mut impl Platform,
+    ) {
         let mut rng = std::mem::replace(&mut self.rng, ChaCha8Rng::seed_from_u64(0));
-        let origin = if rng.random_bool(self.cfg.background_share.clamp(0.0, 1.0)) {
+        let origin = if let Some(at) = at {
+            at
+        } else if rng.random_bool(self.cfg.background_share.clamp(0.0, 1.0)) {
             self.anywhere(&mut rng)
         } else {
             let h = self.pick_hotspot(&mut rng, |h| h.kind.produces(hour, weekend));
@@ -853,10 +1128,14 @@ impl Sim {
         self.rng = rng;
 
         let district = self.city.district_of(origin);
+        self.demand_log.record(self.now, origin);
         self.totals.demand += 1;
         self.totals.demand_by_district[district] += 1;
         if let Some(h) = self.hours.last_mut() {
             h.demand += 1;
+        }
+        if self.cfg.demand_only {
+            return;
         }
         let (types, radius) = if wants_car {
             (
@@ -909,6 +1188,9 @@ impl Sim {
         if let Some(h) = self.hours.last_mut() {
             h.served += 1;
         }
+        // Relocation incentives may send the rider to a neighbouring zone short of vehicles.
+        let destination = self.incentive(destination);
+        let multiplier = self.price_at(origin);
         let now = self.now;
         let v = &mut self.vehicles[k];
         let distance_m = (v.position.distance_m(&destination) * 1.3).max(300.0);
@@ -924,6 +1206,7 @@ impl Sim {
             distance_m,
             crash_at,
             crash_g,
+            multiplier,
         });
         v.activity = Activity::OnTrip;
         platform.deliver(&lifecycle_msg(v, Step::TripStart, now), TimestampMs(now));
@@ -975,7 +1258,11 @@ impl Sim {
         self.totals.trips_completed += 1;
         self.totals.on_trip_ms += end - trip.start;
         self.totals.trip_m_sum += trip.distance_m * t;
-        self.totals.revenue_cents += fare_cents(v.vehicle_type, minutes);
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            self.totals.revenue_cents +=
+                (fare_cents(v.vehicle_type, minutes) as f64 * trip.multiplier).round() as i64;
+        }
         v.trip = None;
         let flat = v.battery < FLAT_PCT;
         v.activity = if flat {

@@ -1,0 +1,800 @@
+//! Field operations in the simulated city: staff vans that swap batteries and move vehicles, run
+//! by one of two policies, so the intelligence can be measured against what operators do
+//! without it.
+//!
+//! - [`Policy::Reactive`], the baseline: a van goes to the nearest vehicle whose battery fell
+//!   below 20 % and swaps it, then the next; no forecasting, no moves, no incentives.
+//! - [`Policy::Forecast`]: every planning period, the demand model forecasts each H3 zone's
+//!   requests for the next two hours; zones short of vehicles get moves from zones with spare
+//!   ones, batteries are swapped where riders will need them (prioritised by forecast demand),
+//!   flat vehicles in quiet zones are picked up, swapped and brought to where they are short,
+//!   and the vans' routes come from the vehicle-routing solver. Riders are offered a credit for
+//!   ending trips in zones that are short, within a daily budget, and prices follow forecast
+//!   demand against supply.
+//!
+//! The model is retrained every night on everything seen so far and kept only if it beats the
+//! current one on the last two days (the registry decides).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use h3o::CellIndex;
+use mobility_core::{LatLon, TimestampMs, VehicleType};
+use mobility_intel::{
+    ForecastConfig, Forecaster, Registry, Series,
+    pricing::{Budget, PricingConfig, price_zone},
+    routing,
+};
+use serde::Serialize;
+
+use crate::sim::{Activity, Platform, Sim, Step, zone_of};
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// How the operator runs the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Swap every battery that falls below the threshold, nearest first.
+    Reactive,
+    /// Forecast-driven tasks, routed vans, incentives and prices.
+    Forecast,
+}
+
+/// Field operations settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpsConfig {
+    /// The policy.
+    pub policy: Policy,
+    /// Staff vans.
+    pub vans: u32,
+    /// Van speed in city traffic, m/s.
+    pub speed_m_s: f64,
+    /// Road distance over straight-line distance.
+    pub detour: f64,
+    /// Time to swap a battery, s.
+    pub swap_s: f64,
+    /// Time to load or unload a vehicle, s.
+    pub handle_s: f64,
+    /// Time to reload packs at the depot, s.
+    pub reload_s: f64,
+    /// Charged packs a van carries.
+    pub packs: i32,
+    /// Vehicles a van carries.
+    pub van_vehicles: i32,
+    /// Shift, local hours [start, end).
+    pub shift: (u32, u32),
+    /// Reactive: swap below this battery, percent.
+    pub reactive_threshold: f64,
+    /// Forecast: swap below this battery where riders are expected, percent.
+    pub swap_threshold: f64,
+    /// Forecast: planning period, ms.
+    pub plan_every_ms: i64,
+    /// Forecast: solver generations per plan.
+    pub generations: usize,
+    /// Pricing and incentives.
+    pub pricing: PricingConfig,
+    /// Probability that a rider offered a credit ends the trip in the zone that is short.
+    pub incentive_accept: f64,
+}
+
+impl OpsConfig {
+    /// Defaults for a fleet: one van per 250 vehicles, 06:00–22:00.
+    #[must_use]
+    pub fn new(policy: Policy, fleet: u32) -> Self {
+        Self {
+            policy,
+            vans: (fleet / 250).max(1),
+            speed_m_s: 6.0,
+            detour: 1.35,
+            swap_s: 90.0,
+            handle_s: 60.0,
+            reload_s: 300.0,
+            packs: 40,
+            van_vehicles: 10,
+            shift: (6, 22),
+            reactive_threshold: 20.0,
+            swap_threshold: 18.0,
+            plan_every_ms: HOUR_MS,
+            generations: 120,
+            pricing: PricingConfig::default(),
+            incentive_accept: 0.4,
+        }
+    }
+}
+
+/// What operations did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpsStats {
+    /// Kilometres driven by vans.
+    pub staff_km: f64,
+    /// Batteries swapped.
+    pub swaps: u64,
+    /// Vehicles moved.
+    pub moves: u64,
+    /// Plans made (forecast policy).
+    pub plans: u64,
+    /// Jobs the solver could not fit.
+    pub unassigned_jobs: u64,
+    /// Riders who took a relocation credit.
+    pub incentives_accepted: u64,
+    /// Credits paid, cents.
+    pub incentives_cents: i64,
+    /// Offers declined by riders or refused by the budget.
+    pub incentives_declined: u64,
+    /// Model versions trained, and of those promoted.
+    pub models_trained: u32,
+    /// Model versions promoted.
+    pub models_promoted: u32,
+    /// Mean price multiplier over trips started.
+    pub mean_multiplier: f64,
+    multiplier_sum: f64,
+    multiplier_n: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Task {
+    Swap(usize, LatLon),
+    Pickup(usize, LatLon),
+    Drop(usize, LatLon),
+    Reload,
+    Home,
+}
+
+#[derive(Debug, Clone)]
+struct Van {
+    pos: LatLon,
+    packs: i32,
+    carrying: Vec<usize>,
+    queue: VecDeque<Task>,
+    current: Option<(Task, LatLon)>,
+    done_at: i64,
+    idle_until: i64,
+}
+
+/// Field operations state.
+#[derive(Debug)]
+pub struct Ops {
+    cfg: OpsConfig,
+    depot: LatLon,
+    vans: Vec<Van>,
+    claimed: Vec<bool>,
+    registry: Registry,
+    history: Option<Series>,
+    forecast_cfg: ForecastConfig,
+    balance: BTreeMap<CellIndex, i32>,
+    prices: BTreeMap<CellIndex, f64>,
+    budget: Budget,
+    next_plan: i64,
+    last_retrain_day: i64,
+    /// What operations did.
+    pub stats: OpsStats,
+}
+
+impl Ops {
+    /// Operations for a simulation. `history` is the platform's demand before the run (for the
+    /// forecast policy: the first model is trained on it).
+    ///
+    /// # Errors
+    /// A forecast policy without enough history to train on.
+    pub fn new(cfg: OpsConfig, sim: &Sim, history: Option<Series>) -> Result<Self, String> {
+        let city = sim.city();
+        let (sw, ne) = city.bounds();
+        let middle = LatLon::new(
+            f64::midpoint(sw.lat(), ne.lat()),
+            f64::midpoint(sw.lon(), ne.lon()),
+        )
+        .unwrap_or(sw);
+        let depot = city
+            .hotspots
+            .iter()
+            .map(|h| h.center)
+            .min_by(|a, b| a.distance_m(&middle).total_cmp(&b.distance_m(&middle)))
+            .unwrap_or(middle);
+        let vans = (0..cfg.vans)
+            .map(|_| Van {
+                pos: depot,
+                packs: cfg.packs,
+                carrying: Vec::new(),
+                queue: VecDeque::new(),
+                current: None,
+                done_at: 0,
+                idle_until: 0,
+            })
+            .collect();
+        let forecast_cfg = ForecastConfig {
+            max_rows: 120_000,
+            iterations: 100,
+            ..ForecastConfig::default()
+        };
+        let mut registry = Registry::new();
+        let mut stats = OpsStats::default();
+        if cfg.policy == Policy::Forecast {
+            let h = history
+                .as_ref()
+                .ok_or("the forecast policy needs demand history")?;
+            let spd = h.slots_per_day();
+            let test_start = h.slots.saturating_sub(2 * spd);
+            let model =
+                Forecaster::train(h, test_start, &forecast_cfg).map_err(|e| e.to_string())?;
+            registry.submit(model, h, test_start, sim.now().0);
+            stats.models_trained = 1;
+            stats.models_promoted = 1;
+        }
+        Ok(Self {
+            claimed: vec![false; sim.vehicles().len()],
+            depot,
+            vans,
+            registry,
+            history,
+            forecast_cfg,
+            balance: BTreeMap::new(),
+            prices: BTreeMap::new(),
+            budget: Budget {
+                day: 0,
+                spent_cents: 0,
+            },
+            next_plan: sim.now().0,
+            last_retrain_day: sim.now().0.div_euclid(86_400_000),
+            stats,
+            cfg,
+        })
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn config(&self) -> &OpsConfig {
+        &self.cfg
+    }
+
+    /// The model registry.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn road_m(&self, a: LatLon, b: LatLon) -> f64 {
+        a.distance_m(&b) * self.cfg.detour
+    }
+}
+
+fn point(p: LatLon) -> routing::Point {
+    routing::Point {
+        lat: p.lat(),
+        lon: p.lon(),
+    }
+}
+
+fn micromobility(t: VehicleType) -> bool {
+    matches!(t, VehicleType::Scooter | VehicleType::Ebike)
+}
+
+impl Sim {
+    /// Puts field operations in place (before the run).
+    pub fn set_ops(&mut self, ops: Ops) {
+        self.ops = Some(Box::new(ops));
+    }
+
+    /// Field operations, if any.
+    #[must_use]
+    pub fn ops(&self) -> Option<&Ops> {
+        self.ops.as_deref()
+    }
+
+    /// The price multiplier of the zone a trip starts in (1 without operations).
+    pub(crate) fn price_at(&mut self, p: LatLon) -> f64 {
+        let Some(ops) = self.ops.as_deref_mut() else {
+            return 1.0;
+        };
+        let m = zone_of(p)
+            .and_then(|z| ops.prices.get(&z).copied())
+            .unwrap_or(1.0);
+        ops.stats.multiplier_sum += m;
+        ops.stats.multiplier_n += 1;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            ops.stats.mean_multiplier = ops.stats.multiplier_sum / ops.stats.multiplier_n as f64;
+        }
+        m
+    }
+
+    /// Where a rider going to `destination` ends the trip: in a neighbouring zone that is
+    /// short of vehicles if offered a credit and willing.
+    pub(crate) fn incentive(&mut self, destination: LatLon) -> LatLon {
+        let Some(mut ops) = self.ops.take() else {
+            return destination;
+        };
+        let out = self.incentive_with(&mut ops, destination);
+        self.ops = Some(ops);
+        out
+    }
+
+    fn incentive_with(&mut self, ops: &mut Ops, destination: LatLon) -> LatLon {
+        if ops.cfg.policy != Policy::Forecast {
+            return destination;
+        }
+        let Some(cell) = zone_of(destination) else {
+            return destination;
+        };
+        if ops.balance.get(&cell).is_some_and(|b| *b > 0) {
+            return destination;
+        }
+        let target = cell
+            .grid_disk::<Vec<_>>(1)
+            .into_iter()
+            .filter(|c| *c != cell)
+            .filter_map(|c| ops.balance.get(&c).map(|b| (c, *b)))
+            .filter(|(_, b)| *b > 0)
+            .max_by_key(|(c, b)| (*b, std::cmp::Reverse(u64::from(*c))));
+        let Some((target, _)) = target else {
+            return destination;
+        };
+        let accept = ops.cfg.incentive_accept.clamp(0.0, 1.0);
+        let day =
+            (self.now + i64::from(self.city.utc_offset_min) * MINUTE_MS).div_euclid(86_400_000);
+        let credit = ops.cfg.pricing.end_credit_cents;
+        if !self.rng_bool(accept) || !ops.budget.spend(day, credit, &ops.cfg.pricing) {
+            ops.stats.incentives_declined += 1;
+            return destination;
+        }
+        ops.stats.incentives_accepted += 1;
+        ops.stats.incentives_cents += credit;
+        if let Some(b) = ops.balance.get_mut(&target) {
+            *b -= 1;
+        }
+        let ll = h3o::LatLng::from(target);
+        LatLon::new(ll.lat(), ll.lng()).unwrap_or(destination)
+    }
+
+    /// One tick of field operations.
+    pub(crate) fn ops_step(&mut self, platform: &mut impl Platform) {
+        let Some(mut ops) = self.ops.take() else {
+            return;
+        };
+        let now = self.now;
+        let (hour, _) = self.local_hour(now);
+        let on_shift = hour >= ops.cfg.shift.0 && hour < ops.cfg.shift.1;
+        if ops.cfg.policy == Policy::Forecast {
+            let day =
+                (now + i64::from(self.city.utc_offset_min) * MINUTE_MS).div_euclid(86_400_000);
+            if hour == 3 && day != ops.last_retrain_day {
+                ops.last_retrain_day = day;
+                self.retrain(&mut ops);
+            }
+            if now >= ops.next_plan {
+                ops.next_plan = now + ops.cfg.plan_every_ms;
+                self.plan(&mut ops, on_shift);
+            }
+        }
+        for v in 0..ops.vans.len() {
+            self.van_step(&mut ops, v, on_shift, platform);
+        }
+        self.ops = Some(ops);
+    }
+
+    fn local_hour(&self, t: i64) -> (u32, i64) {
+        let local = t + i64::from(self.city.utc_offset_min) * MINUTE_MS;
+        (
+            u32::try_from(local.rem_euclid(86_400_000) / HOUR_MS).unwrap_or(0),
+            local.div_euclid(86_400_000),
+        )
+    }
+
+    fn van_step(&mut self, ops: &mut Ops, v: usize, on_shift: bool, platform: &mut impl Platform) {
+        let now = self.now;
+        if let Some((task, at)) = ops.vans[v].current {
+            if now < ops.vans[v].done_at {
+                return;
+            }
+            ops.vans[v].current = None;
+            ops.vans[v].pos = at;
+            self.apply(ops, v, task, platform);
+        }
+        if ops.vans[v].queue.is_empty() {
+            if now < ops.vans[v].idle_until {
+                return;
+            }
+            match ops.cfg.policy {
+                Policy::Reactive => self.reactive_next(ops, v, on_shift),
+                Policy::Forecast => {
+                    if !on_shift && ops.vans[v].pos.distance_m(&ops.depot) > 50.0 {
+                        ops.vans[v].queue.push_back(Task::Home);
+                    }
+                }
+            }
+            if ops.vans[v].queue.is_empty() {
+                ops.vans[v].idle_until = now + MINUTE_MS;
+                return;
+            }
+        }
+        let Some(task) = ops.vans[v].queue.pop_front() else {
+            return;
+        };
+        let at = match task {
+            Task::Swap(_, p) | Task::Pickup(_, p) | Task::Drop(_, p) => p,
+            Task::Reload | Task::Home => ops.depot,
+        };
+        let dist = ops.road_m(ops.vans[v].pos, at);
+        let service = match task {
+            Task::Swap(..) => ops.cfg.swap_s,
+            Task::Pickup(..) | Task::Drop(..) => ops.cfg.handle_s,
+            Task::Reload => ops.cfg.reload_s,
+            Task::Home => 0.0,
+        };
+        ops.stats.staff_km += dist / 1_000.0;
+        #[allow(clippy::cast_possible_truncation)]
+        let took = ((dist / ops.cfg.speed_m_s.max(0.1) + service) * 1_000.0) as i64;
+        ops.vans[v].done_at = now + took.max(1_000);
+        ops.vans[v].current = Some((task, at));
+    }
+
+    fn reactive_next(&mut self, ops: &mut Ops, v: usize, on_shift: bool) {
+        let van = &ops.vans[v];
+        if !on_shift {
+            if van.pos.distance_m(&ops.depot) > 50.0 {
+                ops.vans[v].queue.push_back(Task::Home);
+            }
+            return;
+        }
+        if van.packs <= 0 {
+            ops.vans[v].queue.push_back(Task::Reload);
+            return;
+        }
+        let pos = van.pos;
+        let threshold = ops.cfg.reactive_threshold;
+        let best = self
+            .vehicles
+            .iter()
+            .enumerate()
+            .filter(|(k, x)| {
+                !ops.claimed[*k]
+                    && x.battery < threshold
+                    && matches!(x.activity, Activity::Available | Activity::LowBattery)
+            })
+            .min_by(|a, b| {
+                a.1.position
+                    .distance_m(&pos)
+                    .total_cmp(&b.1.position.distance_m(&pos))
+            })
+            .map(|(k, x)| (k, x.position));
+        if let Some((k, p)) = best {
+            ops.claimed[k] = true;
+            ops.vans[v].queue.push_back(Task::Swap(k, p));
+        }
+    }
+
+    fn apply(&mut self, ops: &mut Ops, v: usize, task: Task, platform: &mut impl Platform) {
+        let now = self.now;
+        match task {
+            Task::Swap(k, p) => {
+                ops.claimed[k] = false;
+                let x = &self.vehicles[k];
+                if ops.vans[v].packs > 0
+                    && matches!(x.activity, Activity::Available | Activity::LowBattery)
+                    && x.position.distance_m(&p) < 100.0
+                {
+                    self.swap(ops, v, k, platform);
+                }
+            }
+            Task::Pickup(k, p) => {
+                let x = &self.vehicles[k];
+                if matches!(x.activity, Activity::Available | Activity::LowBattery)
+                    && x.position.distance_m(&p) < 100.0
+                    && i32::try_from(ops.vans[v].carrying.len()).unwrap_or(i32::MAX)
+                        < ops.cfg.van_vehicles
+                {
+                    if x.battery < 50.0 && ops.vans[v].packs > 0 {
+                        self.swap(ops, v, k, platform);
+                    }
+                    let x = &mut self.vehicles[k];
+                    x.activity = Activity::WithStaff;
+                    platform.deliver(
+                        &crate::sim::lifecycle_msg(x, Step::Pickup, now),
+                        TimestampMs(now),
+                    );
+                    ops.vans[v].carrying.push(k);
+                } else {
+                    ops.claimed[k] = false;
+                    // Nothing to drop off for this one.
+                    ops.vans[v]
+                        .queue
+                        .retain(|t| !matches!(t, Task::Drop(j, _) if *j == k));
+                }
+            }
+            Task::Drop(k, p) => {
+                ops.claimed[k] = false;
+                if let Some(i) = ops.vans[v].carrying.iter().position(|j| *j == k) {
+                    ops.vans[v].carrying.swap_remove(i);
+                    let x = &mut self.vehicles[k];
+                    x.position = p;
+                    x.activity = Activity::Available;
+                    platform.deliver(
+                        &crate::sim::lifecycle_msg(x, Step::Deploy, now),
+                        TimestampMs(now),
+                    );
+                    ops.stats.moves += 1;
+                    self.totals.relocations += 1;
+                    self.report_now(k, platform);
+                }
+            }
+            Task::Reload => ops.vans[v].packs = ops.cfg.packs,
+            Task::Home => {
+                // Vehicles still on board go back out at the depot.
+                let carrying = std::mem::take(&mut ops.vans[v].carrying);
+                for k in carrying {
+                    ops.claimed[k] = false;
+                    let x = &mut self.vehicles[k];
+                    x.position = ops.depot;
+                    x.activity = Activity::Available;
+                    platform.deliver(
+                        &crate::sim::lifecycle_msg(x, Step::Deploy, now),
+                        TimestampMs(now),
+                    );
+                    self.report_now(k, platform);
+                }
+                ops.vans[v].packs = ops.cfg.packs;
+            }
+        }
+    }
+
+    fn swap(&mut self, ops: &mut Ops, v: usize, k: usize, platform: &mut impl Platform) {
+        let now = self.now;
+        ops.vans[v].packs -= 1;
+        ops.stats.swaps += 1;
+        self.totals.battery_swaps += 1;
+        let x = &mut self.vehicles[k];
+        x.battery = 100.0;
+        if x.activity == Activity::LowBattery {
+            x.activity = Activity::Available;
+            platform.deliver(
+                &crate::sim::lifecycle_msg(x, Step::Charged, now),
+                TimestampMs(now),
+            );
+        }
+        if x.activity != Activity::WithStaff {
+            self.report_now(k, platform);
+        }
+    }
+
+    /// Retrains the model on everything seen so far; the registry keeps it if it beats the
+    /// current one on the last two days.
+    fn retrain(&mut self, ops: &mut Ops) {
+        let Some(series) = self.history_and_now(ops, 0) else {
+            return;
+        };
+        let spd = series.slots_per_day();
+        let test_start = series.slots.saturating_sub(2 * spd);
+        if let Ok(model) = Forecaster::train(&series, test_start, &ops.forecast_cfg) {
+            let card = ops.registry.submit(model, &series, test_start, self.now);
+            ops.stats.models_trained += 1;
+            if card.promoted {
+                ops.stats.models_promoted += 1;
+            }
+        }
+    }
+
+    fn history_and_now(&self, ops: &Ops, ahead: usize) -> Option<Series> {
+        let mut s = ops.history.clone()?;
+        s.append(&self.demand_series(ahead)).ok()?;
+        Some(s)
+    }
+
+    /// Forecast demand per zone for the next two hours.
+    fn forecast_zones(&self, ops: &Ops) -> BTreeMap<CellIndex, f64> {
+        let mut out = BTreeMap::new();
+        let Some((_, model)) = ops.registry.current() else {
+            return out;
+        };
+        let ahead = model.horizons;
+        let Some(series) = self.history_and_now(ops, ahead) else {
+            return out;
+        };
+        let t = series.slots - ahead;
+        let Ok(f) = model.forecast(&series, t) else {
+            return out;
+        };
+        for (z, name) in series.zones.iter().enumerate() {
+            if let Ok(cell) = name.parse::<CellIndex>() {
+                out.insert(cell, f[z].iter().sum());
+            }
+        }
+        out
+    }
+
+    /// The forecast policy's planning: tasks from forecast demand against supply, routed.
+    #[allow(clippy::too_many_lines)]
+    fn plan(&mut self, ops: &mut Ops, on_shift: bool) {
+        let demand = self.forecast_zones(ops);
+        // Supply: rentable scooters and e-bikes per zone.
+        let mut supply: BTreeMap<CellIndex, Vec<usize>> = BTreeMap::new();
+        for (k, x) in self.vehicles.iter().enumerate() {
+            if micromobility(x.vehicle_type)
+                && x.activity == Activity::Available
+                && x.battery >= 20.0
+                && let Some(z) = zone_of(x.position)
+            {
+                supply.entry(z).or_default().push(k);
+            }
+        }
+        ops.balance.clear();
+        let mut zones: Vec<CellIndex> = demand.keys().chain(supply.keys()).copied().collect();
+        zones.sort_unstable();
+        zones.dedup();
+        let mut prices = BTreeMap::new();
+        for z in &zones {
+            let d = demand.get(z).copied().unwrap_or(0.0);
+            let s = u32::try_from(supply.get(z).map_or(0, Vec::len)).unwrap_or(u32::MAX);
+            let p = price_zone(d, s, ops.prices.get(z).copied(), &ops.cfg.pricing);
+            ops.balance.insert(*z, p.balance);
+            prices.insert(*z, p.multiplier);
+        }
+        ops.prices = prices;
+        if !on_shift {
+            return;
+        }
+        ops.stats.plans += 1;
+        // Vans carrying vehicles finish what they are doing; the others are planned afresh.
+        let free: Vec<usize> = (0..ops.vans.len())
+            .filter(|v| ops.vans[*v].carrying.is_empty())
+            .collect();
+        for &v in &free {
+            for t in std::mem::take(&mut ops.vans[v].queue) {
+                if let Task::Swap(k, _) | Task::Pickup(k, _) | Task::Drop(k, _) = t {
+                    ops.claimed[k] = false;
+                }
+            }
+        }
+        let mut jobs: Vec<routing::Job> = Vec::new();
+        let mut tasks: BTreeMap<String, (Task, Option<Task>)> = BTreeMap::new();
+        let zone_demand = |p: LatLon| {
+            zone_of(p)
+                .and_then(|z| demand.get(&z).copied())
+                .unwrap_or(0.0)
+        };
+        // Moves: from zones with spare vehicles to zones short of them, nearest first.
+        let mut short: Vec<(CellIndex, i32)> = ops
+            .balance
+            .iter()
+            .filter(|(_, b)| **b > 0)
+            .map(|(z, b)| (*z, *b))
+            .collect();
+        short.sort_by_key(|(z, b)| (std::cmp::Reverse(*b), u64::from(*z)));
+        // Spare vehicles: rentable ones beyond what their zone needs, and flat ones where
+        // nobody is expected (they are swapped on the way).
+        let mut spare: Vec<(usize, LatLon)> = Vec::new();
+        for (z, ks) in &supply {
+            let b = ops.balance.get(z).copied().unwrap_or(0);
+            if b < -1 {
+                let n = usize::try_from(-b - 1).unwrap_or(0);
+                let mut ks = ks.clone();
+                ks.sort_by(|a, b| {
+                    self.vehicles[*a]
+                        .battery
+                        .total_cmp(&self.vehicles[*b].battery)
+                });
+                spare.extend(
+                    ks.into_iter()
+                        .take(n)
+                        .map(|k| (k, self.vehicles[k].position)),
+                );
+            }
+        }
+        for (k, x) in self.vehicles.iter().enumerate() {
+            if micromobility(x.vehicle_type)
+                && x.activity == Activity::LowBattery
+                && !ops.claimed[k]
+                && zone_demand(x.position) < 0.3
+            {
+                spare.push((k, x.position));
+            }
+        }
+        let max_moves = free.len() * usize::try_from(ops.cfg.van_vehicles).unwrap_or(1);
+        let mut moves = 0;
+        'zones: for (z, want) in short {
+            let ll = h3o::LatLng::from(z);
+            let Ok(to) = LatLon::new(ll.lat(), ll.lng()) else {
+                continue;
+            };
+            for _ in 0..want {
+                if moves >= max_moves {
+                    break 'zones;
+                }
+                let best = spare
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (k, _))| !ops.claimed[*k])
+                    .map(|(i, (_, p))| (i, p.distance_m(&to)))
+                    .filter(|(_, d)| *d < 3_000.0)
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let Some((i, _)) = best else { continue 'zones };
+                let (k, from) = spare.swap_remove(i);
+                ops.claimed[k] = true;
+                moves += 1;
+                let id = format!("m{k}");
+                jobs.push(routing::Job::Move {
+                    id: id.clone(),
+                    from: point(from),
+                    to: point(to),
+                    service_s: ops.cfg.handle_s,
+                    value: 2.0 + zone_demand(to),
+                });
+                tasks.insert(id, (Task::Pickup(k, from), Some(Task::Drop(k, to))));
+            }
+        }
+        // Swaps where riders will need the vehicle: below the threshold, or flat, in zones with
+        // expected demand; cars and vans whenever they run low.
+        for (k, x) in self.vehicles.iter().enumerate() {
+            if ops.claimed[k] || !matches!(x.activity, Activity::Available | Activity::LowBattery) {
+                continue;
+            }
+            let d = zone_demand(x.position);
+            let wanted = if micromobility(x.vehicle_type) {
+                x.battery < ops.cfg.swap_threshold && d >= 0.3
+            } else {
+                x.battery < ops.cfg.reactive_threshold
+            };
+            if wanted {
+                ops.claimed[k] = true;
+                let id = format!("s{k}");
+                jobs.push(routing::Job::Swap {
+                    id: id.clone(),
+                    at: point(x.position),
+                    service_s: ops.cfg.swap_s,
+                    value: 1.0 + d,
+                });
+                tasks.insert(id, (Task::Swap(k, x.position), None));
+            }
+        }
+        let (hour, _) = self.local_hour(self.now);
+        let to_shift_end = f64::from(ops.cfg.shift.1.saturating_sub(hour)) * 3_600.0;
+        let horizon_s = (to_shift_end).min(1.5 * ops.cfg.plan_every_ms as f64 / 1_000.0);
+        let vans: Vec<routing::Van> = free
+            .iter()
+            .map(|&v| {
+                let van = &ops.vans[v];
+                let start = van.current.map_or(van.pos, |(_, at)| at);
+                routing::Van {
+                    id: v.to_string(),
+                    start: point(start),
+                    depot: point(ops.depot),
+                    vehicle_capacity: ops.cfg.van_vehicles,
+                    packs_on_board: van.packs.max(0),
+                    pack_capacity: ops.cfg.packs,
+                    shift_left_s: horizon_s + ops.road_m(start, ops.depot) / ops.cfg.speed_m_s,
+                }
+            })
+            .collect();
+        let settings = routing::Settings {
+            speed_m_s: ops.cfg.speed_m_s,
+            detour: ops.cfg.detour,
+            generations: ops.cfg.generations,
+            seed: self.cfg.seed ^ ops.stats.plans,
+        };
+        let plan = if jobs.is_empty() || vans.is_empty() {
+            routing::Plan::default()
+        } else {
+            routing::plan(&vans, &jobs, &settings).unwrap_or_default()
+        };
+        ops.stats.unassigned_jobs += plan.unassigned.len() as u64;
+        for id in &plan.unassigned {
+            if let Some((Task::Swap(k, _) | Task::Pickup(k, _), _)) = tasks.get(id) {
+                ops.claimed[*k] = false;
+            }
+        }
+        for route in plan.routes {
+            let Ok(v) = route.van_id.parse::<usize>() else {
+                continue;
+            };
+            for stop in route.stops {
+                let task = match (stop.kind, stop.job_id.as_ref().and_then(|id| tasks.get(id))) {
+                    (routing::StopKind::Swap, Some((t, _)))
+                    | (routing::StopKind::Pickup, Some((t, _))) => *t,
+                    (routing::StopKind::Dropoff, Some((_, Some(t)))) => *t,
+                    (routing::StopKind::Reload, _) => Task::Reload,
+                    _ => continue,
+                };
+                ops.vans[v].queue.push_back(task);
+            }
+        }
+    }
+}
