@@ -31,7 +31,7 @@ impl Default for PricingConfig {
             smoothing: 0.5,
             end_credit_cents: 100,
             start_discount_cents: 50,
-            daily_budget_cents: 150_000,
+            daily_budget_cents: 300_000,
         }
     }
 }

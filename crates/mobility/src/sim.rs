@@ -143,7 +143,7 @@ pub struct SimArgs {
     /// Days of demand history before the run the first forecast model learns from.
     #[arg(long, default_value_t = 28)]
     pub history_days: u32,
-    /// Staff vans (default: one per 250 vehicles).
+    /// Staff vans (default: one per 150 vehicles).
     #[arg(long)]
     pub vans: Option<u32>,
     #[command(flatten)]

@@ -79,12 +79,13 @@ pub struct OpsConfig {
 }
 
 impl OpsConfig {
-    /// Defaults for a fleet: one van per 250 vehicles, 06:00–22:00.
+    /// Defaults for a fleet: one van per 150 vehicles (two people swapping and moving), on
+    /// shift 06:00–22:00.
     #[must_use]
     pub fn new(policy: Policy, fleet: u32) -> Self {
         Self {
             policy,
-            vans: (fleet / 250).max(1),
+            vans: (fleet / 150).max(1),
             speed_m_s: 6.0,
             detour: 1.35,
             swap_s: 90.0,
@@ -263,6 +264,25 @@ fn point(p: LatLon) -> routing::Point {
         lat: p.lat(),
         lon: p.lon(),
     }
+}
+
+/// P(X > s) for X ~ Poisson(mu): the chance that a zone expecting `mu` requests has a rider
+/// for its (s+1)-th vehicle.
+fn poisson_tail(mu: f64, s: usize) -> f64 {
+    if mu <= 0.0 {
+        return 0.0;
+    }
+    let (mut p, mut cdf) = ((-mu).exp(), 0.0);
+    for k in 0..=s {
+        if k > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                p *= mu / k as f64;
+            }
+        }
+        cdf += p;
+    }
+    (1.0 - cdf).clamp(0.0, 1.0)
 }
 
 fn micromobility(t: VehicleType) -> bool {
@@ -483,7 +503,7 @@ impl Sim {
                     && i32::try_from(ops.vans[v].carrying.len()).unwrap_or(i32::MAX)
                         < ops.cfg.van_vehicles
                 {
-                    if x.battery < 50.0 && ops.vans[v].packs > 0 {
+                    if x.battery < 30.0 && ops.vans[v].packs > 0 {
                         self.swap(ops, v, k, platform);
                     }
                     let x = &mut self.vehicles[k];
@@ -651,33 +671,29 @@ impl Sim {
                 .and_then(|z| demand.get(&z).copied())
                 .unwrap_or(0.0)
         };
-        // Moves: from zones with spare vehicles to zones short of them, nearest first.
-        let mut short: Vec<(CellIndex, i32)> = ops
-            .balance
-            .iter()
-            .filter(|(_, b)| **b > 0)
-            .map(|(z, b)| (*z, *b))
-            .collect();
-        short.sort_by_key(|(z, b)| (std::cmp::Reverse(*b), u64::from(*z)));
-        // Spare vehicles: rentable ones beyond what their zone needs, and flat ones where
-        // nobody is expected (they are swapped on the way).
-        let mut spare: Vec<(usize, LatLon)> = Vec::new();
+        // Moves, one vehicle at a time where it serves most: a zone expecting X ~ Poisson(D)
+        // requests with s vehicles loses a rider to the next vehicle with probability
+        // P(X > s), so each move goes to the zone where that is highest, from the spare vehicle
+        // whose zone misses it least (P(X ≥ s) there), nearer donors first; flat vehicles where
+        // nobody is expected cost nothing to take (they are swapped on the way).
+        let mut have: BTreeMap<CellIndex, i32> = BTreeMap::new();
+        for z in &zones {
+            have.insert(*z, i32::try_from(supply.get(z).map_or(0, Vec::len)).unwrap_or(0));
+        }
+        let mut donors: Vec<(usize, LatLon, Option<CellIndex>)> = Vec::new();
         for (z, ks) in &supply {
-            let b = ops.balance.get(z).copied().unwrap_or(0);
-            if b < -1 {
-                let n = usize::try_from(-b - 1).unwrap_or(0);
-                let mut ks = ks.clone();
-                ks.sort_by(|a, b| {
-                    self.vehicles[*a]
-                        .battery
-                        .total_cmp(&self.vehicles[*b].battery)
-                });
-                spare.extend(
-                    ks.into_iter()
-                        .take(n)
-                        .map(|k| (k, self.vehicles[k].position)),
-                );
-            }
+            let d = demand.get(z).copied().unwrap_or(0.0);
+            let mut ks = ks.clone();
+            ks.sort_by(|a, b| self.vehicles[*a].battery.total_cmp(&self.vehicles[*b].battery));
+            // Only zones with a clear excess offer vehicles.
+            let n = ks.len();
+            let keep = (0..=n).find(|s| poisson_tail(d, *s) < 0.05).unwrap_or(n);
+            donors.extend(
+                ks.into_iter()
+                    .take(n - keep)
+                    .filter(|k| !ops.claimed[*k])
+                    .map(|k| (k, self.vehicles[k].position, Some(*z))),
+            );
         }
         for (k, x) in self.vehicles.iter().enumerate() {
             if micromobility(x.vehicle_type)
@@ -685,41 +701,59 @@ impl Sim {
                 && !ops.claimed[k]
                 && zone_demand(x.position) < 0.3
             {
-                spare.push((k, x.position));
+                donors.push((k, x.position, None));
             }
         }
-        let max_moves = free.len() * usize::try_from(ops.cfg.van_vehicles).unwrap_or(1);
-        let mut moves = 0;
-        'zones: for (z, want) in short {
+        let centre = |z: CellIndex| {
             let ll = h3o::LatLng::from(z);
-            let Ok(to) = LatLon::new(ll.lat(), ll.lng()) else {
-                continue;
-            };
-            for _ in 0..want {
-                if moves >= max_moves {
-                    break 'zones;
-                }
-                let best = spare
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (k, _))| !ops.claimed[*k])
-                    .map(|(i, (_, p))| (i, p.distance_m(&to)))
-                    .filter(|(_, d)| *d < 3_000.0)
-                    .min_by(|a, b| a.1.total_cmp(&b.1));
-                let Some((i, _)) = best else { continue 'zones };
-                let (k, from) = spare.swap_remove(i);
-                ops.claimed[k] = true;
-                moves += 1;
-                let id = format!("m{k}");
-                jobs.push(routing::Job::Move {
-                    id: id.clone(),
-                    from: point(from),
-                    to: point(to),
-                    service_s: ops.cfg.handle_s,
-                    value: 2.0 + zone_demand(to),
-                });
-                tasks.insert(id, (Task::Pickup(k, from), Some(Task::Drop(k, to))));
+            LatLon::new(ll.lat(), ll.lng()).ok()
+        };
+        let max_moves = free.len() * usize::try_from(ops.cfg.van_vehicles).unwrap_or(1);
+        for _ in 0..max_moves {
+            let best_to = zones
+                .iter()
+                .map(|z| {
+                    let d = demand.get(z).copied().unwrap_or(0.0);
+                    (*z, poisson_tail(d, usize::try_from(have[z]).unwrap_or(0)))
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(u64::from(b.0).cmp(&u64::from(a.0))));
+            let Some((to_zone, gain)) = best_to else { break };
+            if gain < 0.3 {
+                break;
             }
+            let Some(to) = centre(to_zone) else { break };
+            let best_from = donors
+                .iter()
+                .enumerate()
+                .map(|(i, (_, p, z))| {
+                    let cost = z.map_or(0.0, |z| {
+                        let d = demand.get(&z).copied().unwrap_or(0.0);
+                        poisson_tail(d, usize::try_from(have[&z] - 1).unwrap_or(0))
+                    });
+                    (i, cost + p.distance_m(&to) / 20_000.0)
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, cost)) = best_from else { break };
+            if gain - cost < 0.15 {
+                // Nothing worth moving for the neediest zone: it will not get better.
+                have.insert(to_zone, have[&to_zone] + 1_000);
+                continue;
+            }
+            let (k, from, from_zone) = donors.swap_remove(i);
+            if let Some(z) = from_zone {
+                have.insert(z, have[&z] - 1);
+            }
+            have.insert(to_zone, have[&to_zone] + 1);
+            ops.claimed[k] = true;
+            let id = format!("m{k}");
+            jobs.push(routing::Job::Move {
+                id: id.clone(),
+                from: point(from),
+                to: point(to),
+                service_s: ops.cfg.handle_s,
+                value: 1.0 + 4.0 * gain,
+            });
+            tasks.insert(id, (Task::Pickup(k, from), Some(Task::Drop(k, to))));
         }
         // Swaps where riders will need the vehicle: below the threshold, or flat, in zones with
         // expected demand; cars and vans whenever they run low.
