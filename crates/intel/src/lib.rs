@@ -6,6 +6,7 @@
 //!   against seasonal-naive.
 //! - [`registry`]: model versions with their evaluations; a new one is used only if it wins.
 //! - [`pricing`]: price multipliers and relocation incentives per zone, within a daily budget.
+//! - [`tasks`]: which batteries to swap, which vehicles to move where, which to collect.
 //! - [`routing`]: staff vans' routes for swaps, moves and pick-ups (vrp-core).
 //!
 //! Pure: no clock and no randomness but what callers pass in.
@@ -15,6 +16,7 @@ pub mod pricing;
 pub mod registry;
 pub mod routing;
 pub mod series;
+pub mod tasks;
 
 pub use forecast::{Evaluation, ForecastConfig, Forecaster, evaluate};
 pub use registry::{Card, Registry};

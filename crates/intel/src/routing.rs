@@ -266,6 +266,12 @@ pub fn plan(vans: &[Van], jobs: &[Job], settings: &Settings) -> Result<Plan, Str
 }
 
 /// Road distance in metres between two points under these settings (haversine × detour).
+/// Great-circle distance, metres.
+#[must_use]
+pub fn distance_m(a: Point, b: Point) -> f64 {
+    haversine_m(a, b)
+}
+
 pub fn road_m(a: Point, b: Point, s: &Settings) -> f64 {
     haversine_m(a, b) * s.detour
 }

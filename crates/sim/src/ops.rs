@@ -22,7 +22,7 @@ use mobility_core::{LatLon, TimestampMs, VehicleType};
 use mobility_intel::{
     ForecastConfig, Forecaster, Registry, Series,
     pricing::{Budget, PricingConfig, price_zone},
-    routing,
+    routing, tasks,
 };
 use serde::Serialize;
 
@@ -264,25 +264,6 @@ fn point(p: LatLon) -> routing::Point {
         lat: p.lat(),
         lon: p.lon(),
     }
-}
-
-/// P(X > s) for X ~ Poisson(mu): the chance that a zone expecting `mu` requests has a rider
-/// for its (s+1)-th vehicle.
-fn poisson_tail(mu: f64, s: usize) -> f64 {
-    if mu <= 0.0 {
-        return 0.0;
-    }
-    let (mut p, mut cdf) = ((-mu).exp(), 0.0);
-    for k in 0..=s {
-        if k > 0 {
-            #[allow(clippy::cast_precision_loss)]
-            {
-                p *= mu / k as f64;
-            }
-        }
-        cdf += p;
-    }
-    (1.0 - cdf).clamp(0.0, 1.0)
 }
 
 fn micromobility(t: VehicleType) -> bool {
@@ -664,119 +645,58 @@ impl Sim {
                 }
             }
         }
-        let mut jobs: Vec<routing::Job> = Vec::new();
-        let mut tasks: BTreeMap<String, (Task, Option<Task>)> = BTreeMap::new();
-        let zone_demand = |p: LatLon| {
-            zone_of(p)
-                .and_then(|z| demand.get(&z).copied())
-                .unwrap_or(0.0)
+        // The candidates: every parked scooter, e-bike, car and van.
+        let cands: Vec<tasks::Candidate<CellIndex>> = self
+            .vehicles
+            .iter()
+            .enumerate()
+            .filter_map(|(k, x)| {
+                let status = match x.activity {
+                    Activity::Available => tasks::Status::Rentable,
+                    Activity::LowBattery => tasks::Status::Flat,
+                    Activity::OnTrip | Activity::WithStaff => return None,
+                };
+                Some(tasks::Candidate {
+                    key: k,
+                    at: point(x.position),
+                    zone: zone_of(x.position),
+                    battery: x.battery,
+                    status,
+                    micromobility: micromobility(x.vehicle_type),
+                    claimed: ops.claimed[k],
+                })
+            })
+            .collect();
+        let rules = tasks::TaskRules {
+            swap_threshold: ops.cfg.swap_threshold,
+            other_threshold: ops.cfg.reactive_threshold,
+            max_moves: free.len() * usize::try_from(ops.cfg.van_vehicles).unwrap_or(1),
+            swap_s: ops.cfg.swap_s,
+            handle_s: ops.cfg.handle_s,
+            ..tasks::TaskRules::default()
         };
-        // Moves, one vehicle at a time where it serves most: a zone expecting X ~ Poisson(D)
-        // requests with s vehicles loses a rider to the next vehicle with probability
-        // P(X > s), so each move goes to the zone where that is highest, from the spare vehicle
-        // whose zone misses it least (P(X ≥ s) there), nearer donors first; flat vehicles where
-        // nobody is expected cost nothing to take (they are swapped on the way).
-        let mut have: BTreeMap<CellIndex, i32> = BTreeMap::new();
-        for z in &zones {
-            have.insert(*z, i32::try_from(supply.get(z).map_or(0, Vec::len)).unwrap_or(0));
-        }
-        let mut donors: Vec<(usize, LatLon, Option<CellIndex>)> = Vec::new();
-        for (z, ks) in &supply {
-            let d = demand.get(z).copied().unwrap_or(0.0);
-            let mut ks = ks.clone();
-            ks.sort_by(|a, b| self.vehicles[*a].battery.total_cmp(&self.vehicles[*b].battery));
-            // Only zones with a clear excess offer vehicles.
-            let n = ks.len();
-            let keep = (0..=n).find(|s| poisson_tail(d, *s) < 0.05).unwrap_or(n);
-            donors.extend(
-                ks.into_iter()
-                    .take(n - keep)
-                    .filter(|k| !ops.claimed[*k])
-                    .map(|k| (k, self.vehicles[k].position, Some(*z))),
-            );
-        }
-        for (k, x) in self.vehicles.iter().enumerate() {
-            if micromobility(x.vehicle_type)
-                && x.activity == Activity::LowBattery
-                && !ops.claimed[k]
-                && zone_demand(x.position) < 0.3
-            {
-                donors.push((k, x.position, None));
-            }
-        }
         let centre = |z: CellIndex| {
             let ll = h3o::LatLng::from(z);
-            LatLon::new(ll.lat(), ll.lng()).ok()
+            Some(routing::Point {
+                lat: ll.lat(),
+                lon: ll.lng(),
+            })
         };
-        let max_moves = free.len() * usize::try_from(ops.cfg.van_vehicles).unwrap_or(1);
-        for _ in 0..max_moves {
-            let best_to = zones
-                .iter()
-                .map(|z| {
-                    let d = demand.get(z).copied().unwrap_or(0.0);
-                    (*z, poisson_tail(d, usize::try_from(have[z]).unwrap_or(0)))
-                })
-                .max_by(|a, b| a.1.total_cmp(&b.1).then(u64::from(b.0).cmp(&u64::from(a.0))));
-            let Some((to_zone, gain)) = best_to else { break };
-            if gain < 0.3 {
-                break;
-            }
-            let Some(to) = centre(to_zone) else { break };
-            let best_from = donors
-                .iter()
-                .enumerate()
-                .map(|(i, (_, p, z))| {
-                    let cost = z.map_or(0.0, |z| {
-                        let d = demand.get(&z).copied().unwrap_or(0.0);
-                        poisson_tail(d, usize::try_from(have[&z] - 1).unwrap_or(0))
-                    });
-                    (i, cost + p.distance_m(&to) / 20_000.0)
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            let Some((i, cost)) = best_from else { break };
-            if gain - cost < 0.15 {
-                // Nothing worth moving for the neediest zone: it will not get better.
-                have.insert(to_zone, have[&to_zone] + 1_000);
-                continue;
-            }
-            let (k, from, from_zone) = donors.swap_remove(i);
-            if let Some(z) = from_zone {
-                have.insert(z, have[&z] - 1);
-            }
-            have.insert(to_zone, have[&to_zone] + 1);
-            ops.claimed[k] = true;
-            let id = format!("m{k}");
-            jobs.push(routing::Job::Move {
-                id: id.clone(),
-                from: point(from),
-                to: point(to),
-                service_s: ops.cfg.handle_s,
-                value: 1.0 + 4.0 * gain,
-            });
-            tasks.insert(id, (Task::Pickup(k, from), Some(Task::Drop(k, to))));
-        }
-        // Swaps where riders will need the vehicle: below the threshold, or flat, in zones with
-        // expected demand; cars and vans whenever they run low.
-        for (k, x) in self.vehicles.iter().enumerate() {
-            if ops.claimed[k] || !matches!(x.activity, Activity::Available | Activity::LowBattery) {
-                continue;
-            }
-            let d = zone_demand(x.position);
-            let wanted = if micromobility(x.vehicle_type) {
-                x.battery < ops.cfg.swap_threshold && d >= 0.3
-            } else {
-                x.battery < ops.cfg.reactive_threshold
+        let chosen = tasks::generate(&cands, &demand, centre, &rules);
+        let jobs = chosen.jobs;
+        let mut tasks: BTreeMap<String, (Task, Option<Task>)> = BTreeMap::new();
+        let ll = |p: routing::Point| LatLon::new(p.lat, p.lon).ok();
+        for (id, t) in chosen.tasks {
+            ops.claimed[t.key()] = true;
+            let task = match t {
+                tasks::Task::Swap { key, at } => ll(at).map(|at| (Task::Swap(key, at), None)),
+                tasks::Task::Move { key, from, to, .. } => ll(from)
+                    .zip(ll(to))
+                    .map(|(from, to)| (Task::Pickup(key, from), Some(Task::Drop(key, to)))),
+                tasks::Task::Collect { .. } => None,
             };
-            if wanted {
-                ops.claimed[k] = true;
-                let id = format!("s{k}");
-                jobs.push(routing::Job::Swap {
-                    id: id.clone(),
-                    at: point(x.position),
-                    service_s: ops.cfg.swap_s,
-                    value: 1.0 + d,
-                });
-                tasks.insert(id, (Task::Swap(k, x.position), None));
+            if let Some(task) = task {
+                tasks.insert(id, task);
             }
         }
         let (hour, _) = self.local_hour(self.now);
