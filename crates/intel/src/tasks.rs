@@ -193,11 +193,8 @@ pub fn generate<Z: Ord + Copy + Into<u64>>(
 ) -> Tasks {
     let mut out = Tasks::default();
     let mut taken: Vec<bool> = cands.iter().map(|c| c.claimed).collect();
-    let zone_demand = |c: &Candidate<Z>| {
-        c.zone
-            .and_then(|z| demand.get(&z).copied())
-            .unwrap_or(0.0)
-    };
+    let zone_demand =
+        |c: &Candidate<Z>| c.zone.and_then(|z| demand.get(&z).copied()).unwrap_or(0.0);
     let supply = supply(cands, rules);
     let mut zones: Vec<Z> = demand.keys().chain(supply.keys()).copied().collect();
     zones.sort_unstable();
@@ -241,10 +238,7 @@ pub fn generate<Z: Ord + Copy + Into<u64>>(
                 let d = demand.get(z).copied().unwrap_or(0.0);
                 (*z, poisson_tail(d, usize::try_from(have[z]).unwrap_or(0)))
             })
-            .max_by(|a, b| {
-                a.1.total_cmp(&b.1)
-                    .then((b.0).into().cmp(&(a.0).into()))
-            });
+            .max_by(|a, b| a.1.total_cmp(&b.1).then((b.0).into().cmp(&(a.0).into())));
         let Some((to_zone, gain)) = best_to else {
             break;
         };
@@ -316,7 +310,13 @@ pub fn generate<Z: Ord + Copy + Into<u64>>(
                 service_s: rules.swap_s,
                 value: 1.0 + d,
             });
-            out.tasks.insert(id, Task::Swap { key: c.key, at: c.at });
+            out.tasks.insert(
+                id,
+                Task::Swap {
+                    key: c.key,
+                    at: c.at,
+                },
+            );
         }
     }
     for (i, c) in cands.iter().enumerate() {
@@ -328,7 +328,13 @@ pub fn generate<Z: Ord + Copy + Into<u64>>(
                 service_s: rules.handle_s,
                 value: 1.0,
             });
-            out.tasks.insert(id, Task::Collect { key: c.key, at: c.at });
+            out.tasks.insert(
+                id,
+                Task::Collect {
+                    key: c.key,
+                    at: c.at,
+                },
+            );
         }
     }
     out
@@ -369,7 +375,9 @@ mod tests {
     #[test]
     fn surplus_goes_where_riders_will_be_and_flat_batteries_are_swapped_only_where_needed() {
         // Zone 1 has ten idle vehicles and no demand; zone 2 expects six riders and has none.
-        let mut cands: Vec<_> = (0..10).map(|k| cand(k, 1, 80.0, Status::Rentable)).collect();
+        let mut cands: Vec<_> = (0..10)
+            .map(|k| cand(k, 1, 80.0, Status::Rentable))
+            .collect();
         cands.push(cand(10, 2, 5.0, Status::Flat)); // needed where it stands: swap
         cands.push(cand(11, 3, 5.0, Status::Flat)); // nobody in zone 3: a free donor
         cands.push(cand(12, 1, 50.0, Status::Broken));
@@ -389,9 +397,15 @@ mod tests {
             .collect();
         assert!(moves.len() >= 4 && moves.len() <= 11, "{moves:?}");
         assert!(moves.iter().all(|(_, to)| *to == centre(2).unwrap()));
-        assert!(matches!(t.tasks.get("s10"), Some(Task::Swap { key: 10, .. })), "{t:?}");
+        assert!(
+            matches!(t.tasks.get("s10"), Some(Task::Swap { key: 10, .. })),
+            "{t:?}"
+        );
         assert!(!t.tasks.contains_key("s11"), "no swap where nobody rides");
-        assert!(matches!(t.tasks.get("c12"), Some(Task::Collect { key: 12, .. })));
+        assert!(matches!(
+            t.tasks.get("c12"),
+            Some(Task::Collect { key: 12, .. })
+        ));
         // Every job has its task, and nothing is given two tasks.
         assert_eq!(t.jobs.len(), t.tasks.len());
         let mut keys: Vec<_> = t.tasks.values().map(Task::key).collect();

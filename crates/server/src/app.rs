@@ -243,7 +243,18 @@ impl Application {
                     store.clone(),
                     Arc::new(crate::kyc::ManualReview),
                 ));
+                let intel = Arc::new(crate::intel::Intel::new(
+                    store.clone(),
+                    fleet.clone(),
+                    crate::intel::IntelSettings {
+                        pricing: settings.pricing(),
+                        vans: settings.ops_vans,
+                        models_dir: Some(settings.data_dir.join("models")),
+                        ..crate::intel::IntelSettings::default()
+                    },
+                ));
                 AppState {
+                    intel: intel.clone(),
                     open_data,
                     ui: Arc::new(crate::http::ui::UiSettings::new(
                         settings.map_tile_url.clone(),
@@ -255,23 +266,26 @@ impl Application {
                         settings.rate_limit_per_s,
                         settings.sign_in_per_min,
                     )),
-                    bookings: Arc::new(crate::bookings::Bookings::new(
-                        store.clone(),
-                        fleet.clone(),
-                        commands.clone(),
-                        kyc,
-                        Arc::new(crate::payments::Payments::new(
+                    bookings: Arc::new(
+                        crate::bookings::Bookings::new(
                             store.clone(),
-                            vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
-                            Duration::from_secs(5),
-                        )),
-                        notifier.clone(),
-                        crate::bookings::BookingTiming {
-                            hold_s: settings.reservation_hold_s,
-                            unlock_timeout_s: settings.unlock_timeout_s,
-                            no_parking_fee_cents: i64::from(settings.no_parking_fee_cents),
-                        },
-                    )),
+                            fleet.clone(),
+                            commands.clone(),
+                            kyc,
+                            Arc::new(crate::payments::Payments::new(
+                                store.clone(),
+                                vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
+                                Duration::from_secs(5),
+                            )),
+                            notifier.clone(),
+                            crate::bookings::BookingTiming {
+                                hold_s: settings.reservation_hold_s,
+                                unlock_timeout_s: settings.unlock_timeout_s,
+                                no_parking_fee_cents: i64::from(settings.no_parking_fee_cents),
+                            },
+                        )
+                        .with_intel(intel),
+                    ),
                     store,
                     metrics,
                     fleet,
@@ -364,6 +378,14 @@ impl Application {
                 }
             }
         });
+        let intel = self.state.intel.clone();
+        let thinker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                intel.tick(http::now()).await;
+            }
+        });
         let retention_days = self.settings.history_retention_days;
         let pruner = tokio::spawn({
             let live = self.state.live.clone();
@@ -442,6 +464,7 @@ impl Application {
         };
         upkeep.abort();
         sweeper.abort();
+        thinker.abort();
         pruner.abort();
         self.mqtt.shutdown().await;
         snapshots.abort();

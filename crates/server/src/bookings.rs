@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mobility_core::{
-    CommandKind, CommandState, Currency, EventType, Money, Tariff, TimestampMs, VehicleId,
+    CityId, CommandKind, CommandState, Currency, EventType, Money, Tariff, TimestampMs, VehicleId,
     VehicleState, VehicleType, fare,
 };
 use mobility_fleet::geofence::ZoneKind;
@@ -147,6 +147,7 @@ pub struct Bookings {
     hold_ms: i64,
     unlock_timeout: Duration,
     no_parking_fee_cents: i64,
+    intel: Option<Arc<crate::intel::Intel>>,
 }
 
 impl Bookings {
@@ -171,7 +172,16 @@ impl Bookings {
             hold_ms: i64::try_from(timing.hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
             unlock_timeout: Duration::from_secs(timing.unlock_timeout_s.clamp(1, 120)),
             no_parking_fee_cents: timing.no_parking_fee_cents.max(0),
+            intel: None,
         }
+    }
+
+    /// Trips priced dynamically: the zone's multiplier is locked at unlock, and relocation
+    /// incentives are given at the end within the city's daily budget.
+    #[must_use]
+    pub fn with_intel(mut self, intel: Arc<crate::intel::Intel>) -> Self {
+        self.intel = Some(intel);
+        self
     }
 
     /// A trip in progress (on trip or paused) as of `now`: time, distance, fare so far.
@@ -203,16 +213,29 @@ impl Bookings {
         let corrupt = |e: mobility_core::money::MoneyError| {
             BookingError::Store(StoreError::Corrupt(e.to_string()))
         };
+        let multiplier = b
+            .trip
+            .pricing
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<crate::intel::LockedPrice>(j).ok())
+            .map_or(1_000, |l| l.multiplier_permille);
         let f = match self
             .pass_for(&b.user_id, &city, view.vehicle_type, started)
             .await?
         {
             Some((_, plan)) => {
-                mobility_core::fare_with_pass(&tariff, duration, metres, zero, 1_000, plan.benefit)
-                    .map_err(corrupt)?
-                    .0
+                mobility_core::fare_with_pass(
+                    &tariff,
+                    duration,
+                    metres,
+                    zero,
+                    multiplier,
+                    plan.benefit,
+                )
+                .map_err(corrupt)?
+                .0
             }
-            None => fare(&tariff, duration, metres, zero, 1_000).map_err(corrupt)?,
+            None => fare(&tariff, duration, metres, zero, multiplier).map_err(corrupt)?,
         };
         Ok(Some(LiveTrip {
             duration_s: duration / 1_000,
@@ -405,9 +428,14 @@ impl Bookings {
             .vehicle(&b.vehicle_id)
             .and_then(|(_, v)| v.odometer_m)
             .map(i64::from);
+        let locked = self.intel.as_ref().and_then(|intel| {
+            let (city, v) = self.fleet.vehicle(&b.vehicle_id)?;
+            intel.lock_price(&city, v.vehicle_type, v.position?)
+        });
         let facts = TripFacts {
             started_at: Some(started),
             start_odometer_m: odometer,
+            pricing: locked.and_then(|l| serde_json::to_string(&l).ok()),
             ..TripFacts::default()
         };
         let t = self
@@ -545,14 +573,20 @@ impl Bookings {
         let pass = self
             .pass_for(&b.user_id, &city, view.vehicle_type, started)
             .await?;
-        let (f, pass_note) = match &pass {
+        let locked: Option<crate::intel::LockedPrice> = b
+            .trip
+            .pricing
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j).ok());
+        let multiplier = locked.as_ref().map_or(1_000, |l| l.multiplier_permille);
+        let (mut f, pass_note) = match &pass {
             Some((held, pass_plan)) => {
                 let (f, saved) = mobility_core::fare_with_pass(
                     &tariff,
                     ended.since(started),
                     u64::try_from(distance).unwrap_or(0),
                     fee,
-                    1_000,
+                    multiplier,
                     pass_plan.benefit,
                 )
                 .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?;
@@ -567,12 +601,15 @@ impl Bookings {
                     ended.since(started),
                     u64::try_from(distance).unwrap_or(0),
                     fee,
-                    1_000,
+                    multiplier,
                 )
                 .map_err(|e| BookingError::Store(StoreError::Corrupt(e.to_string())))?,
                 None,
             ),
         };
+        let incentives = self
+            .incentives(&city, locked.as_ref(), view.position, &mut f, ended)
+            .await?;
         let receipt = serde_json::json!({
             "currency": currency.code(),
             "unlock": f.unlock.minor,
@@ -586,6 +623,9 @@ impl Bookings {
             "distance_m": distance,
             "plan": plan,
             "pass": pass_note,
+            "multiplier": f64::from(multiplier) / 1_000.0,
+            "price_reason": locked.as_ref().map(|l| l.reason.clone()),
+            "incentives": incentives,
         });
         let facts = TripFacts {
             ended_at: Some(ended),
@@ -680,6 +720,55 @@ impl Bookings {
             .update_booking(&done.id, "ended", "ended", &facts, ended)
             .await?
             .unwrap_or(done))
+    }
+
+    /// Relocation incentives at the end of a trip: the discount for starting in a zone with
+    /// spare vehicles (locked at unlock) and the credit for ending in one short of them (the
+    /// board now), each taken off the fare (never below zero) if the city's budget for the day
+    /// still allows it.
+    async fn incentives(
+        &self,
+        city: &CityId,
+        locked: Option<&crate::intel::LockedPrice>,
+        end: Option<mobility_core::LatLon>,
+        f: &mut mobility_core::Fare,
+        at: TimestampMs,
+    ) -> Result<Vec<serde_json::Value>, BookingError> {
+        let Some(intel) = &self.intel else {
+            return Ok(Vec::new());
+        };
+        let mut offers: Vec<(&'static str, i64, String)> = Vec::new();
+        if let Some(l) = locked
+            && l.start_discount_cents > 0
+        {
+            offers.push(("start_discount", l.start_discount_cents, l.zone.clone()));
+        }
+        if locked.is_some()
+            && let Some(end) = end
+            && let Some(board) = intel.board(city)
+            && let Some(z) = board.at(end)
+            && z.price.end_credit_cents > 0
+        {
+            offers.push(("end_credit", z.price.end_credit_cents, z.zone.clone()));
+        }
+        let budget = intel.pricing().daily_budget_cents;
+        let scale = 10_i64.pow(f.total.currency.minor_digits());
+        let mut out = Vec::new();
+        for (kind, cents, zone) in offers {
+            let amount = (cents * scale / 100).min(f.total.minor);
+            if amount <= 0 {
+                continue;
+            }
+            let day = crate::http::intel_budget_day(at);
+            if self.store.spend_incentive(city, day, cents, budget).await? {
+                f.total = Money::new(f.total.minor - amount, f.total.currency);
+                metrics::counter!("incentives_given_total", "kind" => kind).increment(1);
+                out.push(serde_json::json!({ "kind": kind, "zone": zone, "amount": amount }));
+            } else {
+                metrics::counter!("incentives_refused_total", "reason" => "budget").increment(1);
+            }
+        }
+        Ok(out)
     }
 
     /// Records an MDS change of the vehicle (re-deciding on a concurrent change) and mirrors it

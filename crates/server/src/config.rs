@@ -93,6 +93,18 @@ pub struct Settings {
     pub unlock_timeout_s: u64,
     /// The fee for ending a trip in a no-parking zone, in hundredths of the city's currency.
     pub no_parking_fee_cents: u32,
+    /// Lowest price multiplier dynamic pricing may set, percent of the tariff (80 = ×0.80).
+    pub price_floor_pct: u32,
+    /// Highest price multiplier, percent of the tariff (150 = ×1.50).
+    pub price_cap_pct: u32,
+    /// Credit for ending a trip in a zone short of vehicles, hundredths of the currency.
+    pub incentive_end_credit_cents: u32,
+    /// Discount for starting a trip in a zone with spare vehicles, hundredths of the currency.
+    pub incentive_start_discount_cents: u32,
+    /// Incentives a city may give per day (UTC), hundredths of the currency.
+    pub incentive_daily_budget_cents: u32,
+    /// Staff vans per city the field plan routes (0: one per 150 vehicles).
+    pub ops_vans: u32,
     /// Bootstrap admin bearer token. When unset, one is generated into `DATA_DIR/admin-token`
     /// on first start (set it explicitly when several processes share a database).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +193,12 @@ impl Default for Settings {
             sign_in_per_min: 60,
             unlock_timeout_s: 5,
             no_parking_fee_cents: 500,
+            price_floor_pct: 80,
+            price_cap_pct: 150,
+            incentive_end_credit_cents: 100,
+            incentive_start_discount_cents: 50,
+            incentive_daily_budget_cents: 300_000,
+            ops_vans: 0,
             admin_token: None,
             jwt_secret: None,
             webhook_secret: None,
@@ -209,6 +227,19 @@ impl Default for Settings {
 pub struct ConfigError(pub String);
 
 impl Settings {
+    /// Dynamic pricing and incentives as configured.
+    #[must_use]
+    pub fn pricing(&self) -> mobility_intel::pricing::PricingConfig {
+        mobility_intel::pricing::PricingConfig {
+            floor: f64::from(self.price_floor_pct) / 100.0,
+            cap: f64::from(self.price_cap_pct) / 100.0,
+            end_credit_cents: i64::from(self.incentive_end_credit_cents),
+            start_discount_cents: i64::from(self.incentive_start_discount_cents),
+            daily_budget_cents: i64::from(self.incentive_daily_budget_cents),
+            ..mobility_intel::pricing::PricingConfig::default()
+        }
+    }
+
     /// Loads defaults, then the config file, then the process environment.
     ///
     /// `file` is an explicit `--config` path (must exist); without it `./mobility.toml` is read
@@ -275,6 +306,16 @@ impl Settings {
                     mobility_store::redact_url(url)
                 )));
             }
+        }
+        if !(10..=100).contains(&self.price_floor_pct) || !(100..=500).contains(&self.price_cap_pct)
+        {
+            return Err(ConfigError(format!(
+                "price_floor_pct must be 10 to 100 and price_cap_pct 100 to 500, not {} and {}",
+                self.price_floor_pct, self.price_cap_pct
+            )));
+        }
+        if self.ops_vans > 10_000 {
+            return Err(ConfigError("ops_vans must be at most 10000".into()));
         }
         if self.log_format == LogFormat::Human && self.log.trim().is_empty() {
             return Err(ConfigError("log must not be empty (try \"info\")".into()));

@@ -287,6 +287,43 @@ impl Fleet {
         cells
     }
 
+    /// A city's searches in minutes `[from_minute, to_minute)` (minutes since the epoch),
+    /// summed per `slot_ms` slot and H3 cell: what [`crate::intel`] stores as demand history.
+    #[must_use]
+    pub fn search_slots(
+        &self,
+        city: &CityId,
+        from_minute: i64,
+        to_minute: i64,
+        slot_ms: i64,
+    ) -> Vec<mobility_store::DemandSlot> {
+        let mut out: std::collections::BTreeMap<(i64, h3o::CellIndex), (u32, u32)> =
+            std::collections::BTreeMap::new();
+        if let Some(log) = self.searches.read().get(city) {
+            for m in log
+                .iter()
+                .filter(|m| m.minute >= from_minute && m.minute < to_minute)
+            {
+                let slot = (m.minute * 60_000).div_euclid(slot_ms.max(1)) * slot_ms.max(1);
+                for (cell, (n, u)) in &m.cells {
+                    let e = out.entry((slot, *cell)).or_default();
+                    e.0 += n;
+                    e.1 += u;
+                }
+            }
+        }
+        out.into_iter()
+            .map(
+                |((slot, cell), (searches, unmet))| mobility_store::DemandSlot {
+                    slot: TimestampMs(slot),
+                    zone: cell.to_string(),
+                    searches,
+                    unmet,
+                },
+            )
+            .collect()
+    }
+
     /// A city's searches in the last hour.
     #[must_use]
     pub fn search_demand(&self, city: &CityId, now: TimestampMs) -> SearchDemand {

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod fleet;
 pub mod http;
 pub mod ingest;
+pub mod intel;
 pub mod kyc;
 pub mod live_log;
 pub mod notifications;

@@ -1267,3 +1267,243 @@ async fn a_pass_covers_unlocks_and_first_minutes_and_is_bought_once_per_key() {
     assert_eq!(mine[0]["plan"]["name"], "Commuter 30");
     app.stop().await;
 }
+
+/// Dynamic pricing end to end: demand history makes one zone short of vehicles and another
+/// has spare ones; the public board prices both and says why; a quote in the spare zone shows
+/// its discount, its multiplier and where a credit can be earned; the trip is charged at the
+/// multiplier locked at unlock, and the incentives come off the fare only as far as the city's
+/// daily budget goes. Staff see the forecast and a routed field plan that moves the spare
+/// vehicles to where riders will be; riders do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
+    let Some(app) = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+        s.unlock_timeout_s = 2;
+        // Room for the start discount (0.50) but not for the end credit (1.00) after it.
+        s.incentive_daily_budget_cents = 120;
+        s.rate_limit_per_s = 10_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let area = json!({"type": "Polygon", "coordinates": [[[2.10, 41.36], [2.22, 41.36], [2.22, 41.43], [2.10, 41.43], [2.10, 41.36]]]});
+    let (s, _) = call(&app, Method::PUT, "/v1/admin/cities/barcelona", ADMIN,
+        Some(json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR", "operating_area": area}))).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona/pricing/scooter",
+        ADMIN,
+        Some(json!({"name": "Scooter city", "unlock_fee": 200, "per_minute": 30, "per_km": 100})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let rider = riders(&app, 1).await.pop().unwrap();
+    // Five scooters stand in a quiet zone (A); nobody is near the busy one (B).
+    let (a_lat, a_lon, b_lat, b_lon) = (41.400, 2.150, 41.387, 2.170);
+    let (id, _client) = connected_vehicle(&app, Some("ok")).await;
+    report(&app, &id, a_lat, a_lon, 10_000).await;
+    deploy(&app, &id).await;
+    for k in 0..4 {
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            "/v1/admin/vehicles",
+            ADMIN,
+            Some(json!({"city": "barcelona", "type": "scooter"})),
+        )
+        .await;
+        assert_eq!(s, 201);
+        let other = v["id"].as_str().unwrap().to_owned();
+        report(&app, &other, a_lat + f64::from(k) * 0.0002, a_lon, 0).await;
+        deploy(&app, &other).await;
+    }
+    // The last hour: eight searches every quarter in zone B.
+    let cell = |lat: f64, lon: f64| {
+        h3o::LatLng::new(lat, lon)
+            .unwrap()
+            .to_cell(h3o::Resolution::Eight)
+            .to_string()
+    };
+    let (zone_a, zone_b) = (cell(a_lat, a_lon), cell(b_lat, b_lon));
+    let slot = now_ms().div_euclid(900_000) * 900_000;
+    let history: Vec<_> = (1..=4)
+        .map(|k| mobility_store::DemandSlot {
+            slot: TimestampMs(slot - k * 900_000),
+            zone: zone_b.clone(),
+            searches: 8,
+            unmet: 8,
+        })
+        .collect();
+    let city = mobility_core::CityId::parse("barcelona").unwrap();
+    app.store.add_demand(&city, &history).await.unwrap();
+    let (s, r) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/cities/barcelona/intel/refresh",
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "riders cannot refresh: {r}");
+    let (s, r) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/cities/barcelona/intel/refresh",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+
+    // The public board.
+    let board: Value = app
+        .get("/v1/cities/barcelona/zones")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let zone = |z: &str| {
+        board["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["zone"] == z)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let (a, b) = (zone(&zone_a), zone(&zone_b));
+    assert_eq!(board["forecast_source"], "recent_rate", "{board}");
+    assert_eq!(
+        (b["multiplier"].as_f64(), b["end_credit_cents"].as_i64()),
+        (Some(1.5), Some(100)),
+        "{b}"
+    );
+    assert!(b["reason"].as_str().unwrap().contains("short"), "{b}");
+    assert!(
+        (b["forecast_demand"].as_f64().unwrap() - 64.0).abs() < 1e-9,
+        "{b}"
+    );
+    assert_eq!(
+        (
+            a["multiplier"].as_f64(),
+            a["start_discount_cents"].as_i64(),
+            a["supply"].as_u64()
+        ),
+        (Some(0.8), Some(50), Some(5)),
+        "{a}"
+    );
+    assert_eq!(board["incentive_budget"]["left_today"], 120);
+
+    // A quote in zone A.
+    let (s, q) = call(
+        &app,
+        Method::GET,
+        &format!("/v1/vehicles/{id}/quote?minutes=10&km=2"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{q}");
+    // 2.00 unlock + 10 min × 0.30 × 0.8 + 2 km × 1.00 × 0.8 − 0.50 start discount.
+    assert_eq!(
+        (q["multiplier"].as_f64(), q["start_discount"].as_i64()),
+        (Some(0.8), Some(50)),
+        "{q}"
+    );
+    assert_eq!(q["estimate"], 200 + 240 + 160 - 50, "{q}");
+    assert_eq!(q["end_credit_zones"][0]["zone"], zone_b.as_str(), "{q}");
+
+    // Staff see the forecast and the plan: spare scooters from A go to B, routed.
+    let (s, f) = call(
+        &app,
+        Method::GET,
+        "/v1/ops/forecast?city=barcelona",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{f}");
+    assert_eq!(
+        f["forecast"]["zones"][&zone_b].as_array().map(Vec::len),
+        Some(8),
+        "{f}"
+    );
+    let (s, p) = call(
+        &app,
+        Method::GET,
+        "/v1/ops/plan?city=barcelona",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    assert!(p["tasks"]["move"].as_u64().unwrap() >= 3, "{p}");
+    let stops = p["routes"][0]["stops"].as_array().unwrap();
+    let first_drop = stops.iter().position(|s| s["kind"] == "dropoff").unwrap();
+    let first_pick = stops.iter().position(|s| s["kind"] == "pickup").unwrap();
+    assert!(first_pick < first_drop, "{p}");
+    assert!(stops[first_pick]["vehicle_id"].is_string(), "{p}");
+    assert_eq!(stops.last().unwrap()["kind"], "depot");
+    let (s, _) = call(
+        &app,
+        Method::GET,
+        "/v1/ops/plan?city=barcelona",
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // The trip: from A to B. The price locked at unlock holds; the start discount fits the
+    // budget, the end credit no longer does.
+    let (s, bk) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": id})),
+    )
+    .await;
+    assert_eq!(s, 201, "{bk}");
+    let booking = bk["id"].as_str().unwrap().to_owned();
+    let (s, bk) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/unlock"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, bk["state"].as_str()), (200, Some("on_trip")), "{bk}");
+    report(&app, &id, b_lat, b_lon, 12_000).await;
+    let (s, bk) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/end"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!((s, bk["state"].as_str()), (200, Some("ended")), "{bk}");
+    let r = &bk["receipt"];
+    assert_eq!(r["multiplier"].as_f64(), Some(0.8), "{r}");
+    // Under a minute: 0.30 × 0.8; 2 km × 1.00 × 0.8.
+    assert_eq!(
+        (r["time"].as_i64(), r["distance"].as_i64()),
+        (Some(24), Some(160)),
+        "{r}"
+    );
+    assert_eq!(r["incentives"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(r["incentives"][0]["kind"], "start_discount", "{r}");
+    assert_eq!(r["total"], 200 + 24 + 160 - 50, "{r}");
+    let board: Value = app
+        .get("/v1/cities/barcelona/zones")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(board["incentive_budget"]["left_today"], 70, "{board}");
+}

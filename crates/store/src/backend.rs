@@ -19,10 +19,10 @@ use sqlx::{
 };
 
 use crate::{
-    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, GeofenceRecord,
-    KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage, PAGE_LIMIT_MAX,
-    PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken, RiderPass,
-    Rotation, Store, StoreError, TripFacts, UserRecord, redact_url,
+    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, DemandSlot,
+    GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage,
+    PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken,
+    RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -421,13 +421,14 @@ macro_rules! booking_row {
                 distance_m: $row.try_get("distance_m")?,
                 receipt: $row.try_get("receipt")?,
                 detail: $row.try_get("detail")?,
+                pricing: $row.try_get("pricing")?,
             },
         }
     }};
 }
 
 const BOOKING_COLUMNS: &str = "id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms, \
-     started_at_ms, ended_at_ms, start_odometer_m, distance_m, receipt, detail";
+     started_at_ms, ended_at_ms, start_odometer_m, distance_m, receipt, detail, pricing";
 
 macro_rules! kyc_row {
     ($row:expr) => {{
@@ -674,7 +675,8 @@ macro_rules! impl_store {
                     "UPDATE bookings SET state = $1, updated_at_ms = $2, \
                      started_at_ms = COALESCE(started_at_ms, $5), ended_at_ms = COALESCE(ended_at_ms, $6), \
                      start_odometer_m = COALESCE(start_odometer_m, $7), distance_m = COALESCE(distance_m, $8), \
-                     receipt = COALESCE(receipt, $9), detail = COALESCE(detail, $10) \
+                     receipt = COALESCE(receipt, $9), detail = COALESCE(detail, $10), \
+                     pricing = COALESCE(pricing, $11) \
                      WHERE id = $3 AND state = $4",
                 )
                 .bind(to)
@@ -687,6 +689,7 @@ macro_rules! impl_store {
                 .bind(f.distance_m)
                 .bind(f.receipt.as_deref())
                 .bind(f.detail.as_deref())
+                .bind(f.pricing.as_deref())
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
@@ -1768,6 +1771,106 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(self.mds_token(id).await?.is_some())
+            }
+
+            async fn add_demand(&self, city: &CityId, slots: &[DemandSlot]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for d in slots {
+                    sqlx::query(
+                        "INSERT INTO demand_slots (city_id, slot_ms, zone, searches, unmet) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (city_id, slot_ms, zone) DO UPDATE SET searches = demand_slots.searches + excluded.searches, \
+                         unmet = demand_slots.unmet + excluded.unmet",
+                    )
+                    .bind(city.as_str())
+                    .bind(d.slot.0)
+                    .bind(&d.zone)
+                    .bind(i64::from(d.searches))
+                    .bind(i64::from(d.unmet))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference(format!("city {city} does not exist"))
+                        }
+                        _ => StoreError::Database(e),
+                    })?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn demand_since(
+                &self,
+                city: &CityId,
+                from: TimestampMs,
+            ) -> Result<Vec<DemandSlot>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT slot_ms, zone, searches, unmet FROM demand_slots \
+                     WHERE city_id = $1 AND slot_ms >= $2 ORDER BY slot_ms, zone",
+                )
+                .bind(city.as_str())
+                .bind(from.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<DemandSlot, StoreError> {
+                        let n = |c: &str| -> Result<u32, StoreError> {
+                            let v: i64 = r.try_get(c)?;
+                            u32::try_from(v).map_err(|e| corrupt("demand count", e))
+                        };
+                        Ok(DemandSlot {
+                            slot: TimestampMs(r.try_get("slot_ms")?),
+                            zone: r.try_get("zone")?,
+                            searches: n("searches")?,
+                            unmet: n("unmet")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn spend_incentive(
+                &self,
+                city: &CityId,
+                day: i64,
+                amount_minor: i64,
+                budget_minor: i64,
+            ) -> Result<bool, StoreError> {
+                if amount_minor > budget_minor {
+                    return Ok(false);
+                }
+                let row = sqlx::query(
+                    "INSERT INTO incentive_spend (city_id, day, spent_minor) VALUES ($1, $2, $3) \
+                     ON CONFLICT (city_id, day) DO UPDATE SET spent_minor = incentive_spend.spent_minor + excluded.spent_minor \
+                     WHERE incentive_spend.spent_minor + excluded.spent_minor <= $4 \
+                     RETURNING spent_minor",
+                )
+                .bind(city.as_str())
+                .bind(day)
+                .bind(amount_minor)
+                .bind(budget_minor)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {city} does not exist"))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(row.is_some())
+            }
+
+            async fn incentive_spent(&self, city: &CityId, day: i64) -> Result<i64, StoreError> {
+                let row = sqlx::query(
+                    "SELECT spent_minor FROM incentive_spend WHERE city_id = $1 AND day = $2",
+                )
+                .bind(city.as_str())
+                .bind(day)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(r) => r.try_get(0)?,
+                    None => 0,
+                })
             }
 
             async fn put_alert(&self, a: &AlertRecord) -> Result<(), StoreError> {

@@ -182,6 +182,19 @@ pub struct AlertRecord {
     pub updated_at: TimestampMs,
 }
 
+/// Riders' searches in one zone and 15-minute slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemandSlot {
+    /// Start of the slot.
+    pub slot: TimestampMs,
+    /// The zone (an H3 cell as text).
+    pub zone: String,
+    /// Searches.
+    pub searches: u32,
+    /// Searches that found no vehicle.
+    pub unmet: u32,
+}
+
 /// A role-scoped API token as stored (the secret itself is never stored, only its SHA-256).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
@@ -281,6 +294,8 @@ pub struct TripFacts {
     pub receipt: Option<String>,
     /// Why it failed, or other notes.
     pub detail: Option<String>,
+    /// The dynamic price locked at unlock (multiplier, incentives, why), JSON.
+    pub pricing: Option<String>,
 }
 
 /// A KYC submission as stored.
@@ -823,6 +838,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Revokes an MDS token; false if there is no such token.
     async fn revoke_mds_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError>;
+
+    /// Adds riders' searches to a city's demand slots (counts add up: several processes may
+    /// report the same slot).
+    async fn add_demand(&self, city: &CityId, slots: &[DemandSlot]) -> Result<(), StoreError>;
+
+    /// A city's demand slots from `from` on, oldest first.
+    async fn demand_since(
+        &self,
+        city: &CityId,
+        from: TimestampMs,
+    ) -> Result<Vec<DemandSlot>, StoreError>;
+
+    /// Spends `amount_minor` of a city's incentive budget for local `day` if what was spent that
+    /// day plus this stays within `budget_minor`; true if it was spent. Atomic.
+    async fn spend_incentive(
+        &self,
+        city: &CityId,
+        day: i64,
+        amount_minor: i64,
+        budget_minor: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// What a city spent on incentives on local `day`.
+    async fn incentive_spent(&self, city: &CityId, day: i64) -> Result<i64, StoreError>;
 
     /// Creates or replaces an alert.
     async fn put_alert(&self, alert: &AlertRecord) -> Result<(), StoreError>;

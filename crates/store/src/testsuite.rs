@@ -17,9 +17,9 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    AlertRecord, ApiToken, BookingFilter, BookingRecord, CommandRecord, GeofenceRecord, KycRecord,
-    MdsToken, OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError, TripFacts,
-    UserRecord,
+    AlertRecord, ApiToken, BookingFilter, BookingRecord, CommandRecord, DemandSlot, GeofenceRecord,
+    KycRecord, MdsToken, OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError,
+    TripFacts, UserRecord,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -141,6 +141,7 @@ macro_rules! conformance_tests {
             the_outbox_sends_each_event_once_and_retries_when_due,
             open_data_events_trips_tokens_and_alerts,
             passes_are_sold_per_city_and_bought_once_per_key,
+            demand_adds_up_and_incentives_stay_within_the_budget,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -1682,4 +1683,79 @@ pub async fn passes_are_sold_per_city_and_bought_once_per_key(store: Arc<dyn Sto
     );
     assert_eq!(store.rider_passes(&rider.id).await.unwrap(), vec![pass]);
     assert!(store.rider_passes("nobody").await.unwrap().is_empty());
+}
+
+/// Demand slots add up when two reporters count the same slot; incentive spending never passes
+/// the day's budget, even when many processes spend at once; days are separate.
+pub async fn demand_adds_up_and_incentives_stay_within_the_budget(store: Arc<dyn Store>) {
+    let city = barcelona();
+    store.put_city(&city, TimestampMs(1)).await.unwrap();
+    let slot = |t: i64, zone: &str, searches: u32, unmet: u32| DemandSlot {
+        slot: TimestampMs(t),
+        zone: zone.to_owned(),
+        searches,
+        unmet,
+    };
+    store
+        .add_demand(&city.id, &[slot(900_000, "a", 3, 1), slot(0, "b", 2, 0)])
+        .await
+        .unwrap();
+    store
+        .add_demand(&city.id, &[slot(900_000, "a", 4, 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.demand_since(&city.id, TimestampMs(0)).await.unwrap(),
+        vec![slot(0, "b", 2, 0), slot(900_000, "a", 7, 3)]
+    );
+    assert_eq!(
+        store.demand_since(&city.id, TimestampMs(1)).await.unwrap(),
+        vec![slot(900_000, "a", 7, 3)]
+    );
+    let unknown = CityId::parse("atlantis").unwrap();
+    assert!(matches!(
+        store.add_demand(&unknown, &[slot(0, "a", 1, 0)]).await,
+        Err(StoreError::MissingReference(_))
+    ));
+
+    // 40 spenders of 100 against a budget of 1,000: exactly ten win.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        let id = city.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .spend_incentive(&id, 20_000, 100, 1_000)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += i32::from(t.await.unwrap());
+    }
+    assert_eq!(won, 10);
+    assert_eq!(
+        store.incentive_spent(&city.id, 20_000).await.unwrap(),
+        1_000
+    );
+    assert!(
+        !store
+            .spend_incentive(&city.id, 20_000, 1, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .spend_incentive(&city.id, 20_001, 1_000, 1_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .spend_incentive(&city.id, 20_002, 1_001, 1_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.incentive_spent(&city.id, 20_002).await.unwrap(), 0);
 }

@@ -12,6 +12,7 @@ pub mod gbfs;
 mod geofences;
 mod health;
 mod ingest;
+mod intel;
 mod kyc;
 mod lifecycle;
 pub mod limits;
@@ -71,7 +72,11 @@ pub struct AppState {
     pub open_data: Arc<crate::open_data::OpenData>,
     /// What the dashboard is configured with (basemap).
     pub ui: Arc<ui::UiSettings>,
+    /// Forecasts, prices and incentives, field plans.
+    pub intel: Arc<crate::intel::Intel>,
 }
+
+pub(crate) use intel::budget_day as intel_budget_day;
 
 /// The wall clock, read at the edge and passed into the core as a value.
 #[must_use]
@@ -130,6 +135,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(openapi::routes())
         .merge(ops::routes())
         .merge(passes::routes())
+        .merge(intel::routes())
         .merge(
             // Open-data feeds are large and polled: gzip them when the client asks.
             gbfs::routes()

@@ -18,7 +18,7 @@ use schemars::{JsonSchema, SchemaGenerator, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use super::{
-    AppState, accounts, admin, bookings, commands, gbfs, geofences, kyc, lifecycle, mds,
+    AppState, accounts, admin, bookings, commands, gbfs, geofences, intel, kyc, lifecycle, mds,
     notifications, ops, passes, pricing, stream, vehicles, wallet,
 };
 
@@ -713,6 +713,44 @@ pub const OPS: &[Op] = &[
         Public,
         200,
         "A city's plans",
+    ),
+    op(
+        "get",
+        "/v1/cities/{city}/zones",
+        "pricing",
+        Public,
+        200,
+        "Each zone's price multiplier, why, and its relocation incentives",
+    ),
+    with_query(
+        op(
+            "get",
+            "/v1/ops/forecast",
+            "intelligence",
+            Staff,
+            200,
+            "Demand forecast per zone for the next two hours, and the model versions",
+        ),
+        schema::<intel::CityParams>,
+    ),
+    with_query(
+        op(
+            "get",
+            "/v1/ops/plan",
+            "intelligence",
+            Staff,
+            200,
+            "The field plan: swaps, moves and collections, each van's stops in order",
+        ),
+        schema::<intel::CityParams>,
+    ),
+    op(
+        "post",
+        "/v1/admin/cities/{city}/intel/refresh",
+        "intelligence",
+        Admin,
+        200,
+        "Forecast, price and plan now",
     ),
     with_query(
         op(

@@ -160,10 +160,23 @@ struct QuoteDto {
     plan: PlanDto,
     minutes: u32,
     km: f64,
-    /// Estimated total for the given minutes and kilometres, minor units.
+    /// Estimated total for the given minutes and kilometres, minor units (with the zone's
+    /// multiplier and the start discount, before any credit for where the trip ends).
     estimate: i64,
     estimate_display: String,
+    /// The zone's price multiplier on time and distance (1 without dynamic pricing).
+    multiplier: f64,
+    /// Why the price is what it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price_reason: Option<String>,
+    /// Discount for starting here (the zone has spare vehicles), minor units.
+    start_discount: i64,
+    /// Zones nearby short of vehicles: ending the trip in one earns its credit (nearest first).
+    end_credit_zones: Vec<serde_json::Value>,
 }
+
+/// Deficit zones listed in a quote at most.
+const CREDIT_ZONES_MAX: usize = 5;
 
 async fn quote(
     _: RiderCaller,
@@ -197,24 +210,62 @@ async fn quote(
     };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let metres = (km * 1_000.0).round() as u64;
+    let locked = view
+        .position
+        .and_then(|at| state.intel.lock_price(&city, view.vehicle_type, at));
+    let multiplier = locked.as_ref().map_or(1_000, |l| l.multiplier_permille);
     let f = match fare(
         &tariff,
         i64::from(minutes) * 60_000,
         metres,
         Money::zero(currency),
-        1_000,
+        multiplier,
     ) {
         Ok(f) => f,
         Err(e) => return bad_request("invalid_query", e.to_string()),
     };
+    let scale = 10_i64.pow(currency.minor_digits());
+    let start_discount = locked
+        .as_ref()
+        .map_or(0, |l| l.start_discount_cents * scale / 100)
+        .min(f.total.minor);
+    let total = Money::new(f.total.minor - start_discount, currency);
+    let mut end_credit_zones: Vec<(f64, serde_json::Value)> = Vec::new();
+    if locked.is_some()
+        && let (Some(at), Some(board)) = (view.position, state.intel.board(&city))
+    {
+        for z in board.zones.iter().filter(|z| z.price.end_credit_cents > 0) {
+            let Ok(cell) = z.zone.parse::<h3o::CellIndex>() else {
+                continue;
+            };
+            let ll = h3o::LatLng::from(cell);
+            let Ok(centre) = mobility_core::LatLon::new(ll.lat(), ll.lng()) else {
+                continue;
+            };
+            let d = at.distance_m(&centre);
+            end_credit_zones.push((
+                d,
+                serde_json::json!({
+                    "zone": z.zone, "lat": centre.lat(), "lon": centre.lon(),
+                    "distance_m": d.round(), "credit": z.price.end_credit_cents * scale / 100,
+                }),
+            ));
+        }
+        end_credit_zones.sort_by(|a, b| a.0.total_cmp(&b.0));
+        end_credit_zones.truncate(CREDIT_ZONES_MAX);
+    }
     let default = name == "default";
     Json(QuoteDto {
         vehicle_id: id.to_string(),
         plan: dto(view.vehicle_type, name, &tariff, default),
         minutes,
         km,
-        estimate: f.total.minor,
-        estimate_display: f.total.to_string(),
+        estimate: total.minor,
+        estimate_display: total.to_string(),
+        multiplier: f64::from(multiplier) / 1_000.0,
+        price_reason: locked.map(|l| l.reason),
+        start_discount,
+        end_credit_zones: end_credit_zones.into_iter().map(|(_, v)| v).collect(),
     })
     .into_response()
 }

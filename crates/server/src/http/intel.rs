@@ -1,0 +1,154 @@
+//! Fleet intelligence over HTTP: each city's zone prices and incentives (public, like every
+//! price), its demand forecast and model versions, and the field plan (staff).
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use mobility_core::CityId;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    AppState, Problem,
+    admin::store_problem,
+    extract::{ApiQuery, bad_request},
+    now,
+};
+use crate::auth::{AdminCaller, StaffCaller};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/cities/{city}/zones", get(zones))
+        .route("/v1/ops/forecast", get(forecast))
+        .route("/v1/ops/plan", get(plan))
+        .route("/v1/admin/cities/{city}/intel/refresh", post(refresh))
+}
+
+fn city_of(state: &AppState, raw: &str) -> Result<CityId, Box<Response>> {
+    let city =
+        CityId::parse(raw).map_err(|e| Box::new(bad_request("invalid_field", e.to_string())))?;
+    if state.fleet.shard(&city).is_none() {
+        return Err(Box::new(
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
+                .with_detail(format!("no city {city}"))
+                .into_response(),
+        ));
+    }
+    Ok(city)
+}
+
+/// Makes sure a city has been thought about once (a city created since the last tick).
+async fn ensure(state: &AppState, city: &CityId) -> Result<(), Box<Response>> {
+    if state.intel.board(city).is_none() {
+        state
+            .intel
+            .refresh(city, now())
+            .await
+            .map_err(|e| Box::new(store_problem(&e)))?;
+    }
+    Ok(())
+}
+
+/// UTC day number, the incentive budget's day.
+pub(crate) fn budget_day(at: mobility_core::TimestampMs) -> i64 {
+    at.0.div_euclid(86_400_000)
+}
+
+/// Public: each zone's price multiplier, why, and the incentives it offers.
+async fn zones(State(state): State<AppState>, Path(city): Path<String>) -> Response {
+    let city = match city_of(&state, &city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = ensure(&state, &city).await {
+        return *r;
+    }
+    let Some(board) = state.intel.board(&city) else {
+        return store_problem(&mobility_store::StoreError::NotFound("prices".into()));
+    };
+    let spent = match state.store.incentive_spent(&city, budget_day(now())).await {
+        Ok(s) => s,
+        Err(e) => return store_problem(&e),
+    };
+    let budget = state.intel.pricing().daily_budget_cents;
+    Json(json!({
+        "city": city,
+        "computed_at_ms": board.computed_at_ms,
+        "forecast_source": board.forecast_source,
+        "floor": board.floor,
+        "cap": board.cap,
+        "incentive_budget": { "daily": budget, "left_today": (budget - spent).max(0) },
+        "zones": board.zones,
+    }))
+    .into_response()
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CityParams {
+    city: String,
+}
+
+/// Staff: the latest forecast per zone and slot, with the model versions and their scores.
+async fn forecast(
+    _: StaffCaller,
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<CityParams>,
+) -> Response {
+    let city = match city_of(&state, &p.city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = ensure(&state, &city).await {
+        return *r;
+    }
+    let models = state.intel.models(&city);
+    Json(json!({
+        "forecast": state.intel.forecast(&city),
+        "models": models,
+    }))
+    .into_response()
+}
+
+/// Staff: the field plan: each van's stops in order.
+async fn plan(
+    _: StaffCaller,
+    State(state): State<AppState>,
+    ApiQuery(p): ApiQuery<CityParams>,
+) -> Response {
+    let city = match city_of(&state, &p.city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(r) = ensure(&state, &city).await {
+        return *r;
+    }
+    Json(state.intel.plan(&city)).into_response()
+}
+
+/// Admin: forecast, price and plan now instead of at the next period.
+async fn refresh(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(city): Path<String>,
+) -> Response {
+    let city = match city_of(&state, &city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Err(e) = state.intel.refresh(&city, now()).await {
+        return store_problem(&e);
+    }
+    let board = state.intel.board(&city);
+    let plan = state.intel.plan(&city);
+    Json(json!({
+        "zones": board.as_ref().map_or(0, |b| b.zones.len()),
+        "forecast_source": board.as_ref().map(|b| b.forecast_source),
+        "plan_tasks": plan.as_ref().map(|p| p.tasks.clone()),
+    }))
+    .into_response()
+}

@@ -1,0 +1,24 @@
+-- Fleet intelligence: riders' demand per H3 zone and 15-minute slot (what the forecaster learns
+-- from; a search is a request, one that found no vehicle is demand the fleet lost), and each
+-- city's incentive spending per local day (checked and added in one statement, so processes
+-- sharing the database never overspend the budget together).
+
+CREATE TABLE demand_slots (
+    city_id      TEXT NOT NULL REFERENCES cities (id),
+    slot_ms      BIGINT NOT NULL,    -- UTC ms of the slot's start
+    zone         TEXT NOT NULL,       -- H3 cell
+    searches     BIGINT NOT NULL,
+    unmet        BIGINT NOT NULL,
+    PRIMARY KEY (city_id, slot_ms, zone)
+);
+
+CREATE TABLE incentive_spend (
+    city_id      TEXT NOT NULL REFERENCES cities (id),
+    day          BIGINT NOT NULL,    -- local day number (days since 1970-01-01)
+    spent_minor  BIGINT NOT NULL,
+    PRIMARY KEY (city_id, day)
+);
+
+-- The dynamic price a trip was unlocked at (multiplier, incentives, reason), JSON: the fare at
+-- the end follows what the rider was shown.
+ALTER TABLE bookings ADD COLUMN pricing TEXT;
