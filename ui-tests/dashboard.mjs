@@ -168,7 +168,7 @@ try {
   });
 
   // Field tasks from the live fleet: an out-of-service vehicle is first.
-  const near = (await call("GET", "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=5000&type=scooter&limit=5", undefined, rider)).body;
+  const near = (await call("GET", "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=5000&type=scooter&min_battery=30&limit=5", undefined, rider)).body;
   const broken = near.vehicles[2].id;
   check((await call("POST", "/v1/vehicles/events", { changes: [{ vehicle_id: broken, event_types: ["maintenance"], vehicle_state: "non_operational" }] })).status === 200, "a vehicle goes out of service");
   await until("it is the first task", async () => {
@@ -176,6 +176,17 @@ try {
     const first = await page.locator("#tasks li").first().textContent();
     return first.includes(broken.slice(0, 8)) && first.includes("inspect") && first.startsWith("scooter");
   });
+  // The field plan: re-planned now, the broken scooter is collected on a van's route, in order,
+  // and the routes are drawn on the map.
+  await page.getByRole("button", { name: "Re-plan now" }).click();
+  await until("a van's route collects the broken scooter", async () => {
+    const stops = await page.locator("#routes li[data-kind=collect]").allTextContents();
+    return stops.some((t) => t.includes(broken.slice(0, 8)));
+  });
+  check(await page.evaluate(() => window.mobilityDashboard.planStops() > 1), "the van routes are on the map");
+  const plan = (await call("GET", "/v1/ops/plan?city=barcelona")).body;
+  check(plan.routes.every((r) => r.stops[r.stops.length - 1].kind === "depot"), "every route ends at the depot");
+  await shot("3a-van-routes");
 
   // The supply heat layer.
   await page.getByRole("button", { name: "Supply heat" }).click();

@@ -16,6 +16,9 @@ const ZONE_STYLE = {
 const CLUSTER_ABOVE = 4000; // more vehicles than this on screen: draw counts per grid cell
 const CLUSTER_PX = 28;
 
+// One colour per van route on the map and in the list.
+const ROUTE_COLOURS = ["#f778ba", "#d29922", "#a5d6ff", "#7ee787", "#ff7b72", "#d2a8ff"];
+
 const s = {
   token: sessionStorage.getItem("mobility.token"),
   role: null,
@@ -37,6 +40,7 @@ const s = {
   heat: null, // H3 cells when the supply layer is on
   byBattery: false, // colour vehicles by charge instead of state
   heatKind: null, // "supply" or "demand" while a heat layer is shown
+  plan: null, // the field plan while the tasks tab is open
   tiles: null, // {url, attribution} when a basemap is configured
   tileCache: new Map(),
   editing: null, // the zone being edited (its id), while drawing
@@ -314,6 +318,24 @@ function draw(once) {
       for (let i = 0; i < low.length; i += 2) { ctx.moveTo(low[i] + 3.2, low[i + 1]); ctx.arc(low[i], low[i + 1], 3.2, 0, Math.PI * 2); }
       ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1; ctx.stroke();
     }
+  }
+  if (s.plan && !$("pane-tasks").hidden) {
+    // Each van's route from the depot through its stops, numbered in order.
+    const depot = project(s.plan.depot[1], s.plan.depot[0]);
+    ctx.font = "10px system-ui"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    s.plan.routes.forEach((r, i) => {
+      const colour = ROUTE_COLOURS[i % ROUTE_COLOURS.length];
+      ctx.beginPath(); ctx.moveTo(depot[0], depot[1]);
+      for (const st of r.stops) { const [x, y] = project(st.lon, st.lat); ctx.lineTo(x, y); }
+      ctx.strokeStyle = colour; ctx.lineWidth = 2; ctx.stroke();
+      r.stops.forEach((st, k) => {
+        if (st.kind === "depot" || st.kind === "reload") return;
+        const [x, y] = project(st.lon, st.lat);
+        ctx.beginPath(); ctx.arc(x, y, 7, 0, Math.PI * 2); ctx.fillStyle = colour; ctx.fill();
+        ctx.fillStyle = "#0d1117"; ctx.fillText(String(k + 1), x, y);
+      });
+    });
+    ctx.fillStyle = "#f0f6fc"; ctx.fillRect(depot[0] - 5, depot[1] - 5, 10, 10);
   }
   if (s.selected && s.vehicles.has(s.selected)) {
     if (s.trail.length > 1) {
@@ -642,7 +664,57 @@ function refreshTasks() {
     return li;
   }));
   if (!tasks.length) $("tasks").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "Nothing to do right now." }));
+  refreshPlan();
 }
+
+// --- the field plan: routed van stops from the platform's planner -----------------------------
+const STOP_WORDS = { swap: "swap battery", pickup: "pick up", dropoff: "drop off", collect: "collect for repair", reload: "reload packs at the depot", depot: "back to the depot" };
+async function refreshPlan() {
+  try {
+    const plan = await api(`/v1/ops/plan?city=${encodeURIComponent(s.city)}`);
+    s.plan = plan;
+    s.dirty = true;
+    if (!plan) {
+      $("routes").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "No plan yet." }));
+      return;
+    }
+    const counts = Object.entries(plan.tasks).map(([k, n]) => `${n} ${k}`).join(", ") || "no tasks";
+    $("plan-summary").textContent = `Planned ${new Date(plan.planned_at_ms).toLocaleTimeString()} for ${plan.vans} van${plan.vans === 1 ? "" : "s"}: ${counts}; ${plan.unassigned} left for the next period.`;
+    $("routes").replaceChildren(...plan.routes.map((r, i) => {
+      const li = document.createElement("li");
+      li.append(`${r.van} · ${r.stops.length} stops · ${(r.distance_m / 1000).toFixed(1)} km · ${Math.round(r.duration_s / 60)} min`);
+      li.style.borderLeft = `4px solid ${ROUTE_COLOURS[i % ROUTE_COLOURS.length]}`;
+      const ol = document.createElement("ol");
+      ol.className = "stops";
+      for (const st of r.stops) {
+        const item = document.createElement("li");
+        item.dataset.kind = st.kind;
+        item.append(`${STOP_WORDS[st.kind] || st.kind} (+${Math.round(st.arrival_s / 60)} min) `);
+        if (st.vehicle_id) {
+          const b = Object.assign(document.createElement("button"), { type: "button", className: "link", textContent: st.vehicle_id.slice(0, 8) });
+          b.setAttribute("aria-label", `Open vehicle ${st.vehicle_id}`);
+          b.addEventListener("click", () => openVehicle(st.vehicle_id));
+          item.append(b);
+        }
+        ol.append(item);
+      }
+      li.append(ol);
+      return li;
+    }));
+    if (!plan.routes.length) $("routes").replaceChildren(Object.assign(document.createElement("li"), { className: "muted", textContent: "No van has work this period." }));
+  } catch (err) {
+    $("routes").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: err.message }));
+  }
+}
+$("plan-refresh").addEventListener("click", async () => {
+  try {
+    await api(`/v1/admin/cities/${encodeURIComponent(s.city)}/intel/refresh`, { method: "POST" });
+  } catch (err) {
+    $("routes").replaceChildren(Object.assign(document.createElement("li"), { className: "error", textContent: err.message }));
+    return;
+  }
+  refreshPlan();
+});
 
 // --- bookings --------------------------------------------------------------------------------
 $("bookings-form").addEventListener("submit", (e) => { e.preventDefault(); refreshBookings(); });
@@ -947,6 +1019,7 @@ function selectTab(name) {
   if (name === "kyc") refreshKyc();
   if (name === "bookings") refreshBookings();
   if (name === "tasks") refreshTasks();
+  s.dirty = true; // the van routes show only with the tasks tab
   if (name === "fleet") { refreshPlans(); refreshPasses(); }
   if (name === "users") refreshUsers();
 }
@@ -958,6 +1031,7 @@ window.mobilityDashboard = {
   vehicles: () => [...s.vehicles.values()],
   updates: () => s.updates,
   heatCells: () => (s.heat ? s.heat.length : 0),
+  planStops: () => (s.plan ? s.plan.routes.reduce((n, r) => n + r.stops.length, 0) : 0),
   // How long one frame takes with `n` vehicles on screen (synthetic, around the view's centre);
   // the real fleet is put back afterwards. Measures the map, not the network.
   renderBenchmark: (n, frames = 20) => {

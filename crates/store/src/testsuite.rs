@@ -196,7 +196,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(13));
+    assert_eq!(r.schema_version, Some(14));
 }
 
 /// Cities are stored whole, listed by id, and replaced by `put_city`.
