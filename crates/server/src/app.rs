@@ -252,6 +252,7 @@ impl Application {
                         models_dir: Some(settings.data_dir.join("models")),
                         ..crate::intel::IntelSettings::default()
                     },
+                    crate::http::now(),
                 ));
                 AppState {
                     intel: intel.clone(),

@@ -8,7 +8,8 @@
 //! - **Forecast.** At every new slot each city's requests are forecast per zone for the next
 //!   two hours ([`HORIZON_SLOTS`]). With a trained model in the city's registry it forecasts;
 //!   until there is one (a new city has no history), the mean of the same slot over the past
-//!   days that exist stands in, and with less than a day the last hour's rate. The source is
+//!   days that exist stands in, and with less than a day the last hour's rate of searches (from
+//!   the live search log, so a new city is priced from its first minutes). The source is
 //!   part of every answer. A model is trained at 03:00 UTC each day, or as soon as
 //!   [`TRAIN_MIN_DAYS`] days of history exist; the registry keeps it only if it beats the
 //!   current one on the last two days (`mobility_intel::Registry`), and saves it under
@@ -218,6 +219,8 @@ pub struct Intel {
     fleet: Arc<Fleet>,
     settings: IntelSettings,
     cities: RwLock<HashMap<CityId, Arc<CityIntel>>>,
+    /// When this process started counting searches.
+    started: TimestampMs,
 }
 
 /// The H3 zone of a position.
@@ -303,16 +306,38 @@ pub fn fallback(series: &Series) -> (&'static str, Vec<Vec<f64>>) {
     )
 }
 
+/// Requests per 15-minute slot from the last hour's searches per cell, observed over
+/// `observed_min` minutes. Pure.
+#[must_use]
+pub fn recent_rate(
+    cells: &[(CellIndex, u32, u32)],
+    observed_min: f64,
+) -> BTreeMap<String, Vec<f64>> {
+    cells
+        .iter()
+        .map(|(cell, searches, _)| {
+            let per_slot = f64::from(*searches) * 15.0 / observed_min.max(1.0);
+            (cell.to_string(), vec![per_slot; HORIZON_SLOTS])
+        })
+        .collect()
+}
+
 impl Intel {
     /// Intelligence over the store's demand history and the live fleet. Cities' saved model
     /// registries are loaded as cities are first seen.
     #[must_use]
-    pub fn new(store: Arc<dyn Store>, fleet: Arc<Fleet>, settings: IntelSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        fleet: Arc<Fleet>,
+        settings: IntelSettings,
+        now: TimestampMs,
+    ) -> Self {
         Self {
             store,
             fleet,
             settings,
             cities: RwLock::new(HashMap::new()),
+            started: now,
         }
     }
 
@@ -465,6 +490,11 @@ impl Intel {
             .as_ref()
             .map(|d| d.join(city.as_str()));
         let city_name = city.to_string();
+        // The last hour as the search log holds it (up to the current minute): what the
+        // recent-rate stand-in reads, so a new city is priced from its first minutes.
+        let live = self.fleet.search_cells(city, DEMAND_RESOLUTION, now);
+        #[allow(clippy::cast_precision_loss)]
+        let observed_min = ((now.0 - self.started.0) as f64 / 60_000.0).clamp(1.0, 60.0);
         let view = tokio::task::spawn_blocking(move || {
             let mut reg = registry.lock();
             if train {
@@ -500,12 +530,24 @@ impl Intel {
                     .then(|| m.forecast(&series, t).ok().map(|f| (card.version, f)))
                     .flatten()
             });
-            let (source, version, values) = match modelled {
-                Some((v, f)) => ("model", Some(v), f),
-                None => {
-                    let (source, f) = fallback(&series);
-                    (source, None, f)
-                }
+            let (source, version, zones) = match modelled {
+                Some((v, f)) => ("model", Some(v), series.zones.iter().cloned().zip(f).collect()),
+                None => match fallback(&series) {
+                    ("recent_rate", stored) => {
+                        // The stored last hour or the live one, whichever saw more: after a
+                        // restart the live log is empty, in a city's first quarter hour the
+                        // store is.
+                        let mut zones = recent_rate(&live, observed_min);
+                        for (z, f) in series.zones.iter().zip(stored) {
+                            let e = zones.entry(z.clone()).or_insert_with(|| f.clone());
+                            if f.first() > e.first() {
+                                *e = f;
+                            }
+                        }
+                        ("recent_rate", None, zones)
+                    }
+                    (source, f) => (source, None, series.zones.iter().cloned().zip(f).collect()),
+                },
             };
             ForecastView {
                 issued_at_ms: now.0,
@@ -514,7 +556,7 @@ impl Intel {
                 source,
                 model_version: version,
                 history_days,
-                zones: series.zones.iter().cloned().zip(values).collect(),
+                zones,
             }
         })
         .await
@@ -828,6 +870,15 @@ mod tests {
             "the current slot is not past yet"
         );
         assert!((s.counts[1][0] - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_recent_rate_scales_what_was_seen_to_a_slot() {
+        let cell = LatLng::new(41.39, 2.17).unwrap().to_cell(DEMAND_RESOLUTION);
+        let r = recent_rate(&[(cell, 6, 2)], 5.0);
+        assert_eq!(r[&cell.to_string()], vec![18.0; HORIZON_SLOTS]);
+        let r = recent_rate(&[(cell, 6, 2)], 60.0);
+        assert!((r[&cell.to_string()][0] - 1.5).abs() < 1e-12);
     }
 
     #[test]
