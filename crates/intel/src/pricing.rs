@@ -45,6 +45,8 @@ pub struct ZonePrice {
     pub forecast_demand: f64,
     /// Rentable vehicles now.
     pub supply: u32,
+    /// Trips forecast to end here over the horizon (vehicles arriving).
+    pub forecast_returns: f64,
     /// Vehicles missing (positive) or spare (negative) for the forecast.
     pub balance: i32,
     /// Credit offered for ending a trip here, cents (deficit zones).
@@ -72,7 +74,29 @@ pub fn price_zone(
     previous: Option<f64>,
     cfg: &PricingConfig,
 ) -> ZonePrice {
+    price_zone_flow(forecast_demand, supply, 0.0, previous, cfg)
+}
+
+/// Prices a zone that also expects `forecast_returns` vehicles to arrive over the horizon
+/// (trips ending there): they count as supply, whole vehicles only.
+#[must_use]
+pub fn price_zone_flow(
+    forecast_demand: f64,
+    supply: u32,
+    forecast_returns: f64,
+    previous: Option<f64>,
+    cfg: &PricingConfig,
+) -> ZonePrice {
     let demand = forecast_demand.max(0.0);
+    let returns = if forecast_returns.is_finite() {
+        forecast_returns.max(0.0)
+    } else {
+        0.0
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let arriving = returns.floor().min(f64::from(u32::MAX)) as u32;
+    let supply_now = supply;
+    let supply = supply.saturating_add(arriving);
     let supply_f = f64::from(supply);
     // Demand per vehicle against one ride per vehicle over the horizon: log-ratio, so doubling
     // and halving move the price by the same step.
@@ -91,8 +115,13 @@ pub fn price_zone(
         (0, 0)
     };
     let reason = format!(
-        "{demand:.1} requests forecast for {supply} rentable vehicle{}: {}; multiplier {:.2} (bounds {:.2}–{:.2}{})",
-        if supply == 1 { "" } else { "s" },
+        "{demand:.1} requests forecast for {supply_now} rentable vehicle{}{}: {}; multiplier {:.2} (bounds {:.2}–{:.2}{})",
+        if supply_now == 1 { "" } else { "s" },
+        if arriving > 0 {
+            format!(" and {arriving} arriving")
+        } else {
+            String::new()
+        },
         match balance {
             b if b > 0 => format!("{b} short, riders ending trips here earn a credit"),
             b if b < -2 => format!("{} spare, riders starting trips here get a discount", -b),
@@ -106,7 +135,8 @@ pub fn price_zone(
     ZonePrice {
         multiplier,
         forecast_demand: demand,
-        supply,
+        supply: supply_now,
+        forecast_returns: returns,
         balance,
         end_credit_cents,
         start_discount_cents,
@@ -174,6 +204,23 @@ mod tests {
         assert!(b.spend(1, 100, &tight));
         assert!(!b.spend(1, 100, &tight));
         assert!(b.spend(2, 100, &tight));
+    }
+
+    #[test]
+    fn vehicles_arriving_count_as_supply() {
+        let cfg = PricingConfig::default();
+        let short = price_zone_flow(10.0, 2, 0.0, None, &cfg);
+        let refilled = price_zone_flow(10.0, 2, 8.6, None, &cfg);
+        assert!(refilled.multiplier < short.multiplier, "{refilled:?}");
+        assert!(refilled.balance < short.balance);
+        assert_eq!(refilled.supply, 2);
+        assert!(
+            refilled.reason.contains("and 8 arriving"),
+            "{}",
+            refilled.reason
+        );
+        assert_eq!(price_zone(10.0, 2, None, &cfg), short);
+        assert_eq!(price_zone_flow(10.0, 2, f64::NAN, None, &cfg), short);
     }
 
     #[test]

@@ -88,6 +88,8 @@ struct SearchMinute {
     searches: u32,
     unmet: u32,
     cells: HashMap<h3o::CellIndex, (u32, u32)>,
+    /// Trips that ended in each cell.
+    returns: HashMap<h3o::CellIndex, u32>,
 }
 
 /// Searches for a vehicle in the last hour, and how many found none: demand the fleet did not
@@ -210,7 +212,20 @@ impl Fleet {
     /// recorded the change that produced them).
     pub fn apply_vehicle(&self, v: &Vehicle) {
         if let Some(shard) = self.city_of(&v.id).and_then(|c| self.shard(&c)) {
-            shard.index.write().set_state(&v.id, v.state);
+            let ended_at = {
+                let mut index = shard.index.write();
+                let before = index.get(&v.id);
+                index.set_state(&v.id, v.state);
+                before.filter(|b| {
+                    b.state == mobility_core::VehicleState::OnTrip
+                        && v.state != mobility_core::VehicleState::OnTrip
+                })
+            };
+            // A trip ended here: a return, for the forecast of where vehicles will be.
+            // Counted when the platform learns of it (the vehicle's own clock may be off).
+            if let Some(at) = ended_at.and_then(|b| b.position) {
+                self.note_return(&v.city, at, crate::http::now());
+            }
             let mut versions = self.versions.write();
             let known = versions.entry(v.id).or_insert(v.version);
             *known = (*known).max(v.version);
@@ -233,21 +248,44 @@ impl Fleet {
         })
     }
 
-    /// Counts a rider's search at `at` in its city's minute (and in its H3 cell).
-    pub fn note_search(&self, city: &CityId, at: LatLon, now: TimestampMs, found: bool) {
-        let minute = now.0.div_euclid(60_000);
-        let cell = h3o::LatLng::new(at.lat(), at.lon())
+    /// Counts a trip that ended at `at` in its city's minute and H3 cell.
+    pub fn note_return(&self, city: &CityId, at: LatLon, now: TimestampMs) {
+        let Some(cell) = h3o::LatLng::new(at.lat(), at.lon())
             .ok()
-            .map(|ll| ll.to_cell(DEMAND_RESOLUTION));
+            .map(|ll| ll.to_cell(DEMAND_RESOLUTION))
+        else {
+            return;
+        };
+        self.in_minute(city, now, |m| *m.returns.entry(cell).or_default() += 1);
+    }
+
+    /// Runs `f` on the city's log entry of `now`'s minute; the log keeps the last hour. A
+    /// moment older than the newest minute counts in the newest one.
+    fn in_minute(&self, city: &CityId, now: TimestampMs, f: impl FnOnce(&mut SearchMinute)) {
+        let minute = now.0.div_euclid(60_000);
         let mut all = self.searches.write();
         let log = all.entry(city.clone()).or_default();
-        if log.back().is_none_or(|m| m.minute != minute) {
+        if log.back().is_none_or(|m| m.minute < minute) {
             log.push_back(SearchMinute {
                 minute,
                 ..SearchMinute::default()
             });
         }
+        let newest = log.back().map_or(minute, |m| m.minute);
         if let Some(m) = log.back_mut() {
+            f(m);
+        }
+        while log.front().is_some_and(|m| m.minute <= newest - 60) {
+            log.pop_front();
+        }
+    }
+
+    /// Counts a rider's search at `at` in its city's minute (and in its H3 cell).
+    pub fn note_search(&self, city: &CityId, at: LatLon, now: TimestampMs, found: bool) {
+        let cell = h3o::LatLng::new(at.lat(), at.lon())
+            .ok()
+            .map(|ll| ll.to_cell(DEMAND_RESOLUTION));
+        self.in_minute(city, now, |m| {
             m.searches += 1;
             m.unmet += u32::from(!found);
             if let Some(c) = cell {
@@ -255,10 +293,24 @@ impl Fleet {
                 e.0 += 1;
                 e.1 += u32::from(!found);
             }
+        });
+    }
+
+    /// A city's returns (trips that ended) of the last hour per H3 cell at
+    /// [`DEMAND_RESOLUTION`].
+    #[must_use]
+    pub fn return_cells(&self, city: &CityId, now: TimestampMs) -> Vec<(h3o::CellIndex, u32)> {
+        let minute = now.0.div_euclid(60_000);
+        let mut out: std::collections::BTreeMap<h3o::CellIndex, u32> =
+            std::collections::BTreeMap::new();
+        if let Some(log) = self.searches.read().get(city) {
+            for m in log.iter().filter(|m| m.minute > minute - 60) {
+                for (cell, r) in &m.returns {
+                    *out.entry(*cell).or_default() += r;
+                }
+            }
         }
-        while log.front().is_some_and(|m| m.minute <= minute - 60) {
-            log.pop_front();
-        }
+        out.into_iter().collect()
     }
 
     /// A city's searches of the last hour per H3 cell (at `resolution`, no finer than
@@ -297,7 +349,7 @@ impl Fleet {
         to_minute: i64,
         slot_ms: i64,
     ) -> Vec<mobility_store::DemandSlot> {
-        let mut out: std::collections::BTreeMap<(i64, h3o::CellIndex), (u32, u32)> =
+        let mut out: std::collections::BTreeMap<(i64, h3o::CellIndex), (u32, u32, u32)> =
             std::collections::BTreeMap::new();
         if let Some(log) = self.searches.read().get(city) {
             for m in log
@@ -310,15 +362,19 @@ impl Fleet {
                     e.0 += n;
                     e.1 += u;
                 }
+                for (cell, r) in &m.returns {
+                    out.entry((slot, *cell)).or_default().2 += r;
+                }
             }
         }
         out.into_iter()
             .map(
-                |((slot, cell), (searches, unmet))| mobility_store::DemandSlot {
+                |((slot, cell), (searches, unmet, returns))| mobility_store::DemandSlot {
                     slot: TimestampMs(slot),
                     zone: cell.to_string(),
                     searches,
                     unmet,
+                    returns,
                 },
             )
             .collect()

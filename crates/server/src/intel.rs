@@ -36,7 +36,7 @@ use h3o::{CellIndex, LatLng};
 use mobility_core::{CityId, LatLon, TimestampMs, VehicleId, VehicleState, VehicleType};
 use mobility_intel::{
     ForecastConfig, Forecaster, Registry, Series,
-    pricing::{PricingConfig, ZonePrice, price_zone},
+    pricing::{PricingConfig, ZonePrice, price_zone_flow},
     routing, tasks,
 };
 use mobility_store::{DemandSlot, Store, StoreError};
@@ -106,6 +106,10 @@ pub struct ForecastView {
     pub history_days: f64,
     /// Expected requests per zone and slot.
     pub zones: BTreeMap<String, Vec<f64>>,
+    /// Where the returns forecast comes from (the same choices, its own model).
+    pub returns_source: &'static str,
+    /// Expected returns (trips ending) per zone and slot.
+    pub returns: BTreeMap<String, Vec<f64>>,
 }
 
 impl ForecastView {
@@ -113,6 +117,12 @@ impl ForecastView {
     #[must_use]
     pub fn total(&self, zone: &str) -> f64 {
         self.zones.get(zone).map_or(0.0, |v| v.iter().sum())
+    }
+
+    /// Expected returns in `zone` over the whole horizon.
+    #[must_use]
+    pub fn returns_total(&self, zone: &str) -> f64 {
+        self.returns.get(zone).map_or(0.0, |v| v.iter().sum())
     }
 }
 
@@ -204,6 +214,7 @@ struct CityIntel {
     board: RwLock<Option<Arc<PriceBoard>>>,
     plan: RwLock<Option<Arc<FieldPlan>>>,
     registry: Arc<Mutex<Registry>>,
+    returns_registry: Arc<Mutex<Registry>>,
     /// Search-log minutes before this one are in the store.
     flushed_minute: Mutex<i64>,
     last_forecast_slot: Mutex<i64>,
@@ -242,10 +253,15 @@ fn point(p: LatLon) -> routing::Point {
     }
 }
 
-/// Builds the series the forecast reads: `rows` from `start_ms` up to `now_slot`, then
-/// [`HORIZON_SLOTS`] empty slots ahead.
+/// Builds the series the forecast reads: `count` of `rows` (requests or returns) from
+/// `start_ms` up to `now_slot`, then [`HORIZON_SLOTS`] empty slots ahead.
 #[must_use]
-pub fn series_of(rows: &[DemandSlot], start_ms: i64, now_slot: i64) -> Series {
+pub fn series_of(
+    rows: &[DemandSlot],
+    start_ms: i64,
+    now_slot: i64,
+    count: impl Fn(&DemandSlot) -> u32,
+) -> Series {
     let mut zones: Vec<String> = rows.iter().map(|r| r.zone.clone()).collect();
     zones.sort_unstable();
     zones.dedup();
@@ -259,7 +275,7 @@ pub fn series_of(rows: &[DemandSlot], start_ms: i64, now_slot: i64) -> Series {
             continue;
         };
         if k < past {
-            s.counts[z][k] += f64::from(r.searches);
+            s.counts[z][k] += f64::from(count(r));
         }
     }
     s
@@ -306,20 +322,89 @@ pub fn fallback(series: &Series) -> (&'static str, Vec<Vec<f64>>) {
     )
 }
 
-/// Requests per 15-minute slot from the last hour's searches per cell, observed over
-/// `observed_min` minutes. Pure.
+/// Counts per 15-minute slot from the last hour's counts per cell (searches or returns),
+/// observed over `observed_min` minutes. Pure.
 #[must_use]
-pub fn recent_rate(
-    cells: &[(CellIndex, u32, u32)],
-    observed_min: f64,
-) -> BTreeMap<String, Vec<f64>> {
+pub fn recent_rate(cells: &[(CellIndex, u32)], observed_min: f64) -> BTreeMap<String, Vec<f64>> {
     cells
         .iter()
-        .map(|(cell, searches, _)| {
-            let per_slot = f64::from(*searches) * 15.0 / observed_min.max(1.0);
+        .map(|(cell, n)| {
+            let per_slot = f64::from(*n) * 15.0 / observed_min.max(1.0);
             (cell.to_string(), vec![per_slot; HORIZON_SLOTS])
         })
         .collect()
+}
+
+/// Trains a model on `series` (all but its future slots, judged on the last two days) and
+/// submits it to the registry, which keeps it only if it wins; saves the registry.
+fn train_into(
+    reg: &mut Registry,
+    series: &Series,
+    now: TimestampMs,
+    dir: Option<&std::path::Path>,
+    city: &str,
+    what: &str,
+) {
+    let past = series.slots - HORIZON_SLOTS;
+    let mut hist = series.clone();
+    hist.slots = past;
+    for z in &mut hist.counts {
+        z.truncate(past);
+    }
+    let test_start = past.saturating_sub(2 * hist.slots_per_day());
+    let cfg = ForecastConfig {
+        horizons: HORIZON_SLOTS,
+        ..ForecastConfig::default()
+    };
+    match Forecaster::train(&hist, test_start, &cfg) {
+        Ok(model) => {
+            let card = reg.submit(model, &hist, test_start, now.0);
+            tracing::info!(city, what, version = card.version, promoted = card.promoted, reason = %card.reason, "demand model trained");
+            if let Some(dir) = dir
+                && let Err(e) = reg.save(dir)
+            {
+                tracing::warn!(city, what, error = %e, "cannot save the demand models");
+            }
+        }
+        Err(e) => tracing::warn!(city, what, error = %e, "cannot train a demand model"),
+    }
+}
+
+/// The forecast per zone: the registry's model when there is one that fits, else the stand-in
+/// (with less than a day of history, the stored last hour or the live one, whichever saw
+/// more: after a restart the live log is empty, in a city's first quarter hour the store is).
+fn forecast_with(
+    reg: &Registry,
+    series: &Series,
+    live: &[(CellIndex, u32)],
+    observed_min: f64,
+) -> (&'static str, Option<u32>, BTreeMap<String, Vec<f64>>) {
+    let t = series.slots - HORIZON_SLOTS;
+    let modelled = reg.current().and_then(|(card, m)| {
+        (m.covariates.is_empty() && m.step_ms == SLOT_MS && m.horizons == HORIZON_SLOTS)
+            .then(|| m.forecast(series, t).ok().map(|f| (card.version, f)))
+            .flatten()
+    });
+    if let Some((v, f)) = modelled {
+        return (
+            "model",
+            Some(v),
+            series.zones.iter().cloned().zip(f).collect(),
+        );
+    }
+    match fallback(series) {
+        ("recent_rate", stored) => {
+            let mut zones = recent_rate(live, observed_min);
+            for (z, f) in series.zones.iter().zip(stored) {
+                let e = zones.entry(z.clone()).or_insert_with(|| f.clone());
+                if f.first() > e.first() {
+                    *e = f;
+                }
+            }
+            ("recent_rate", None, zones)
+        }
+        (source, f) => (source, None, series.zones.iter().cloned().zip(f).collect()),
+    }
 }
 
 impl Intel {
@@ -351,17 +436,19 @@ impl Intel {
         if let Some(c) = self.cities.read().get(id) {
             return c.clone();
         }
-        let mut registry = Registry::new();
-        if let Some(dir) = &self.settings.models_dir {
-            match Registry::load(&dir.join(id.as_str())) {
-                Ok(r) => registry = r,
-                Err(e) => {
-                    tracing::warn!(city = %id, error = %e, "cannot read the saved demand models; starting without them");
-                }
-            }
-        }
+        let load = |sub: &str| {
+            let Some(dir) = &self.settings.models_dir else {
+                return Registry::new();
+            };
+            let dir = dir.join(id.as_str()).join(sub);
+            Registry::load(&dir).unwrap_or_else(|e| {
+                tracing::warn!(city = %id, dir = %dir.display(), error = %e, "cannot read the saved demand models; starting without them");
+                Registry::new()
+            })
+        };
         let c = Arc::new(CityIntel {
-            registry: Arc::new(Mutex::new(registry)),
+            registry: Arc::new(Mutex::new(load(""))),
+            returns_registry: Arc::new(Mutex::new(load("returns"))),
             ..CityIntel::default()
         });
         self.cities
@@ -470,7 +557,8 @@ impl Intel {
         let start = rows
             .first()
             .map_or(slot, |r| r.slot.0.div_euclid(SLOT_MS) * SLOT_MS);
-        let series = series_of(&rows, start, slot);
+        let requests = series_of(&rows, start, slot, |r| r.searches);
+        let returns = series_of(&rows, start, slot, |r| r.returns);
         #[allow(clippy::cast_precision_loss)]
         let history_days = (slot - start) as f64 / DAY_MS as f64;
         let day = slot.div_euclid(DAY_MS);
@@ -483,80 +571,56 @@ impl Intel {
         if train {
             *c.last_train_day.lock() = day;
         }
-        let registry = c.registry.clone();
+        // The last hour as the live log holds it (up to the current minute): what the
+        // recent-rate stand-in reads, so a new city is priced from its first minutes.
+        let live_requests: Vec<(CellIndex, u32)> = self
+            .fleet
+            .search_cells(city, DEMAND_RESOLUTION, now)
+            .into_iter()
+            .map(|(cell, n, _)| (cell, n))
+            .collect();
+        let live_returns = self.fleet.return_cells(city, now);
+        // At least a slot's worth: a few searches in the first minutes are not a rate.
+        #[allow(clippy::cast_precision_loss)]
+        let observed_min = ((now.0 - self.started.0) as f64 / 60_000.0).clamp(15.0, 60.0);
         let dir = self
             .settings
             .models_dir
             .as_ref()
             .map(|d| d.join(city.as_str()));
+        let (registry, returns_registry) = (c.registry.clone(), c.returns_registry.clone());
         let city_name = city.to_string();
-        // The last hour as the search log holds it (up to the current minute): what the
-        // recent-rate stand-in reads, so a new city is priced from its first minutes.
-        let live = self.fleet.search_cells(city, DEMAND_RESOLUTION, now);
-        #[allow(clippy::cast_precision_loss)]
-        let observed_min = ((now.0 - self.started.0) as f64 / 60_000.0).clamp(1.0, 60.0);
         let view = tokio::task::spawn_blocking(move || {
-            let mut reg = registry.lock();
-            if train {
-                // Train on all but the future slots; judge on the last two days of them.
-                let past = series.slots - HORIZON_SLOTS;
-                let mut hist = series.clone();
-                hist.slots = past;
-                for z in &mut hist.counts {
-                    z.truncate(past);
+            let ask = |reg: &Mutex<Registry>,
+                       series: &Series,
+                       live: &[(CellIndex, u32)],
+                       dir: Option<PathBuf>,
+                       what: &str| {
+                let mut reg = reg.lock();
+                if train {
+                    train_into(&mut reg, series, now, dir.as_deref(), &city_name, what);
                 }
-                let spd = hist.slots_per_day();
-                let test_start = past.saturating_sub(2 * spd);
-                let cfg = ForecastConfig {
-                    horizons: HORIZON_SLOTS,
-                    ..ForecastConfig::default()
-                };
-                match Forecaster::train(&hist, test_start, &cfg) {
-                    Ok(model) => {
-                        let card = reg.submit(model, &hist, test_start, now.0);
-                        tracing::info!(city = %city_name, version = card.version, promoted = card.promoted, reason = %card.reason, "demand model trained");
-                        if let Some(dir) = &dir
-                            && let Err(e) = reg.save(dir)
-                        {
-                            tracing::warn!(city = %city_name, error = %e, "cannot save the demand models");
-                        }
-                    }
-                    Err(e) => tracing::warn!(city = %city_name, error = %e, "cannot train a demand model"),
-                }
-            }
-            let t = series.slots - HORIZON_SLOTS;
-            let modelled = reg.current().and_then(|(card, m)| {
-                (m.covariates.is_empty() && m.step_ms == SLOT_MS && m.horizons == HORIZON_SLOTS)
-                    .then(|| m.forecast(&series, t).ok().map(|f| (card.version, f)))
-                    .flatten()
-            });
-            let (source, version, zones) = match modelled {
-                Some((v, f)) => ("model", Some(v), series.zones.iter().cloned().zip(f).collect()),
-                None => match fallback(&series) {
-                    ("recent_rate", stored) => {
-                        // The stored last hour or the live one, whichever saw more: after a
-                        // restart the live log is empty, in a city's first quarter hour the
-                        // store is.
-                        let mut zones = recent_rate(&live, observed_min);
-                        for (z, f) in series.zones.iter().zip(stored) {
-                            let e = zones.entry(z.clone()).or_insert_with(|| f.clone());
-                            if f.first() > e.first() {
-                                *e = f;
-                            }
-                        }
-                        ("recent_rate", None, zones)
-                    }
-                    (source, f) => (source, None, series.zones.iter().cloned().zip(f).collect()),
-                },
+                forecast_with(&reg, series, live, observed_min)
             };
+            let (source, model_version, zones) =
+                ask(&registry, &requests, &live_requests, dir.clone(), "rentals");
+            let (returns_source, _, returns) = ask(
+                &returns_registry,
+                &returns,
+                &live_returns,
+                dir.map(|d| d.join("returns")),
+                "returns",
+            );
             ForecastView {
                 issued_at_ms: now.0,
                 first_slot_ms: slot,
                 slot_ms: SLOT_MS,
                 source,
-                model_version: version,
+                model_version,
                 history_days,
                 zones,
+                returns_source,
+                returns,
             }
         })
         .await
@@ -603,9 +667,9 @@ impl Intel {
         let supply = tasks::supply(cands, &rules);
         let mut zones: BTreeMap<CellIndex, f64> = BTreeMap::new();
         if let Some(f) = &forecast {
-            for (z, v) in &f.zones {
+            for z in f.zones.keys().chain(f.returns.keys()) {
                 if let Ok(cell) = z.parse::<CellIndex>() {
-                    zones.insert(cell, v.iter().sum());
+                    zones.insert(cell, f.total(z));
                 }
             }
         }
@@ -621,7 +685,10 @@ impl Intel {
             let prev = previous
                 .as_ref()
                 .and_then(|b| b.by_cell.get(&cell).map(|i| b.zones[*i].price.multiplier));
-            let price = price_zone(demand, s, prev, cfg);
+            let returns = forecast
+                .as_ref()
+                .map_or(0.0, |f| f.returns_total(&cell.to_string()));
+            let price = price_zone_flow(demand, s, returns, prev, cfg);
             by_cell.insert(cell, entries.len());
             entries.push(ZoneEntry {
                 zone: cell.to_string(),
@@ -647,12 +714,16 @@ impl Intel {
         now: TimestampMs,
     ) {
         let forecast = c.forecast.read().clone();
+        // What the vans must bring: requests less the vehicles trips will bring back.
         let demand: BTreeMap<CellIndex, f64> = forecast
             .as_ref()
             .map(|f| {
                 f.zones
-                    .iter()
-                    .filter_map(|(z, v)| Some((z.parse::<CellIndex>().ok()?, v.iter().sum())))
+                    .keys()
+                    .filter_map(|z| {
+                        let net = (f.total(z) - f.returns_total(z)).max(0.0);
+                        Some((z.parse::<CellIndex>().ok()?, net))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -851,6 +922,7 @@ mod tests {
             zone: zone.to_owned(),
             searches: n,
             unmet: 0,
+            returns: 0,
         }
     }
 
@@ -861,7 +933,7 @@ mod tests {
             row(SLOT_MS, "a", 3),
             row(2 * SLOT_MS, "a", 9),
         ];
-        let s = series_of(&rows, 0, 2 * SLOT_MS);
+        let s = series_of(&rows, 0, 2 * SLOT_MS, |r| r.searches);
         assert_eq!(s.zones, ["a", "b"]);
         assert_eq!(s.slots, 2 + HORIZON_SLOTS);
         assert_eq!(
@@ -875,9 +947,9 @@ mod tests {
     #[test]
     fn the_recent_rate_scales_what_was_seen_to_a_slot() {
         let cell = LatLng::new(41.39, 2.17).unwrap().to_cell(DEMAND_RESOLUTION);
-        let r = recent_rate(&[(cell, 6, 2)], 5.0);
+        let r = recent_rate(&[(cell, 6)], 5.0);
         assert_eq!(r[&cell.to_string()], vec![18.0; HORIZON_SLOTS]);
-        let r = recent_rate(&[(cell, 6, 2)], 60.0);
+        let r = recent_rate(&[(cell, 6)], 60.0);
         assert!((r[&cell.to_string()][0] - 1.5).abs() < 1e-12);
     }
 
@@ -890,14 +962,14 @@ mod tests {
             row(10 * SLOT_MS, "a", 4),
             row(i64::try_from(spd + 10).unwrap() * SLOT_MS, "a", 6),
         ];
-        let s = series_of(&rows, 0, now);
+        let s = series_of(&rows, 0, now, |r| r.searches);
         let (source, f) = fallback(&s);
         assert_eq!(source, "seasonal_mean");
         assert!((f[0][0] - 5.0).abs() < 1e-12, "{:?}", f[0]);
         assert!(f[0][1].abs() < 1e-12);
         // Less than a day: the last hour's rate.
         let rows = [row(0, "a", 8), row(SLOT_MS, "a", 4)];
-        let (source, f) = fallback(&series_of(&rows, 0, 2 * SLOT_MS));
+        let (source, f) = fallback(&series_of(&rows, 0, 2 * SLOT_MS, |r| r.searches));
         assert_eq!(source, "recent_rate");
         assert!((f[0][5] - 6.0).abs() < 1e-12, "{:?}", f[0]);
     }

@@ -1335,6 +1335,7 @@ async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
             zone: zone_b.clone(),
             searches: 8,
             unmet: 8,
+            returns: 0,
         })
         .collect();
     let city = mobility_core::CityId::parse("barcelona").unwrap();
@@ -1506,4 +1507,47 @@ async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
         .await
         .unwrap();
     assert_eq!(board["incentive_budget"]["left_today"], 70, "{board}");
+
+    // The trip that ended in B is a return: forecast at the recent rate (one a quarter hour),
+    // and counted as arriving supply in B's price.
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/cities/barcelona/intel/refresh",
+        ADMIN,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, f) = call(
+        &app,
+        Method::GET,
+        "/v1/ops/forecast?city=barcelona",
+        ADMIN,
+        None,
+    )
+    .await;
+    let back: f64 = f["forecast"]["returns"][&zone_b]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((back - 8.0).abs() < 1e-9, "{f}");
+    let board: Value = app
+        .get("/v1/cities/barcelona/zones")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b = board["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["zone"] == zone_b.as_str())
+        .unwrap();
+    assert!(
+        b["reason"].as_str().unwrap().contains("and 8 arriving"),
+        "{b}"
+    );
 }

@@ -1777,15 +1777,16 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 for d in slots {
                     sqlx::query(
-                        "INSERT INTO demand_slots (city_id, slot_ms, zone, searches, unmet) VALUES ($1, $2, $3, $4, $5) \
+                        "INSERT INTO demand_slots (city_id, slot_ms, zone, searches, unmet, returns) VALUES ($1, $2, $3, $4, $5, $6) \
                          ON CONFLICT (city_id, slot_ms, zone) DO UPDATE SET searches = demand_slots.searches + excluded.searches, \
-                         unmet = demand_slots.unmet + excluded.unmet",
+                         unmet = demand_slots.unmet + excluded.unmet, returns = demand_slots.returns + excluded.returns",
                     )
                     .bind(city.as_str())
                     .bind(d.slot.0)
                     .bind(&d.zone)
                     .bind(i64::from(d.searches))
                     .bind(i64::from(d.unmet))
+                    .bind(i64::from(d.returns))
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
@@ -1805,7 +1806,7 @@ macro_rules! impl_store {
                 from: TimestampMs,
             ) -> Result<Vec<DemandSlot>, StoreError> {
                 let rows = sqlx::query(
-                    "SELECT slot_ms, zone, searches, unmet FROM demand_slots \
+                    "SELECT slot_ms, zone, searches, unmet, returns FROM demand_slots \
                      WHERE city_id = $1 AND slot_ms >= $2 ORDER BY slot_ms, zone",
                 )
                 .bind(city.as_str())
@@ -1823,6 +1824,7 @@ macro_rules! impl_store {
                             zone: r.try_get("zone")?,
                             searches: n("searches")?,
                             unmet: n("unmet")?,
+                            returns: n("returns")?,
                         })
                     })
                     .collect()

@@ -193,6 +193,8 @@ pub struct DemandSlot {
     pub searches: u32,
     /// Searches that found no vehicle.
     pub unmet: u32,
+    /// Trips that ended in the zone.
+    pub returns: u32,
 }
 
 /// A role-scoped API token as stored (the secret itself is never stored, only its SHA-256).

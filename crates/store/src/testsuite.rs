@@ -1695,6 +1695,7 @@ pub async fn demand_adds_up_and_incentives_stay_within_the_budget(store: Arc<dyn
         zone: zone.to_owned(),
         searches,
         unmet,
+        returns: searches / 2,
     };
     store
         .add_demand(&city.id, &[slot(900_000, "a", 3, 1), slot(0, "b", 2, 0)])
@@ -1706,11 +1707,20 @@ pub async fn demand_adds_up_and_incentives_stay_within_the_budget(store: Arc<dyn
         .unwrap();
     assert_eq!(
         store.demand_since(&city.id, TimestampMs(0)).await.unwrap(),
-        vec![slot(0, "b", 2, 0), slot(900_000, "a", 7, 3)]
+        vec![
+            slot(0, "b", 2, 0),
+            DemandSlot {
+                returns: 3,
+                ..slot(900_000, "a", 7, 3)
+            }
+        ]
     );
     assert_eq!(
         store.demand_since(&city.id, TimestampMs(1)).await.unwrap(),
-        vec![slot(900_000, "a", 7, 3)]
+        vec![DemandSlot {
+            returns: 3,
+            ..slot(900_000, "a", 7, 3)
+        }]
     );
     let unknown = CityId::parse("atlantis").unwrap();
     assert!(matches!(

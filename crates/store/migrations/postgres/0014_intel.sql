@@ -1,5 +1,6 @@
 -- Fleet intelligence: riders' demand per H3 zone and 15-minute slot (what the forecaster learns
--- from; a search is a request, one that found no vehicle is demand the fleet lost), and each
+-- from; a search is a request, one that found no vehicle is demand the fleet lost; trips that end
+-- in the zone are its returns), and each
 -- city's incentive spending per local day (checked and added in one statement, so processes
 -- sharing the database never overspend the budget together).
 
@@ -9,6 +10,7 @@ CREATE TABLE demand_slots (
     zone         TEXT NOT NULL,       -- H3 cell
     searches     BIGINT NOT NULL,
     unmet        BIGINT NOT NULL,
+    returns      BIGINT NOT NULL,    -- trips that ended here
     PRIMARY KEY (city_id, slot_ms, zone)
 );
 
