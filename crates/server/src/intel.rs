@@ -102,6 +102,8 @@ pub struct ForecastView {
     /// The model's version, when a model made it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_version: Option<u32>,
+    /// The covariates it knew (weather where a feed gives it).
+    pub covariates: Vec<String>,
     /// Days of history it had.
     pub history_days: f64,
     /// Expected requests per zone and slot.
@@ -281,6 +283,30 @@ pub fn series_of(
     s
 }
 
+/// Rain (0/1) and temperature per slot of `series` from hourly weather; NaN where unknown.
+/// Pure.
+#[must_use]
+pub fn weather_covariates(
+    hours: &[mobility_store::WeatherHour],
+    series: &Series,
+) -> (Vec<f64>, Vec<f64>) {
+    let by_hour: HashMap<i64, &mobility_store::WeatherHour> = hours
+        .iter()
+        .map(|h| (h.hour.0.div_euclid(3_600_000), h))
+        .collect();
+    (0..series.slots)
+        .map(|k| {
+            let hour = series.slot_start(k).div_euclid(3_600_000);
+            by_hour.get(&hour).map_or((f64::NAN, f64::NAN), |h| {
+                (
+                    h.rain.map_or(f64::NAN, |r| f64::from(u8::from(r))),
+                    h.temp_c.unwrap_or(f64::NAN),
+                )
+            })
+        })
+        .unzip()
+}
+
 /// The stand-in forecast without a model: the mean of the same slot over up to seven past
 /// days, or with less than a day of history the last hour's rate. Pure.
 #[must_use]
@@ -381,7 +407,9 @@ fn forecast_with(
 ) -> (&'static str, Option<u32>, BTreeMap<String, Vec<f64>>) {
     let t = series.slots - HORIZON_SLOTS;
     let modelled = reg.current().and_then(|(card, m)| {
-        (m.covariates.is_empty() && m.step_ms == SLOT_MS && m.horizons == HORIZON_SLOTS)
+        (m.covariates == series.covariate_names
+            && m.step_ms == SLOT_MS
+            && m.horizons == HORIZON_SLOTS)
             .then(|| m.forecast(series, t).ok().map(|f| (card.version, f)))
             .flatten()
     });
@@ -557,8 +585,22 @@ impl Intel {
         let start = rows
             .first()
             .map_or(slot, |r| r.slot.0.div_euclid(SLOT_MS) * SLOT_MS);
-        let requests = series_of(&rows, start, slot, |r| r.searches);
-        let returns = series_of(&rows, start, slot, |r| r.returns);
+        let mut requests = series_of(&rows, start, slot, |r| r.searches);
+        let mut returns = series_of(&rows, start, slot, |r| r.returns);
+        // Weather, where a feed gave it, is a covariate of both (for the past and the horizon).
+        let horizon_end = slot + i64::try_from(HORIZON_SLOTS).unwrap_or(8) * SLOT_MS;
+        let weather = self
+            .store
+            .weather_between(city, TimestampMs(start), TimestampMs(horizon_end))
+            .await?;
+        if !weather.is_empty() {
+            let (rain, temp) = weather_covariates(&weather, &requests);
+            for s in [&mut requests, &mut returns] {
+                let n = s.zones.len();
+                s.add_covariate("rain", vec![rain.clone(); n]);
+                s.add_covariate("temp_c", vec![temp.clone(); n]);
+            }
+        }
         #[allow(clippy::cast_precision_loss)]
         let history_days = (slot - start) as f64 / DAY_MS as f64;
         let day = slot.div_euclid(DAY_MS);
@@ -617,6 +659,7 @@ impl Intel {
                 slot_ms: SLOT_MS,
                 source,
                 model_version,
+                covariates: requests.covariate_names.clone(),
                 history_days,
                 zones,
                 returns_source,

@@ -22,7 +22,7 @@ use crate::{
     AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, DemandSlot,
     GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage,
     PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken,
-    RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, redact_url,
+    RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1798,6 +1798,56 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn put_weather(&self, city: &CityId, hours: &[WeatherHour]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                for h in hours {
+                    sqlx::query(
+                        "INSERT INTO weather_hours (city_id, hour_ms, rain, temp_c) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (city_id, hour_ms) DO UPDATE SET rain = excluded.rain, temp_c = excluded.temp_c",
+                    )
+                    .bind(city.as_str())
+                    .bind(h.hour.0)
+                    .bind(h.rain.map(i64::from))
+                    .bind(h.temp_c)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference(format!("city {city} does not exist"))
+                        }
+                        _ => StoreError::Database(e),
+                    })?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn weather_between(
+                &self,
+                city: &CityId,
+                from: TimestampMs,
+                to: TimestampMs,
+            ) -> Result<Vec<WeatherHour>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT hour_ms, rain, temp_c FROM weather_hours \
+                     WHERE city_id = $1 AND hour_ms >= $2 AND hour_ms < $3 ORDER BY hour_ms",
+                )
+                .bind(city.as_str())
+                .bind(from.0)
+                .bind(to.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<WeatherHour, StoreError> {
+                        Ok(WeatherHour {
+                            hour: TimestampMs(r.try_get("hour_ms")?),
+                            rain: r.try_get::<Option<i64>, _>("rain")?.map(|v| v != 0),
+                            temp_c: r.try_get("temp_c")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn demand_since(

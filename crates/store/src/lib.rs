@@ -182,6 +182,17 @@ pub struct AlertRecord {
     pub updated_at: TimestampMs,
 }
 
+/// Weather in a city for one hour (observed or forecast).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeatherHour {
+    /// Start of the hour.
+    pub hour: TimestampMs,
+    /// Whether it rains.
+    pub rain: Option<bool>,
+    /// Temperature, °C.
+    pub temp_c: Option<f64>,
+}
+
 /// Riders' searches in one zone and 15-minute slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemandSlot {
@@ -844,6 +855,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Adds riders' searches to a city's demand slots (counts add up: several processes may
     /// report the same slot).
     async fn add_demand(&self, city: &CityId, slots: &[DemandSlot]) -> Result<(), StoreError>;
+
+    /// Creates or replaces a city's weather for the given hours.
+    async fn put_weather(&self, city: &CityId, hours: &[WeatherHour]) -> Result<(), StoreError>;
+
+    /// A city's weather for hours in `[from, to)`, oldest first.
+    async fn weather_between(
+        &self,
+        city: &CityId,
+        from: TimestampMs,
+        to: TimestampMs,
+    ) -> Result<Vec<WeatherHour>, StoreError>;
 
     /// A city's demand slots from `from` on, oldest first.
     async fn demand_since(

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     AlertRecord, ApiToken, BookingFilter, BookingRecord, CommandRecord, DemandSlot, GeofenceRecord,
     KycRecord, MdsToken, OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError,
-    TripFacts, UserRecord,
+    TripFacts, UserRecord, WeatherHour,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -1727,6 +1727,34 @@ pub async fn demand_adds_up_and_incentives_stay_within_the_budget(store: Arc<dyn
         store.add_demand(&unknown, &[slot(0, "a", 1, 0)]).await,
         Err(StoreError::MissingReference(_))
     ));
+
+    // Weather: replaced per hour, unknowns stay unknown, read by range.
+    let hour = |h: i64, rain: Option<bool>, temp_c: Option<f64>| WeatherHour {
+        hour: TimestampMs(h * 3_600_000),
+        rain,
+        temp_c,
+    };
+    store
+        .put_weather(
+            &city.id,
+            &[hour(1, Some(true), Some(12.5)), hour(2, None, None)],
+        )
+        .await
+        .unwrap();
+    store
+        .put_weather(
+            &city.id,
+            &[hour(1, Some(false), Some(14.0)), hour(3, Some(true), None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .weather_between(&city.id, TimestampMs(3_600_000), TimestampMs(3 * 3_600_000))
+            .await
+            .unwrap(),
+        vec![hour(1, Some(false), Some(14.0)), hour(2, None, None)]
+    );
 
     // 40 spenders of 100 against a budget of 1,000: exactly ten win.
     let mut tasks = Vec::new();

@@ -6,7 +6,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use mobility_core::CityId;
 use serde::Deserialize;
@@ -15,10 +15,87 @@ use serde_json::json;
 use super::{
     AppState, Problem,
     admin::store_problem,
-    extract::{ApiQuery, bad_request},
+    extract::{ApiJson, ApiQuery, bad_request},
     now,
 };
-use crate::auth::{AdminCaller, StaffCaller};
+use crate::auth::{AdminCaller, GatewayCaller, StaffCaller};
+
+/// Hours one weather update carries at most (a month).
+const WEATHER_HOURS_MAX: usize = 24 * 31;
+/// How far back and ahead weather may be given, days.
+const WEATHER_PAST_DAYS: i64 = 40;
+const WEATHER_AHEAD_DAYS: i64 = 16;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WeatherBody {
+    /// Hours, each observed or forecast.
+    hours: Vec<WeatherHourBody>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct WeatherHourBody {
+    /// Start of the hour, UTC ms (a whole hour).
+    start_ms: i64,
+    /// Whether it rains (or will).
+    rain: Option<bool>,
+    /// Temperature, °C.
+    temp_c: Option<f64>,
+}
+
+/// A weather feed (gateway or admin token): the hours' weather, a covariate of the demand
+/// forecast. Replaces what was known of those hours.
+async fn put_weather(
+    _: GatewayCaller,
+    State(state): State<AppState>,
+    Path(city): Path<String>,
+    ApiJson(body): ApiJson<WeatherBody>,
+) -> Response {
+    let city = match city_of(&state, &city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if body.hours.is_empty() || body.hours.len() > WEATHER_HOURS_MAX {
+        return bad_request(
+            "invalid_field",
+            format!("hours must hold 1 to {WEATHER_HOURS_MAX} entries"),
+        );
+    }
+    let now_ms = now().0;
+    let (earliest, latest) = (
+        now_ms - WEATHER_PAST_DAYS * 86_400_000,
+        now_ms + WEATHER_AHEAD_DAYS * 86_400_000,
+    );
+    let mut hours = Vec::with_capacity(body.hours.len());
+    for (i, h) in body.hours.iter().enumerate() {
+        if h.start_ms.rem_euclid(3_600_000) != 0 || !(earliest..=latest).contains(&h.start_ms) {
+            return bad_request(
+                "invalid_field",
+                format!(
+                    "hours[{i}].start_ms must be a whole UTC hour from {WEATHER_PAST_DAYS} days ago to {WEATHER_AHEAD_DAYS} days ahead"
+                ),
+            );
+        }
+        if h.temp_c
+            .is_some_and(|t| !(t.is_finite() && (-60.0..=60.0).contains(&t)))
+        {
+            return bad_request(
+                "invalid_field",
+                format!("hours[{i}].temp_c must be between -60 and 60"),
+            );
+        }
+        hours.push(mobility_store::WeatherHour {
+            hour: mobility_core::TimestampMs(h.start_ms),
+            rain: h.rain,
+            temp_c: h.temp_c,
+        });
+    }
+    match state.store.put_weather(&city, &hours).await {
+        Ok(()) => Json(json!({ "city": city, "hours": hours.len() })).into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -26,6 +103,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/ops/forecast", get(forecast))
         .route("/v1/ops/plan", get(plan))
         .route("/v1/admin/cities/{city}/intel/refresh", post(refresh))
+        .route("/v1/admin/cities/{city}/weather", put(put_weather))
 }
 
 fn city_of(state: &AppState, raw: &str) -> Result<CityId, Box<Response>> {

@@ -744,6 +744,17 @@ pub const OPS: &[Op] = &[
         ),
         schema::<intel::CityParams>,
     ),
+    with_body(
+        op(
+            "put",
+            "/v1/admin/cities/{city}/weather",
+            "intelligence",
+            Gateway,
+            200,
+            "A weather feed: observed or forecast weather per hour (a covariate of the demand forecast)",
+        ),
+        schema::<intel::WeatherBody>,
+    ),
     op(
         "post",
         "/v1/admin/cities/{city}/intel/refresh",

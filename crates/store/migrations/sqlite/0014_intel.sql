@@ -24,3 +24,13 @@ CREATE TABLE incentive_spend (
 -- The dynamic price a trip was unlocked at (multiplier, incentives, reason), JSON: the fare at
 -- the end follows what the rider was shown.
 ALTER TABLE bookings ADD COLUMN pricing TEXT;
+
+-- Weather per city and hour, observed or forecast (a weather feed puts it): covariates of the
+-- demand forecast. Unknown values are NULL.
+CREATE TABLE weather_hours (
+    city_id      TEXT NOT NULL REFERENCES cities (id),
+    hour_ms      INTEGER NOT NULL,    -- UTC ms of the hour's start
+    rain         INTEGER,             -- 0 or 1
+    temp_c       REAL,
+    PRIMARY KEY (city_id, hour_ms)
+) STRICT;
