@@ -146,6 +146,10 @@ pub struct SimArgs {
     /// Staff vans (default: one per 150 vehicles).
     #[arg(long)]
     pub vans: Option<u32>,
+    /// Relocation incentives the city may give per day, hundredths of its currency (the
+    /// platform's `incentive_daily_budget_cents`).
+    #[arg(long, default_value_t = 300_000)]
+    pub incentive_budget_cents: u32,
     #[command(flatten)]
     pub city: CityArgs,
 }
@@ -242,6 +246,7 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
             }
             ops_cfg.vans = v;
         }
+        ops_cfg.pricing.daily_budget_cents = i64::from(a.incentive_budget_cents);
         let ops = Ops::new(ops_cfg, &sim, history).map_err(|e| anyhow::anyhow!(e))?;
         sim.set_ops(ops);
     }
