@@ -196,6 +196,11 @@ try {
   await until("riders' searches per H3 cell on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 0));
   await shot("3b-demand-heat");
   await page.getByRole("button", { name: "Demand heat" }).click();
+  // Dynamic prices per zone, from the board the re-plan above computed.
+  await page.getByRole("button", { name: "Prices" }).click();
+  await until("zone prices on the map", () => page.evaluate(() => window.mobilityDashboard.heatCells() > 5));
+  await shot("3b-prices");
+  await page.getByRole("button", { name: "Prices" }).click();
 
   // Bookings and trips, filtered: a rider reserves a scooter through the API.
   const reserved = await call("POST", "/v1/bookings", { vehicle_id: near.vehicles[0].id }, rider);

@@ -384,7 +384,12 @@ impl Application {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                intel.tick(http::now()).await;
+                // Each tick in its own task: a bug in one city's update is logged, and the next
+                // minute runs again.
+                let intel = intel.clone();
+                if let Err(e) = tokio::spawn(async move { intel.tick(http::now()).await }).await {
+                    tracing::error!(error = %e, "fleet intelligence update failed; it runs again next minute");
+                }
             }
         });
         let retention_days = self.settings.history_retention_days;

@@ -261,7 +261,18 @@ function draw(once) {
     ringPath(f.geometry.coordinates[0]);
     ctx.fillStyle = fill; ctx.fill(); ctx.strokeStyle = stroke; ctx.lineWidth = 1; ctx.stroke();
   }
-  if (s.heat) {
+  if (s.heat && s.heatKind === "price") {
+    // Prices: red above the plan's price, blue below, stronger the further from ×1.00; zones
+    // that pay a credit for ending there get a dashed outline.
+    for (const c of s.heat) {
+      ringPath(c.boundary);
+      const d = c.multiplier - 1;
+      const a = Math.min(0.7, 0.12 + Math.abs(d) * 1.2).toFixed(3);
+      ctx.fillStyle = d >= 0 ? `rgba(248,81,73,${a})` : `rgba(88,166,255,${a})`;
+      ctx.fill();
+      if (c.end_credit_cents > 0) { ctx.setLineDash([3, 3]); ctx.strokeStyle = "#f0f6fc"; ctx.lineWidth = 1; ctx.stroke(); ctx.setLineDash([]); }
+    }
+  } else if (s.heat) {
     // Supply: available vehicles per cell (green); demand: searches per cell, red by the share
     // that found nothing.
     const value = (c) => (s.heatKind === "demand" ? c.searches : c.available);
@@ -425,11 +436,13 @@ async function toggleHeat(kind) {
   s.heatKind = on ? kind : null;
   $("heat").setAttribute("aria-pressed", String(s.heatKind === "supply"));
   $("demand").setAttribute("aria-pressed", String(s.heatKind === "demand"));
+  $("prices").setAttribute("aria-pressed", String(s.heatKind === "price"));
   s.heat = on ? await loadHeat() : null;
   s.dirty = true;
 }
 $("heat").addEventListener("click", () => toggleHeat("supply"));
 $("demand").addEventListener("click", () => toggleHeat("demand"));
+$("prices").addEventListener("click", () => toggleHeat("price"));
 async function loadHeat() {
   if (!s.heatKind) return null;
   try { return (await api(`/v1/fleet/h3?city=${s.city}&resolution=8&layer=${s.heatKind}`)).cells; } catch { return null; }

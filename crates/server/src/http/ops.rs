@@ -165,7 +165,8 @@ async fn telemetry(
 pub(super) struct H3Params {
     city: String,
     resolution: Option<u8>,
-    /// `supply` (available vehicles, default) or `demand` (riders' searches in the last hour).
+    /// `supply` (available vehicles, default), `demand` (riders' searches in the last hour) or
+    /// `price` (each zone's dynamic price and incentives; resolution 8).
     layer: Option<String>,
 }
 
@@ -223,7 +224,33 @@ async fn h3(
                 })
                 .collect()
         }
-        _ => return bad_request("invalid_query", "layer is supply or demand"),
+        "price" => {
+            if resolution != crate::fleet::DEMAND_RESOLUTION {
+                return bad_request("invalid_query", "zones are priced at resolution 8");
+            }
+            if state.fleet.shard(&city).is_none() {
+                return not_found(format!("no city {city}"));
+            }
+            state
+                .intel
+                .board(&city)
+                .map(|b| {
+                    b.zones
+                        .iter()
+                        .filter_map(|z| {
+                            let cell = z.zone.parse::<h3o::CellIndex>().ok()?;
+                            Some(json!({
+                                "cell": z.zone, "multiplier": z.price.multiplier,
+                                "end_credit_cents": z.price.end_credit_cents,
+                                "start_discount_cents": z.price.start_discount_cents,
+                                "reason": z.price.reason, "boundary": ring(&cell),
+                            }))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        _ => return bad_request("invalid_query", "layer is supply, demand or price"),
     };
     Json(json!({ "city": city.as_str(), "resolution": raw, "layer": layer, "cells": out }))
         .into_response()
