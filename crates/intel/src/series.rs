@@ -372,3 +372,98 @@ mod tests {
         }
     }
 }
+
+/// A crowd leaving an event: where, when it ends, over how long it leaves and how many of it
+/// look for a vehicle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crowd {
+    /// The venue.
+    pub venue: crate::routing::Point,
+    /// When the event ends, UTC ms.
+    pub ends_at_ms: i64,
+    /// Over how long the crowd leaves, ms.
+    pub egress_ms: i64,
+    /// Riders expected among it.
+    pub riders: f64,
+}
+
+/// Metres from a venue within which a zone's centre counts its crowd.
+pub const CROWD_RADIUS_M: f64 = 500.0;
+
+/// The `event_riders` covariate: riders expected per slot from crowds leaving events, spread
+/// evenly over each crowd's egress, in every zone whose centre is within [`CROWD_RADIUS_M`] of
+/// the venue. `centres` are the zones' centres, in series order. Pure.
+#[must_use]
+pub fn event_riders(
+    centres: &[Option<crate::routing::Point>],
+    crowds: &[Crowd],
+    start_ms: i64,
+    step_ms: i64,
+    slots: usize,
+) -> Vec<Vec<f64>> {
+    let mut out = vec![vec![0.0; slots]; centres.len()];
+    for e in crowds {
+        let egress_ms = e.egress_ms.max(1);
+        let first = (e.ends_at_ms - start_ms).div_euclid(step_ms);
+        let last = (e.ends_at_ms + egress_ms - 1 - start_ms).div_euclid(step_ms);
+        #[allow(clippy::cast_precision_loss)]
+        let per_slot = e.riders * step_ms as f64 / egress_ms as f64;
+        for (z, c) in centres.iter().enumerate() {
+            if c.is_some_and(|c| crate::routing::distance_m(c, e.venue) <= CROWD_RADIUS_M) {
+                for k in first..=last {
+                    if let Ok(k) = usize::try_from(k)
+                        && k < slots
+                    {
+                        out[z][k] += per_slot;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod crowd_tests {
+    use super::*;
+    use crate::routing::Point;
+
+    #[test]
+    fn a_crowd_is_spread_over_its_egress_in_the_zones_near_the_venue() {
+        let venue = Point {
+            lat: 41.38,
+            lon: 2.12,
+        };
+        let near = Some(Point {
+            lat: 41.381,
+            lon: 2.12,
+        }); // 111 m
+        let far = Some(Point {
+            lat: 41.40,
+            lon: 2.12,
+        }); // 2.2 km
+        let crowd = Crowd {
+            venue,
+            ends_at_ms: 1_800_000,
+            egress_ms: 1_800_000,
+            riders: 300.0,
+        };
+        let e = event_riders(&[near, far, None], &[crowd], 0, 900_000, 6);
+        assert_eq!(e[0], vec![0.0, 0.0, 150.0, 150.0, 0.0, 0.0]);
+        assert!(e[1].iter().chain(&e[2]).all(|v| *v == 0.0));
+        // A crowd before the series or after it adds nothing and does not panic.
+        let early = Crowd {
+            ends_at_ms: -10_000_000,
+            ..crowd
+        };
+        let late = Crowd {
+            ends_at_ms: 100_000_000,
+            ..crowd
+        };
+        assert!(
+            event_riders(&[near], &[early, late], 0, 900_000, 6)[0]
+                .iter()
+                .all(|v| *v == 0.0)
+        );
+    }
+}

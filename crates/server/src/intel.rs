@@ -37,7 +37,9 @@ use mobility_core::{CityId, LatLon, TimestampMs, VehicleId, VehicleState, Vehicl
 use mobility_intel::{
     ForecastConfig, Forecaster, Registry, Series,
     pricing::{PricingConfig, ZonePrice, price_zone_flow},
-    routing, tasks,
+    routing,
+    series::{Crowd, event_riders},
+    tasks,
 };
 use mobility_store::{DemandSlot, Store, StoreError};
 use parking_lot::{Mutex, RwLock};
@@ -587,19 +589,39 @@ impl Intel {
             .map_or(slot, |r| r.slot.0.div_euclid(SLOT_MS) * SLOT_MS);
         let mut requests = series_of(&rows, start, slot, |r| r.searches);
         let mut returns = series_of(&rows, start, slot, |r| r.returns);
-        // Weather, where a feed gave it, is a covariate of both (for the past and the horizon).
+        // Covariates of both, for the past and the horizon: the weather where a feed gave it
+        // (unknown hours are missing values), and the crowds of the city's events calendar.
+        // Always all three, so a model keeps fitting whether or not a feed is running.
         let horizon_end = slot + i64::try_from(HORIZON_SLOTS).unwrap_or(8) * SLOT_MS;
         let weather = self
             .store
             .weather_between(city, TimestampMs(start), TimestampMs(horizon_end))
             .await?;
-        if !weather.is_empty() {
-            let (rain, temp) = weather_covariates(&weather, &requests);
-            for s in [&mut requests, &mut returns] {
-                let n = s.zones.len();
-                s.add_covariate("rain", vec![rain.clone(); n]);
-                s.add_covariate("temp_c", vec![temp.clone(); n]);
-            }
+        let crowds: Vec<Crowd> = self
+            .store
+            .calendar_events(city, TimestampMs(start - DAY_MS))
+            .await?
+            .into_iter()
+            .filter(|e| e.ends_at.0 < horizon_end)
+            .map(|e| Crowd {
+                venue: point(e.venue),
+                ends_at_ms: e.ends_at.0,
+                egress_ms: e.egress_ms,
+                riders: e.riders,
+            })
+            .collect();
+        let (rain, temp) = weather_covariates(&weather, &requests);
+        let centres: Vec<Option<routing::Point>> = requests
+            .zones
+            .iter()
+            .map(|z| z.parse::<CellIndex>().ok().and_then(centre))
+            .collect();
+        let event = event_riders(&centres, &crowds, start, SLOT_MS, requests.slots);
+        for s in [&mut requests, &mut returns] {
+            let n = s.zones.len();
+            s.add_covariate("rain", vec![rain.clone(); n]);
+            s.add_covariate("temp_c", vec![temp.clone(); n]);
+            s.add_covariate("event_riders", event.clone());
         }
         #[allow(clippy::cast_precision_loss)]
         let history_days = (slot - start) as f64 / DAY_MS as f64;

@@ -143,7 +143,10 @@ async fn nine_days_of_demand_make_a_model_and_the_weather_feed_is_its_covariate(
     assert_eq!(forecast["source"], "model", "{forecast}");
     assert_eq!(forecast["returns_source"], "model", "{forecast}");
     assert_eq!(forecast["model_version"], 1);
-    assert_eq!(forecast["covariates"], json!(["rain", "temp_c"]));
+    assert_eq!(
+        forecast["covariates"],
+        json!(["rain", "temp_c", "event_riders"])
+    );
     for zone in zones {
         let slots = forecast["zones"][zone].as_array().unwrap();
         assert_eq!(slots.len(), 8);
@@ -175,6 +178,68 @@ async fn nine_days_of_demand_make_a_model_and_the_weather_feed_is_its_covariate(
     ] {
         assert!(models.join(file).is_file(), "{file} saved");
     }
+    // The events calendar: validated, listed, replaced by id, removed once.
+    let ends = hour_now + 2 * HOUR_MS;
+    let good = json!({"name": "Match", "lat": 41.3809, "lon": 2.1228, "ends_at_ms": ends, "egress_min": 45, "expected_riders": 600});
+    for (id, body, what) in [
+        ("bad id", good.clone(), "an id with a space"),
+        (
+            "m1",
+            json!({"name": "Match", "lat": 91.0, "lon": 2.1, "ends_at_ms": ends, "egress_min": 45, "expected_riders": 600}),
+            "off the planet",
+        ),
+        (
+            "m1",
+            json!({"name": "Match", "lat": 41.38, "lon": 2.12, "ends_at_ms": ends, "egress_min": 0, "expected_riders": 600}),
+            "no egress",
+        ),
+        (
+            "m1",
+            json!({"name": " ", "lat": 41.38, "lon": 2.12, "ends_at_ms": ends, "egress_min": 45, "expected_riders": 600}),
+            "no name",
+        ),
+    ] {
+        let (s, p) = call(
+            &app,
+            Method::PUT,
+            &format!(
+                "/v1/admin/cities/barcelona/events/{}",
+                id.replace(' ', "%20")
+            ),
+            body,
+        )
+        .await;
+        assert_eq!(s, 400, "{what}: {p}");
+    }
+    let (s, e) = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona/events/m1",
+        good,
+    )
+    .await;
+    assert_eq!((s, e["egress_min"].as_u64()), (200, Some(45)), "{e}");
+    let (s, list) = call(
+        &app,
+        Method::GET,
+        "/v1/admin/cities/barcelona/events",
+        Value::Null,
+    )
+    .await;
+    assert_eq!((s, list.as_array().map(Vec::len)), (200, Some(1)), "{list}");
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/cities/barcelona/intel/refresh",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "the forecast reads the calendar");
+    let (s, _) = call(&app, Method::DELETE, "/v1/admin/events/m1", Value::Null).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(&app, Method::DELETE, "/v1/admin/events/m1", Value::Null).await;
+    assert_eq!(s, 404);
+
     // An unknown city is not found.
     let (s, _) = call(
         &app,

@@ -717,32 +717,38 @@ impl Sim {
         let n = s.zones.len();
         s.add_covariate("rain", vec![rain; n]);
         s.add_covariate("temp_c", vec![temp; n]);
-        // Expected riders leaving events per slot, in the zones within 500 m of the venue.
-        let mut event = vec![vec![0.0; slots]; n];
-        let centers: Vec<Option<LatLon>> = log
+        // Expected riders leaving events per slot, in the zones near the venue.
+        let centres: Vec<Option<mobility_intel::routing::Point>> = log
             .cells
             .keys()
             .map(|c| {
                 let ll = h3o::LatLng::from(*c);
-                LatLon::new(ll.lat(), ll.lng()).ok()
+                Some(mobility_intel::routing::Point {
+                    lat: ll.lat(),
+                    lon: ll.lng(),
+                })
             })
             .collect();
-        for e in &self.events {
-            let first = (e.ends_at.0 - log.start_ms).div_euclid(log.step_ms);
-            let last = (e.ends_at.0 + e.egress_ms - 1 - log.start_ms).div_euclid(log.step_ms);
-            let per_slot = e.riders * log.step_ms as f64 / e.egress_ms as f64;
-            for (z, c) in centers.iter().enumerate() {
-                if c.is_some_and(|c| c.distance_m(&e.venue) <= 500.0) {
-                    for k in first..=last {
-                        if let Ok(k) = usize::try_from(k)
-                            && k < slots
-                        {
-                            event[z][k] += per_slot;
-                        }
-                    }
-                }
-            }
-        }
+        let crowds: Vec<mobility_intel::series::Crowd> = self
+            .events
+            .iter()
+            .map(|e| mobility_intel::series::Crowd {
+                venue: mobility_intel::routing::Point {
+                    lat: e.venue.lat(),
+                    lon: e.venue.lon(),
+                },
+                ends_at_ms: e.ends_at.0,
+                egress_ms: e.egress_ms,
+                riders: e.riders,
+            })
+            .collect();
+        let event = mobility_intel::series::event_riders(
+            &centres,
+            &crowds,
+            log.start_ms,
+            log.step_ms,
+            slots,
+        );
         s.add_covariate("event_riders", event);
         s
     }

@@ -5,8 +5,8 @@ use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use mobility_core::{
-    City, CityId, CommandKind, CommandState, Currency, EventType, OperatingArea, Role, StateChange,
-    TimestampMs, Vehicle, VehicleId, VehicleState, VehicleType,
+    City, CityId, CommandKind, CommandState, Currency, EventType, LatLon, OperatingArea, Role,
+    StateChange, TimestampMs, Vehicle, VehicleId, VehicleState, VehicleType,
 };
 use sqlx::{
     Row,
@@ -19,10 +19,11 @@ use sqlx::{
 };
 
 use crate::{
-    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CommandRecord, DemandSlot,
-    GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions, OutboxMessage,
-    PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent, RefreshToken,
-    RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour, redact_url,
+    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CityEventRecord, CommandRecord,
+    DemandSlot, GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions,
+    OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent,
+    RefreshToken, RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour,
+    redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1798,6 +1799,77 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn put_calendar_event(&self, e: &CityEventRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO city_events (id, city_id, name, lat, lon, ends_at_ms, egress_ms, riders, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET city_id = excluded.city_id, name = excluded.name, lat = excluded.lat, \
+                     lon = excluded.lon, ends_at_ms = excluded.ends_at_ms, egress_ms = excluded.egress_ms, \
+                     riders = excluded.riders, updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(&e.id)
+                .bind(e.city.as_str())
+                .bind(&e.name)
+                .bind(e.venue.lat())
+                .bind(e.venue.lon())
+                .bind(e.ends_at.0)
+                .bind(e.egress_ms)
+                .bind(e.riders)
+                .bind(e.updated_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|err| match err.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", e.city))
+                    }
+                    _ => StoreError::Database(err),
+                })?;
+                Ok(())
+            }
+
+            async fn calendar_events(
+                &self,
+                city: &CityId,
+                from: TimestampMs,
+            ) -> Result<Vec<CityEventRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, city_id, name, lat, lon, ends_at_ms, egress_ms, riders, updated_at_ms FROM city_events \
+                     WHERE city_id = $1 AND ends_at_ms >= $2 ORDER BY ends_at_ms, id",
+                )
+                .bind(city.as_str())
+                .bind(from.0)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<CityEventRecord, StoreError> {
+                        let c: String = r.try_get("city_id")?;
+                        Ok(CityEventRecord {
+                            id: r.try_get("id")?,
+                            city: CityId::parse(&c).map_err(|e| corrupt("city id", e))?,
+                            name: r.try_get("name")?,
+                            venue: LatLon::new(r.try_get("lat")?, r.try_get("lon")?)
+                                .map_err(|e| corrupt("event venue", e))?,
+                            ends_at: TimestampMs(r.try_get("ends_at_ms")?),
+                            egress_ms: r.try_get("egress_ms")?,
+                            riders: r.try_get("riders")?,
+                            updated_at: TimestampMs(r.try_get("updated_at_ms")?),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_calendar_event(&self, id: &str) -> Result<Option<CityId>, StoreError> {
+                let row = sqlx::query("DELETE FROM city_events WHERE id = $1 RETURNING city_id")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| -> Result<CityId, StoreError> {
+                    let c: String = r.try_get(0)?;
+                    CityId::parse(&c).map_err(|e| corrupt("city id", e))
+                })
+                .transpose()
             }
 
             async fn put_weather(&self, city: &CityId, hours: &[WeatherHour]) -> Result<(), StoreError> {

@@ -193,6 +193,27 @@ pub struct WeatherHour {
     pub temp_c: Option<f64>,
 }
 
+/// An event in a city's calendar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CityEventRecord {
+    /// Identifier (the caller's).
+    pub id: String,
+    /// The city.
+    pub city: CityId,
+    /// What it is.
+    pub name: String,
+    /// The venue.
+    pub venue: mobility_core::LatLon,
+    /// When it ends.
+    pub ends_at: TimestampMs,
+    /// Over how long the crowd leaves, ms.
+    pub egress_ms: i64,
+    /// Riders expected among the crowd.
+    pub riders: f64,
+    /// Last change.
+    pub updated_at: TimestampMs,
+}
+
 /// Riders' searches in one zone and 15-minute slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemandSlot {
@@ -866,6 +887,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         from: TimestampMs,
         to: TimestampMs,
     ) -> Result<Vec<WeatherHour>, StoreError>;
+
+    /// Creates or replaces an event of a city's calendar.
+    async fn put_calendar_event(&self, event: &CityEventRecord) -> Result<(), StoreError>;
+
+    /// A city's events that end at `from` or later, by end.
+    async fn calendar_events(
+        &self,
+        city: &CityId,
+        from: TimestampMs,
+    ) -> Result<Vec<CityEventRecord>, StoreError>;
+
+    /// Deletes an event; its city, if it existed.
+    async fn delete_calendar_event(&self, id: &str) -> Result<Option<CityId>, StoreError>;
 
     /// A city's demand slots from `from` on, oldest first.
     async fn demand_since(

@@ -17,9 +17,9 @@ use mobility_core::{
 use uuid::Uuid;
 
 use crate::{
-    AlertRecord, ApiToken, BookingFilter, BookingRecord, CommandRecord, DemandSlot, GeofenceRecord,
-    KycRecord, MdsToken, OpenOptions, PostgresStore, RefreshToken, Rotation, Store, StoreError,
-    TripFacts, UserRecord, WeatherHour,
+    AlertRecord, ApiToken, BookingFilter, BookingRecord, CityEventRecord, CommandRecord,
+    DemandSlot, GeofenceRecord, KycRecord, MdsToken, OpenOptions, PostgresStore, RefreshToken,
+    Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -1755,6 +1755,51 @@ pub async fn demand_adds_up_and_incentives_stay_within_the_budget(store: Arc<dyn
             .unwrap(),
         vec![hour(1, Some(false), Some(14.0)), hour(2, None, None)]
     );
+
+    // Events: replaced by id, listed by end from a time on, deleted once.
+    let event = |id: &str, ends: i64| CityEventRecord {
+        id: id.to_owned(),
+        city: city.id.clone(),
+        name: format!("event {id}"),
+        venue: LatLon::new(41.38, 2.12).unwrap(),
+        ends_at: TimestampMs(ends),
+        egress_ms: 1_800_000,
+        riders: 250.5,
+        updated_at: TimestampMs(1),
+    };
+    store
+        .put_calendar_event(&event("match", 5_000))
+        .await
+        .unwrap();
+    store
+        .put_calendar_event(&event("concert", 9_000))
+        .await
+        .unwrap();
+    store
+        .put_calendar_event(&event("match", 7_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .calendar_events(&city.id, TimestampMs(6_000))
+            .await
+            .unwrap(),
+        vec![event("match", 7_000), event("concert", 9_000)]
+    );
+    assert_eq!(
+        store.delete_calendar_event("match").await.unwrap(),
+        Some(city.id.clone())
+    );
+    assert_eq!(store.delete_calendar_event("match").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .put_calendar_event(&CityEventRecord {
+                city: CityId::parse("atlantis").unwrap(),
+                ..event("x", 1)
+            })
+            .await,
+        Err(StoreError::MissingReference(_))
+    ));
 
     // 40 spenders of 100 against a budget of 1,000: exactly ten win.
     let mut tasks = Vec::new();

@@ -6,7 +6,7 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
 };
 use mobility_core::CityId;
 use serde::Deserialize;
@@ -42,6 +42,127 @@ struct WeatherHourBody {
     rain: Option<bool>,
     /// Temperature, °C.
     temp_c: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EventBody {
+    /// What it is (shown to staff).
+    name: String,
+    /// The venue.
+    lat: f64,
+    /// The venue.
+    lon: f64,
+    /// When it ends, UTC ms.
+    ends_at_ms: i64,
+    /// Over how many minutes the crowd leaves (1 to 240).
+    egress_min: u32,
+    /// Riders expected among the crowd (0 to 100,000).
+    expected_riders: f64,
+}
+
+fn event_json(e: &mobility_store::CityEventRecord) -> serde_json::Value {
+    json!({
+        "id": e.id, "city": e.city, "name": e.name, "lat": e.venue.lat(), "lon": e.venue.lon(),
+        "ends_at_ms": e.ends_at.0, "egress_min": e.egress_ms / 60_000,
+        "expected_riders": e.riders, "updated_at_ms": e.updated_at.0,
+    })
+}
+
+/// Admin: adds or changes an event of the city's calendar (a concert, a match): when its crowd
+/// leaves, riders look for vehicles near the venue, and the forecast expects them.
+async fn put_event(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path((city, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> Response {
+    let city = match city_of(&state, &city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return bad_request(
+            "invalid_field",
+            "the event id must be 1 to 64 letters, digits, - or _",
+        );
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return bad_request("invalid_field", "name must be 1 to 200 characters");
+    }
+    let Ok(venue) = mobility_core::LatLon::new(body.lat, body.lon) else {
+        return bad_request("invalid_field", "lat and lon must be a position on Earth");
+    };
+    let now_ms = now().0;
+    if !((now_ms - WEATHER_PAST_DAYS * 86_400_000)..=(now_ms + 366 * 86_400_000))
+        .contains(&body.ends_at_ms)
+    {
+        return bad_request(
+            "invalid_field",
+            format!("ends_at_ms must be from {WEATHER_PAST_DAYS} days ago to a year ahead"),
+        );
+    }
+    let fits = (1..=240).contains(&body.egress_min)
+        && body.expected_riders.is_finite()
+        && (0.0..=100_000.0).contains(&body.expected_riders);
+    if !fits {
+        return bad_request(
+            "invalid_field",
+            "egress_min must be 1 to 240 and expected_riders 0 to 100000",
+        );
+    }
+    let event = mobility_store::CityEventRecord {
+        id,
+        city,
+        name: name.to_owned(),
+        venue,
+        ends_at: mobility_core::TimestampMs(body.ends_at_ms),
+        egress_ms: i64::from(body.egress_min) * 60_000,
+        riders: body.expected_riders,
+        updated_at: now(),
+    };
+    match state.store.put_calendar_event(&event).await {
+        Ok(()) => Json(event_json(&event)).into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
+
+/// Staff: the city's events that ended in the last day or are still to come.
+async fn list_events(
+    _: StaffCaller,
+    State(state): State<AppState>,
+    Path(city): Path<String>,
+) -> Response {
+    let city = match city_of(&state, &city) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let from = mobility_core::TimestampMs(now().0 - 86_400_000);
+    match state.store.calendar_events(&city, from).await {
+        Ok(list) => Json(list.iter().map(event_json).collect::<Vec<_>>()).into_response(),
+        Err(e) => store_problem(&e),
+    }
+}
+
+/// Admin: removes an event from its city's calendar.
+async fn delete_event(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.delete_calendar_event(&id).await {
+        Ok(Some(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(None) => Problem::new(StatusCode::NOT_FOUND, "not-found", "Not Found")
+            .with_detail(format!("no event {id}"))
+            .into_response(),
+        Err(e) => store_problem(&e),
+    }
 }
 
 /// A weather feed (gateway or admin token): the hours' weather, a covariate of the demand
@@ -104,6 +225,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/ops/plan", get(plan))
         .route("/v1/admin/cities/{city}/intel/refresh", post(refresh))
         .route("/v1/admin/cities/{city}/weather", put(put_weather))
+        .route("/v1/admin/cities/{city}/events", get(list_events))
+        .route("/v1/admin/cities/{city}/events/{id}", put(put_event))
+        .route("/v1/admin/events/{id}", delete(delete_event))
 }
 
 fn city_of(state: &AppState, raw: &str) -> Result<CityId, Box<Response>> {

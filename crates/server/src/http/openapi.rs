@@ -756,6 +756,33 @@ pub const OPS: &[Op] = &[
         schema::<intel::WeatherBody>,
     ),
     op(
+        "get",
+        "/v1/admin/cities/{city}/events",
+        "intelligence",
+        Staff,
+        200,
+        "The city's events calendar (ended in the last day or to come)",
+    ),
+    with_body(
+        op(
+            "put",
+            "/v1/admin/cities/{city}/events/{id}",
+            "intelligence",
+            Admin,
+            200,
+            "Add or change an event: its crowd is a covariate of the demand forecast",
+        ),
+        schema::<intel::EventBody>,
+    ),
+    op(
+        "delete",
+        "/v1/admin/events/{id}",
+        "intelligence",
+        Admin,
+        204,
+        "Remove an event from its city's calendar",
+    ),
+    op(
         "post",
         "/v1/admin/cities/{city}/intel/refresh",
         "intelligence",

@@ -34,3 +34,19 @@ CREATE TABLE weather_hours (
     temp_c       DOUBLE PRECISION,
     PRIMARY KEY (city_id, hour_ms)
 );
+
+-- A city's events calendar (concerts, matches): crowds that look for vehicles when they end,
+-- a covariate of the demand forecast.
+CREATE TABLE city_events (
+    id             TEXT PRIMARY KEY,
+    city_id        TEXT NOT NULL REFERENCES cities (id),
+    name           TEXT NOT NULL,
+    lat            DOUBLE PRECISION NOT NULL,
+    lon            DOUBLE PRECISION NOT NULL,
+    ends_at_ms     BIGINT NOT NULL,
+    egress_ms      BIGINT NOT NULL,
+    riders         DOUBLE PRECISION NOT NULL,
+    updated_at_ms  BIGINT NOT NULL
+);
+
+CREATE INDEX city_events_by_end ON city_events (city_id, ends_at_ms);

@@ -34,3 +34,19 @@ CREATE TABLE weather_hours (
     temp_c       REAL,
     PRIMARY KEY (city_id, hour_ms)
 ) STRICT;
+
+-- A city's events calendar (concerts, matches): crowds that look for vehicles when they end,
+-- a covariate of the demand forecast.
+CREATE TABLE city_events (
+    id             TEXT PRIMARY KEY NOT NULL,
+    city_id        TEXT NOT NULL REFERENCES cities (id),
+    name           TEXT NOT NULL,
+    lat            REAL NOT NULL,
+    lon            REAL NOT NULL,
+    ends_at_ms     INTEGER NOT NULL,
+    egress_ms      INTEGER NOT NULL,
+    riders         REAL NOT NULL,
+    updated_at_ms  INTEGER NOT NULL
+) STRICT;
+
+CREATE INDEX city_events_by_end ON city_events (city_id, ends_at_ms);
