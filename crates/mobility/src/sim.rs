@@ -150,6 +150,10 @@ pub struct SimArgs {
     /// platform's `incentive_daily_budget_cents`).
     #[arg(long, default_value_t = 300_000)]
     pub incentive_budget_cents: u32,
+    /// Price with forecast returns counted as arriving supply (an experiment; see
+    /// docs/benchmarks.md).
+    #[arg(long)]
+    pub price_with_returns: bool,
     #[command(flatten)]
     pub city: CityArgs,
 }
@@ -228,7 +232,7 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
         let mut past = Sim::new(h, city.clone());
         let mut p = LocalPlatform::for_sim(&past);
         past.advance_to(cfg.start, &mut p);
-        Some(past.demand_series(0))
+        Some((past.demand_series(0), past.returns_series(0)))
     } else {
         None
     };
@@ -247,7 +251,9 @@ pub fn run(a: &SimArgs) -> anyhow::Result<()> {
             ops_cfg.vans = v;
         }
         ops_cfg.pricing.daily_budget_cents = i64::from(a.incentive_budget_cents);
-        let ops = Ops::new(ops_cfg, &sim, history).map_err(|e| anyhow::anyhow!(e))?;
+        ops_cfg.use_returns = a.price_with_returns;
+        let (requests, returns) = history.unzip();
+        let ops = Ops::new(ops_cfg, &sim, requests, returns).map_err(|e| anyhow::anyhow!(e))?;
         sim.set_ops(ops);
     }
     let mut platform = LocalPlatform::for_sim(&sim);

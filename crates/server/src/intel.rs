@@ -36,7 +36,7 @@ use h3o::{CellIndex, LatLng};
 use mobility_core::{CityId, LatLon, TimestampMs, VehicleId, VehicleState, VehicleType};
 use mobility_intel::{
     ForecastConfig, Forecaster, Registry, Series,
-    pricing::{PricingConfig, ZonePrice, price_zone_flow},
+    pricing::{PricingConfig, ZonePrice, price_zone},
     routing,
     series::{Crowd, event_riders},
     tasks,
@@ -753,7 +753,10 @@ impl Intel {
             let returns = forecast
                 .as_ref()
                 .map_or(0.0, |f| f.returns_total(&cell.to_string()));
-            let price = price_zone_flow(demand, s, returns, prev, cfg);
+            // Returns are shown, not counted as supply: in the simulated city counting them
+            // made prices fall where riders end trips and lost more demand (ADR 0007).
+            let mut price = price_zone(demand, s, prev, cfg);
+            price.forecast_returns = returns;
             by_cell.insert(cell, entries.len());
             entries.push(ZoneEntry {
                 zone: cell.to_string(),
@@ -779,16 +782,14 @@ impl Intel {
         now: TimestampMs,
     ) {
         let forecast = c.forecast.read().clone();
-        // What the vans must bring: requests less the vehicles trips will bring back.
+        // Requests, not requests less returns: in the simulated city planning on the net lost
+        // more demand (swaps and moves left out of busy zones that also see many returns).
         let demand: BTreeMap<CellIndex, f64> = forecast
             .as_ref()
             .map(|f| {
                 f.zones
                     .keys()
-                    .filter_map(|z| {
-                        let net = (f.total(z) - f.returns_total(z)).max(0.0);
-                        Some((z.parse::<CellIndex>().ok()?, net))
-                    })
+                    .filter_map(|z| Some((z.parse::<CellIndex>().ok()?, f.total(z))))
                     .collect()
             })
             .unwrap_or_default();

@@ -21,7 +21,7 @@ use h3o::CellIndex;
 use mobility_core::{LatLon, TimestampMs, VehicleType};
 use mobility_intel::{
     ForecastConfig, Forecaster, Registry, Series,
-    pricing::{Budget, PricingConfig, price_zone},
+    pricing::{Budget, PricingConfig, price_zone_flow},
     routing, tasks,
 };
 use serde::Serialize;
@@ -76,6 +76,9 @@ pub struct OpsConfig {
     pub pricing: PricingConfig,
     /// Probability that a rider offered a credit ends the trip in the zone that is short.
     pub incentive_accept: f64,
+    /// Price with forecast returns counted as arriving supply (an experiment: it loses more
+    /// demand, see docs/benchmarks.md; off by default, and the platform does not).
+    pub use_returns: bool,
 }
 
 impl OpsConfig {
@@ -100,6 +103,7 @@ impl OpsConfig {
             generations: 120,
             pricing: PricingConfig::default(),
             incentive_accept: 0.4,
+            use_returns: false,
         }
     }
 }
@@ -162,6 +166,9 @@ pub struct Ops {
     claimed: Vec<bool>,
     registry: Registry,
     history: Option<Series>,
+    /// Returns: their own model and history.
+    returns_registry: Registry,
+    returns_history: Option<Series>,
     forecast_cfg: ForecastConfig,
     balance: BTreeMap<CellIndex, i32>,
     prices: BTreeMap<CellIndex, f64>,
@@ -178,7 +185,12 @@ impl Ops {
     ///
     /// # Errors
     /// A forecast policy without enough history to train on.
-    pub fn new(cfg: OpsConfig, sim: &Sim, history: Option<Series>) -> Result<Self, String> {
+    pub fn new(
+        cfg: OpsConfig,
+        sim: &Sim,
+        history: Option<Series>,
+        returns_history: Option<Series>,
+    ) -> Result<Self, String> {
         let city = sim.city();
         let (sw, ne) = city.bounds();
         let middle = LatLon::new(
@@ -209,6 +221,7 @@ impl Ops {
             ..ForecastConfig::default()
         };
         let mut registry = Registry::new();
+        let mut returns_registry = Registry::new();
         let mut stats = OpsStats::default();
         if cfg.policy == Policy::Forecast {
             let h = history
@@ -221,6 +234,12 @@ impl Ops {
             registry.submit(model, h, test_start, sim.now().0);
             stats.models_trained = 1;
             stats.models_promoted = 1;
+            if let Some(r) = returns_history.as_ref() {
+                let test_start = r.slots.saturating_sub(2 * r.slots_per_day());
+                if let Ok(model) = Forecaster::train(r, test_start, &forecast_cfg) {
+                    returns_registry.submit(model, r, test_start, sim.now().0);
+                }
+            }
         }
         Ok(Self {
             claimed: vec![false; sim.vehicles().len()],
@@ -228,6 +247,8 @@ impl Ops {
             vans,
             registry,
             history,
+            returns_registry,
+            returns_history,
             forecast_cfg,
             balance: BTreeMap::new(),
             prices: BTreeMap::new(),
@@ -560,6 +581,14 @@ impl Sim {
     /// Retrains the model on everything seen so far; the registry keeps it if it beats the
     /// current one on the last two days.
     fn retrain(&mut self, ops: &mut Ops) {
+        if let Some(mut r) = ops.returns_history.clone()
+            && r.append(&self.returns_series(0)).is_ok()
+        {
+            let test_start = r.slots.saturating_sub(2 * r.slots_per_day());
+            if let Ok(model) = Forecaster::train(&r, test_start, &ops.forecast_cfg) {
+                ops.returns_registry.submit(model, &r, test_start, self.now);
+            }
+        }
         let Some(series) = self.history_and_now(ops, 0) else {
             return;
         };
@@ -578,6 +607,30 @@ impl Sim {
         let mut s = ops.history.clone()?;
         s.append(&self.demand_series(ahead)).ok()?;
         Some(s)
+    }
+
+    /// Forecast returns per zone for the next two hours.
+    fn forecast_returns(&self, ops: &Ops) -> BTreeMap<CellIndex, f64> {
+        let mut out = BTreeMap::new();
+        let Some((_, model)) = ops.returns_registry.current() else {
+            return out;
+        };
+        let Some(mut series) = ops.returns_history.clone() else {
+            return out;
+        };
+        if series.append(&self.returns_series(model.horizons)).is_err() {
+            return out;
+        }
+        let t = series.slots - model.horizons;
+        let Ok(f) = model.forecast(&series, t) else {
+            return out;
+        };
+        for (z, name) in series.zones.iter().enumerate() {
+            if let Ok(cell) = name.parse::<CellIndex>() {
+                out.insert(cell, f[z].iter().sum());
+            }
+        }
+        out
     }
 
     /// Forecast demand per zone for the next two hours.
@@ -606,6 +659,12 @@ impl Sim {
     #[allow(clippy::too_many_lines)]
     fn plan(&mut self, ops: &mut Ops, on_shift: bool) {
         let demand = self.forecast_zones(ops);
+        // Vehicles trips will bring back, as arriving supply in prices (only with use_returns).
+        let returns = if ops.cfg.use_returns {
+            self.forecast_returns(ops)
+        } else {
+            BTreeMap::new()
+        };
         // Supply: rentable scooters and e-bikes per zone.
         let mut supply: BTreeMap<CellIndex, Vec<usize>> = BTreeMap::new();
         for (k, x) in self.vehicles.iter().enumerate() {
@@ -625,7 +684,8 @@ impl Sim {
         for z in &zones {
             let d = demand.get(z).copied().unwrap_or(0.0);
             let s = u32::try_from(supply.get(z).map_or(0, Vec::len)).unwrap_or(u32::MAX);
-            let p = price_zone(d, s, ops.prices.get(z).copied(), &ops.cfg.pricing);
+            let r = returns.get(z).copied().unwrap_or(0.0);
+            let p = price_zone_flow(d, s, r, ops.prices.get(z).copied(), &ops.cfg.pricing);
             ops.balance.insert(*z, p.balance);
             prices.insert(*z, p.multiplier);
         }

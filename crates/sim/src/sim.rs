@@ -541,6 +541,7 @@ pub struct Sim {
     events: Vec<CityEvent>,
     weather_rng: ChaCha8Rng,
     demand_log: DemandLog,
+    returns_log: DemandLog,
     hours: Vec<HourStats>,
     pub(crate) totals: Totals,
     truth: GroundTruth,
@@ -578,6 +579,7 @@ impl Sim {
             events: Vec::new(),
             weather_rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5745_4154_4845_5221),
             demand_log: DemandLog::new(cfg.start.0, DEMAND_SLOT_MS),
+            returns_log: DemandLog::new(cfg.start.0, DEMAND_SLOT_MS),
             hours: Vec::new(),
             totals: Totals {
                 lost_by_district: vec![0; districts],
@@ -687,7 +689,18 @@ impl Sim {
     /// slot, from the weather forecast) on every slot.
     #[must_use]
     pub fn demand_series(&self, ahead: usize) -> mobility_intel::Series {
-        let log = &self.demand_log;
+        self.log_series(&self.demand_log, ahead)
+    }
+
+    /// Returns (trips that ended) per zone as a forecasting series, like [`Self::demand_series`].
+    /// In a demand-only run every request counts as a trip ending at its destination when a
+    /// scooter would arrive there.
+    #[must_use]
+    pub fn returns_series(&self, ahead: usize) -> mobility_intel::Series {
+        self.log_series(&self.returns_log, ahead)
+    }
+
+    fn log_series(&self, log: &DemandLog, ahead: usize) -> mobility_intel::Series {
         let done = usize::try_from((self.now - log.start_ms) / log.step_ms).unwrap_or(0);
         let slots = done + ahead;
         let zones: Vec<String> = log.cells.keys().map(ToString::to_string).collect();
@@ -1141,6 +1154,12 @@ impl Sim {
             h.demand += 1;
         }
         if self.cfg.demand_only {
+            #[allow(clippy::cast_possible_truncation)]
+            let ride_ms = ((origin.distance_m(&destination) * 1.3).max(300.0)
+                / speed_m_s(VehicleType::Scooter)
+                * 1_000.0) as i64
+                + 60_000;
+            self.returns_log.record(self.now + ride_ms, destination);
             return;
         }
         let (types, radius) = if wants_car {
@@ -1277,6 +1296,7 @@ impl Sim {
             Activity::Available
         };
         let (id, position) = (v.id, v.position);
+        self.returns_log.record(now, position);
         if crashed {
             let g = trip.crash_g;
             self.truth.crashes.push(Crash {
