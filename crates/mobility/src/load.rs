@@ -1,26 +1,32 @@
 //! `mobility load mqtt`: a telemetry load generator that speaks the real vehicle protocol.
 //!
-//! It registers vehicles through the admin API, connects each as its own MQTT client with its
-//! own credentials, and publishes telemetry as fast as a bounded window per connection allows
-//! (or at a fixed total rate). At QoS 1 it measures publish→PUBACK latency. The embedded broker
-//! sends the PUBACK only after the report has been applied to the index and written to the
-//! write-ahead log, so this latency is an upper bound on publish→queryable. Throughput is read
-//! from the server's own `telemetry_applied_total` counter, so it counts reports the platform
-//! *accepted*, not merely bytes sent.
+//! It registers vehicles through the admin API, connects each as its own MQTT 3.1.1 client with
+//! its own credentials, and publishes telemetry as fast as a bounded window per connection
+//! allows (or at a fixed total rate). Packets are encoded with rumqttc's codec and written
+//! straight to the socket, many per write: the load shares the machine with the server it
+//! measures, so it must cost far less per message than the server does. At QoS 1 it measures
+//! publish→PUBACK latency. The embedded broker sends the PUBACK only after the report has been
+//! applied to the index and written to the write-ahead log, so this latency is an upper bound
+//! on publish→queryable. Throughput is read from the server's own `telemetry_applied_total`
+//! counter, so it counts reports the platform *accepted*, not merely bytes sent; refusals are
+//! printed too.
 
 use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use mobility_core::{BatteryPct, LatLon, TimestampMs, VehicleId};
 use mobility_fleet::Telemetry;
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    QoS,
+    mqttbytes::{Error as CodecError, v4},
+};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Options of `mobility load mqtt`.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,6 +64,9 @@ pub struct MqttLoad {
     /// City the load vehicles are registered in (created if missing).
     #[arg(long, default_value = "load-test")]
     pub city: String,
+    /// Worker threads of the load tool (it shares the machine with the server it measures).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 struct Vehicle {
@@ -101,21 +110,43 @@ async fn setup(o: &MqttLoad, token: &str, http: &reqwest::Client) -> anyhow::Res
     Ok(out)
 }
 
-async fn applied_total(http: &reqwest::Client, api: &str) -> anyhow::Result<f64> {
+/// The server's MQTT telemetry counters: (applied, refused).
+async fn counters(http: &reqwest::Client, api: &str) -> anyhow::Result<(f64, f64)> {
     let text = http
         .get(format!("{api}/metrics"))
         .send()
         .await?
         .text()
         .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("telemetry_applied_total{") && l.contains("source=\"mqtt\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    let sum = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains("source=\"mqtt\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Ok((
+        sum("telemetry_applied_total{"),
+        sum("telemetry_rejected_total{"),
+    ))
 }
 
-fn payload(o: &MqttLoad, vehicle: VehicleId, seq: &mut i64, t0: i64, k: u64) -> Bytes {
+/// The wall clock in Unix milliseconds.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The next report timestamp of a vehicle: its clock, but at least 1 ms after its last report
+/// (the protocol treats an equal timestamp as a redelivery). A vehicle sending more than 1,000
+/// reports a second therefore runs ahead of the clock, and past 30 s its reports are refused
+/// as from the future: load with more vehicles instead.
+fn next_ts(last: &mut i64) -> i64 {
+    *last = wall_ms().max(*last + 1);
+    *last
+}
+
+fn payload(o: &MqttLoad, vehicle: VehicleId, seq: &mut i64, last_ts: &mut i64, k: u64) -> Bytes {
     let mut reports = Vec::with_capacity(o.batch);
     for _ in 0..o.batch {
         *seq += 1;
@@ -126,7 +157,7 @@ fn payload(o: &MqttLoad, vehicle: VehicleId, seq: &mut i64, t0: i64, k: u64) -> 
         let lon = 2.071 + 0.158 * (kf * 0.414_213_562_4).fract() + step.cos() * 2e-4;
         reports.push(Telemetry {
             vehicle_id: vehicle,
-            at: TimestampMs(t0 + *seq),
+            at: TimestampMs(next_ts(last_ts)),
             position: LatLon::new(lat, lon).unwrap_or(LatLon::ORIGIN),
             battery: BatteryPct::new(80).ok(),
             speed_m_s: Some(4.0),
@@ -151,6 +182,175 @@ fn payload(o: &MqttLoad, vehicle: VehicleId, seq: &mut i64, t0: i64, k: u64) -> 
     }
 }
 
+/// A paced vehicle wakes at most this often and then sends every message that is due: one
+/// timer and one write per message would cost the load tool more than the server.
+const PACE_TICK: Duration = Duration::from_millis(10);
+
+/// Largest packet the load tool reads back (PUBACKs are 4 bytes; anything larger is a bug).
+const READ_PACKET_BYTES_MAX: usize = 64 * 1024;
+
+/// Reads packets into `buf` until one parses; `Ok(None)` when the server closed the stream.
+async fn read_packet(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> anyhow::Result<Option<v4::Packet>> {
+    loop {
+        match v4::Packet::read(buf, READ_PACKET_BYTES_MAX) {
+            Ok(p) => return Ok(Some(p)),
+            Err(CodecError::InsufficientBytes(_)) => {}
+            Err(e) => bail!("bad packet from the broker: {e}"),
+        }
+        if rd.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+/// One vehicle's connection: logs in with its own credentials, then publishes telemetry until
+/// `deadline` with at most `window` QoS 1 messages unacknowledged (at QoS 0, `window` messages
+/// per write). Speaks MQTT 3.1.1 directly on the socket (packets encoded by rumqttc's codec):
+/// a full client's event loop and channels cost the load tool as much CPU as the server spends
+/// on the message, and both share the machine.
+#[allow(clippy::too_many_arguments)]
+async fn vehicle_load(
+    o: Arc<MqttLoad>,
+    addr: String,
+    v: Vehicle,
+    k: u64,
+    qos: QoS,
+    deadline: Instant,
+) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let id = v.id.to_string();
+    let mut connect = v4::Connect::new(id.as_str());
+    connect.keep_alive = 60;
+    connect.set_login(id.as_str(), v.secret.as_str());
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    connect.write(&mut out)?;
+    wr.write_all(&out).await?;
+    out.clear();
+    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    match read_packet(&mut rd, &mut inbuf).await? {
+        Some(v4::Packet::ConnAck(a)) if a.code == v4::ConnectReturnCode::Success => {}
+        other => bail!("login refused: {other:?}"),
+    }
+    let topic = format!(
+        "v1/vehicles/{id}/telemetry{}",
+        if o.format == "bin" { "/bin" } else { "" }
+    );
+    let window = o.window.max(1);
+    let every = (o.rate > 0).then(|| {
+        #[allow(clippy::cast_precision_loss)]
+        Duration::from_secs_f64(f64::from(o.vehicles.max(1)) / o.rate as f64)
+    });
+    let mut next = Instant::now();
+    let mut wake = next;
+    let mut seq = 0i64;
+    let mut last_ts = 0i64;
+    let mut published = 0u64;
+    let mut pkid: u16 = 0;
+    // Packet id → when it was written. Acks may come in any order.
+    let mut in_flight: std::collections::HashMap<u16, Instant> =
+        std::collections::HashMap::with_capacity(window * 2);
+    let drain_until = deadline + Duration::from_secs(5);
+    if let Some(every) = every {
+        // Spread the vehicles over one interval instead of sending in lockstep.
+        #[allow(clippy::cast_precision_loss)]
+        let phase = (k % u64::from(o.vehicles.max(1))) as f64 / f64::from(o.vehicles.max(1));
+        next += every.mul_f64(phase);
+    }
+    loop {
+        let now = Instant::now();
+        let open = now < deadline;
+        if open {
+            let room = if qos == QoS::AtMostOnce {
+                window
+            } else {
+                window.saturating_sub(in_flight.len())
+            };
+            let mut due = room;
+            if let Some(every) = every {
+                // Every message whose time has come, as far as the window allows.
+                due = 0;
+                while due < room && next <= now {
+                    due += 1;
+                    next += every;
+                }
+                wake = now + PACE_TICK.max(every);
+            }
+            for _ in 0..due {
+                let mut p = v4::Publish::from_bytes(
+                    topic.as_str(),
+                    qos,
+                    payload(&o, v.id, &mut seq, &mut last_ts, k),
+                );
+                if qos == QoS::AtLeastOnce {
+                    pkid = pkid.checked_add(1).unwrap_or(1);
+                    p.pkid = pkid;
+                    in_flight.insert(pkid, now);
+                }
+                p.write(&mut out)?;
+                published += 1;
+            }
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+        }
+        if qos == QoS::AtMostOnce {
+            if !open {
+                break;
+            }
+            match every {
+                Some(_) => tokio::time::sleep_until(wake.max(next).into()).await,
+                None => tokio::task::yield_now().await,
+            }
+            continue;
+        }
+        if !open && in_flight.is_empty() {
+            break;
+        }
+        // Wait for acks, or for the next send time of a paced vehicle with room in its window.
+        let tick = every.is_some() && open && in_flight.len() < window;
+        let first = tokio::select! {
+            p = read_packet(&mut rd, &mut inbuf) => p?,
+            () = tokio::time::sleep_until(wake.max(next).into()), if tick => continue,
+            () = tokio::time::sleep_until(drain_until.into()) => {
+                bail!("{} publishes unacknowledged after the drain time", in_flight.len())
+            }
+        };
+        let at = Instant::now();
+        let mut packet = first;
+        loop {
+            match packet {
+                None => bail!("the broker closed the connection"),
+                Some(v4::Packet::PubAck(a)) => {
+                    if let Some(t) = in_flight.remove(&a.pkid) {
+                        let us =
+                            u64::try_from(at.duration_since(t).as_micros()).unwrap_or(u64::MAX);
+                        hist.record(us.max(1))?;
+                    }
+                }
+                Some(_) => {}
+            }
+            packet = match v4::Packet::read(&mut inbuf, READ_PACKET_BYTES_MAX) {
+                Ok(p) => Some(p),
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(e) => bail!("bad packet from the broker: {e}"),
+            };
+        }
+    }
+    out.clear();
+    v4::Disconnect.write(&mut out)?;
+    let _ = wr.write_all(&out).await;
+    Ok((published, hist))
+}
+
 /// Runs the load and prints the figures.
 pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
     let token = match &o.token {
@@ -165,8 +365,6 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
         1 => QoS::AtLeastOnce,
         _ => bail!("--qos must be 0 or 1"),
     };
-    let (host, port) = o.broker.rsplit_once(':').context("--broker is host:port")?;
-    let port: u16 = port.parse().context("--broker port")?;
     let http = reqwest::Client::new();
     let started = Instant::now();
     let vehicles = setup(&o, &token, &http).await?;
@@ -176,122 +374,54 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let before = applied_total(&http, &o.api).await?;
+    let (before, refused_before) = counters(&http, &o.api).await?;
     let deadline = Instant::now() + Duration::from_secs(o.duration_s);
-    let t0 = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis(),
-    )?;
+    let o = Arc::new(o);
     let mut tasks = Vec::new();
     for (k, v) in vehicles.into_iter().enumerate() {
-        let (hist, sent, o) = (hist.clone(), sent.clone(), o.clone());
-        let host = host.to_owned();
+        let o = o.clone();
+        let addr = o.broker.clone();
         tasks.push(tokio::spawn(async move {
-            let id = v.id.to_string();
-            let mut opts = MqttOptions::new(&id, host, port);
-            opts.set_credentials(&id, &v.secret)
-                .set_keep_alive(Duration::from_secs(30));
-            opts.set_inflight(u16::try_from(o.window.max(1)).unwrap_or(u16::MAX));
-            let (client, mut eventloop) = AsyncClient::new(opts, o.window.max(1) * 2);
-            let topic = format!(
-                "v1/vehicles/{id}/telemetry{}",
-                if o.format == "bin" { "/bin" } else { "" }
-            );
-            let in_flight = Arc::new(tokio::sync::Semaphore::new(o.window.max(1)));
-            let publisher = {
-                let (client, in_flight, sent) = (client.clone(), in_flight.clone(), sent.clone());
-                tokio::spawn(async move {
-                    let mut seq = 0i64;
-                    let every = (o.rate > 0).then(|| {
-                        Duration::from_secs_f64(f64::from(o.vehicles.max(1)) / o.rate as f64)
-                    });
-                    let mut next = Instant::now();
-                    while Instant::now() < deadline {
-                        if let Some(every) = every {
-                            tokio::time::sleep_until(next.into()).await;
-                            next += every;
-                        }
-                        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                            break;
-                        };
-                        permit.forget();
-                        let body = payload(&o, v.id, &mut seq, t0, k as u64);
-                        if client
-                            .publish_bytes(topic.clone(), qos, false, body)
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if qos == QoS::AtMostOnce {
-                            in_flight.add_permits(1);
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                })
-            };
-            let mut sent_at: VecDeque<Instant> = VecDeque::new();
-            let drain_until = deadline + Duration::from_secs(5);
-            loop {
-                let ev = tokio::time::timeout_at(drain_until.into(), eventloop.poll()).await;
-                match ev {
-                    Ok(Ok(Event::Outgoing(Outgoing::Publish(_)))) => {
-                        sent_at.push_back(Instant::now())
-                    }
-                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => {
-                        if let Some(t) = sent_at.pop_front() {
-                            let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            let _ = hist.lock().map(|mut h| h.record(us.max(1)));
-                        }
-                        in_flight.add_permits(1);
-                        if publisher.is_finished() && sent_at.is_empty() {
-                            break;
-                        }
-                    }
-                    Ok(Ok(_)) => {
-                        if qos == QoS::AtMostOnce && publisher.is_finished() {
-                            break;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        eprintln!("vehicle {id}: {e}");
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            publisher.abort();
-            let _ = client.disconnect().await;
+            let id = v.id;
+            vehicle_load(o, addr, v, k as u64, qos, deadline)
+                .await
+                .map_err(|e| format!("vehicle {id}: {e:#}"))
         }));
     }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut messages = 0u64;
+    let mut failures = Vec::new();
     for t in tasks {
-        let _ = t.await;
+        match t.await {
+            Ok(Ok((n, h))) => {
+                messages += n;
+                hist.add(h)?;
+            }
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    for f in failures.iter().take(5) {
+        eprintln!("{f}");
     }
     // QoS 0 has no acks: wait until the server has worked through what is queued, and count
     // the time until then.
     let publish_start = deadline - Duration::from_secs(o.duration_s);
-    let mut after = applied_total(&http, &o.api).await?;
+    let (mut after, mut refused) = counters(&http, &o.api).await?;
     let mut settled_at = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = applied_total(&http, &o.api).await?;
-        if (now - after).abs() < 0.5 {
+        let (now, now_refused) = counters(&http, &o.api).await?;
+        if (now - after).abs() < 0.5 && (now_refused - refused).abs() < 0.5 {
             break;
         }
-        after = now;
+        (after, refused) = (now, now_refused);
         settled_at = Instant::now();
     }
     let elapsed = settled_at
         .duration_since(publish_start)
         .as_secs_f64()
         .max(o.duration_s as f64);
-    let messages = sent.load(std::sync::atomic::Ordering::Relaxed);
     let applied = after - before;
     println!(
         "mqtt load: {} vehicles, qos {}, {} format, batch {}, window {}, {} s, rate {}",
@@ -318,7 +448,13 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
         "  reports applied by the platform: {applied:.0} ({:.0}/s over {elapsed:.1} s until the server had applied everything)",
         applied / elapsed
     );
-    let h = hist.lock().map_err(|_| anyhow::anyhow!("histogram lock"))?;
+    let refused = refused - refused_before;
+    if refused > 0.5 {
+        println!(
+            "  reports refused by the platform: {refused:.0} (see telemetry_rejected_total in /metrics)"
+        );
+    }
+    let h = &hist;
     if qos == QoS::AtLeastOnce && !h.is_empty() {
         #[allow(clippy::cast_precision_loss)]
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;

@@ -96,7 +96,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return forecast::eval(a);
     }
     match cli.command {
-        Command::Load(LoadCommand::Mqtt(o)) => return runtime()?.block_on(load::run(o)),
+        Command::Load(LoadCommand::Mqtt(o)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(o.threads.max(1))
+                .enable_all()
+                .thread_name("mobility-load")
+                .build()?;
+            return rt.block_on(load::run(o));
+        }
         Command::Load(LoadCommand::Http(o)) => return runtime()?.block_on(load_http::run(o)),
         Command::Load(LoadCommand::Trips(o)) => return runtime()?.block_on(load_trips::run(o)),
         _ => {}

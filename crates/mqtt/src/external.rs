@@ -13,7 +13,7 @@ use bytes::Bytes;
 use mobility_core::VehicleId;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
-use crate::{Channel, MqttError, PACKET_BYTES_MAX, VehicleLink, commands_topic, parse_topic};
+use crate::{Ack, Channel, MqttError, PACKET_BYTES_MAX, VehicleLink, commands_topic, parse_topic};
 
 /// Default shared-subscription group of the platform's ingest processes.
 pub const SHARE_GROUP_DEFAULT: &str = "mobility-ingest";
@@ -114,7 +114,12 @@ impl ExternalBroker {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if let Some((vehicle, channel)) = parse_topic(&p.topic) {
-                            link.deliver(vehicle, channel, p.payload.clone()).await;
+                            let ack = if p.qos == QoS::AtMostOnce {
+                                Ack::None
+                            } else {
+                                Ack::Durable
+                            };
+                            link.deliver(vehicle, channel, p.payload.clone(), ack).await;
                         } else {
                             tracing::debug!(topic = %p.topic, "ignoring message on a non-vehicle topic");
                         }

@@ -1,10 +1,11 @@
 //! The vehicle channel over MQTT (3.1.1 and 5).
 //!
 //! Two ways to run it, one interface to the rest of the platform ([`VehicleLink`]):
-//! - [`EmbeddedBroker`]: the platform is the broker (rmqtt, in process). Every vehicle logs in
-//!   with its own id and device secret, and may publish only under its own topics and subscribe
-//!   only to its own commands. Messages reach the platform through the publish-ACL hook, which
-//!   rmqtt awaits *before* it acknowledges the publish: a PUBACK means the report was processed.
+//! - [`EmbeddedBroker`]: the platform is the broker (in process, for vehicles only; ADR 0008).
+//!   Every vehicle logs in with its own id and device secret, and may publish only under its
+//!   own topics and subscribe only to its own commands. What a connection sent is handed to the
+//!   platform in batches, and a PUBACK is written only after its batch was processed (and, at
+//!   QoS 1, made durable): a PUBACK means the report was processed.
 //! - [`ExternalBroker`]: vehicles talk to an operator's broker cluster (Mosquitto, EMQX,
 //!   VerneMQ); the platform subscribes with a shared subscription so several ingest processes
 //!   split the load, and acknowledges each message only after processing it (manual acks).
@@ -101,6 +102,18 @@ pub fn parse_topic(topic: &str) -> Option<(VehicleId, Channel)> {
     Some((vehicle, channel))
 }
 
+/// What the sender of a message waits for (its MQTT QoS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// QoS 0: nothing is acknowledged, so processing may return as soon as the reports are
+    /// applied and queued for the log (a crash can lose the last few milliseconds of them,
+    /// which QoS 0 allows: at most once).
+    None,
+    /// QoS 1: the broker acknowledges once [`VehicleLink::deliver`] returns, so by then every
+    /// accepted report must be durable.
+    Durable,
+}
+
 /// The platform side of the channel: checks credentials and takes delivered messages.
 #[async_trait]
 pub trait VehicleLink: Send + Sync + 'static {
@@ -108,8 +121,17 @@ pub trait VehicleLink: Send + Sync + 'static {
     async fn authenticate(&self, vehicle: &VehicleId, secret: &[u8]) -> bool;
 
     /// A message a vehicle published on one of its own topics. Returns when it has been
-    /// processed; the broker acknowledges the message to the vehicle after that.
-    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes);
+    /// processed (and, for [`Ack::Durable`], made durable); the broker acknowledges the
+    /// message to the vehicle after that.
+    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes, ack: Ack);
+
+    /// Messages one vehicle published, in order, processed together (one durable write for
+    /// the lot). Returns when all of them have been processed, as [`Self::deliver`] does.
+    async fn deliver_batch(&self, vehicle: VehicleId, messages: &[(Channel, Bytes)], ack: Ack) {
+        for (channel, payload) in messages {
+            self.deliver(vehicle, *channel, payload.clone(), ack).await;
+        }
+    }
 }
 
 /// Failures of the MQTT channel.

@@ -8,7 +8,9 @@ use std::{collections::HashMap, io::Write, net::SocketAddr, sync::Arc, time::Dur
 use async_trait::async_trait;
 use bytes::Bytes;
 use mobility_core::VehicleId;
-use mobility_mqtt::{Channel, EmbeddedBroker, ExternalBroker, VehicleLink, commands_topic, topic};
+use mobility_mqtt::{
+    Ack, Channel, EmbeddedBroker, ExternalBroker, VehicleLink, commands_topic, topic,
+};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS, SubscribeReasonCode,
 };
@@ -18,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct TestLink {
     secrets: HashMap<VehicleId, String>,
-    delivered: mpsc::UnboundedSender<(VehicleId, Channel, Bytes)>,
+    delivered: mpsc::UnboundedSender<(VehicleId, Channel, Bytes, Ack)>,
 }
 
 #[async_trait]
@@ -28,8 +30,8 @@ impl VehicleLink for TestLink {
             .get(vehicle)
             .is_some_and(|s| s.as_bytes() == secret)
     }
-    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes) {
-        let _ = self.delivered.send((vehicle, channel, payload));
+    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes, ack: Ack) {
+        let _ = self.delivered.send((vehicle, channel, payload, ack));
     }
 }
 
@@ -37,7 +39,7 @@ fn new_id() -> VehicleId {
     VehicleId::from_uuid(uuid::Uuid::now_v7())
 }
 
-type Delivered = Arc<Mutex<mpsc::UnboundedReceiver<(VehicleId, Channel, Bytes)>>>;
+type Delivered = Arc<Mutex<mpsc::UnboundedReceiver<(VehicleId, Channel, Bytes, Ack)>>>;
 
 async fn broker(vehicles: &[(VehicleId, &str)]) -> (EmbeddedBroker, Delivered) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -107,11 +109,16 @@ impl Client {
     }
 }
 
-async fn next_delivery(d: &Delivered) -> (VehicleId, Channel, Bytes) {
+async fn next_delivery_with_ack(d: &Delivered) -> (VehicleId, Channel, Bytes, Ack) {
     tokio::time::timeout(WAIT, d.lock().await.recv())
         .await
         .expect("delivered in time")
         .unwrap()
+}
+
+async fn next_delivery(d: &Delivered) -> (VehicleId, Channel, Bytes) {
+    let (v, c, p, _) = next_delivery_with_ack(d).await;
+    (v, c, p)
 }
 
 #[tokio::test]
@@ -132,10 +139,10 @@ async fn a_vehicle_publishes_its_telemetry_and_gets_a_puback_after_delivery() {
     c.until(|ev| matches!(ev, Event::Incoming(Packet::PubAck(_))).then_some(()))
         .await
         .unwrap();
-    let (who, channel, payload) = next_delivery(&delivered).await;
+    let (who, channel, payload, ack) = next_delivery_with_ack(&delivered).await;
     assert_eq!(
-        (who, channel, &payload[..]),
-        (v, Channel::Telemetry, &br#"{"ts":1}"#[..])
+        (who, channel, &payload[..], ack),
+        (v, Channel::Telemetry, &br#"{"ts":1}"#[..], Ack::Durable)
     );
     c.client
         .publish(
@@ -146,7 +153,9 @@ async fn a_vehicle_publishes_its_telemetry_and_gets_a_puback_after_delivery() {
         )
         .await
         .unwrap();
-    assert_eq!(next_delivery(&delivered).await.1, Channel::TelemetryBinary);
+    // QoS 0 is never acknowledged, so the platform is told it need not wait for durability.
+    let (_, channel, _, ack) = next_delivery_with_ack(&delivered).await;
+    assert_eq!((channel, ack), (Channel::TelemetryBinary, Ack::None));
     b.shutdown().await;
 }
 
@@ -359,7 +368,7 @@ async fn external_broker_delivers_through_a_shared_subscription_and_sends_comman
     })
     .await
     .expect("delivered through the shared subscription");
-    assert_eq!((got.0, got.1), (v, Channel::Telemetry));
+    assert_eq!((got.0, got.1, got.3), (v, Channel::Telemetry, Ack::Durable));
     platform
         .send_command(&v, Bytes::from_static(b"lock"))
         .await

@@ -566,8 +566,19 @@ impl Fleet {
     }
 }
 
-/// The fleet plus its durability: [`LiveState::submit`] applies reports and returns only after
-/// the applied ones are in the write-ahead log.
+/// When [`LiveState::submit`] returns, relative to the write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the reports are fsync'd: for anything that is acknowledged (HTTP, MQTT QoS 1).
+    Synced,
+    /// Once they are queued for the log writer (it still applies back-pressure when its queue
+    /// is full): for MQTT QoS 0, which nobody acknowledges, so a vehicle's stream is not paced
+    /// by group commits. A crash loses at most the last group, as QoS 0 allows.
+    Queued,
+}
+
+/// The fleet plus its durability: [`LiveState::submit`] applies reports and, for
+/// [`Durability::Synced`], returns only after the applied ones are in the write-ahead log.
 #[derive(Debug)]
 pub struct LiveState {
     /// The in-memory state.
@@ -657,11 +668,13 @@ impl LiveState {
         }
     }
 
-    /// Applies reports (in order) and makes the applied ones durable before returning.
+    /// Applies reports (in order) and logs them; with [`Durability::Synced`] they are on disk
+    /// before it returns.
     pub async fn submit(
         &self,
         reports: &[Telemetry],
         now: TimestampMs,
+        durability: Durability,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
         let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
         // The log keeps every valid report of a known vehicle: applied ones for the live state,
@@ -679,7 +692,11 @@ impl LiveState {
             .filter(|(_, v)| matches!(v, Ok(Verdict::Applied) | Err(Reject::Stale)))
             .map(|(t, _)| t)
             .collect();
-        if let Err(e) = self.log.append(&kept).await {
+        let logged = match durability {
+            Durability::Synced => self.log.append(&kept).await,
+            Durability::Queued => self.log.append_queued(&kept).await,
+        };
+        if let Err(e) = logged {
             metrics::counter!("live_log_errors_total").increment(1);
             tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
             return Err(e);

@@ -43,8 +43,12 @@ const GROUP_MAX: usize = 1_024;
 const RECORD_BYTES_MAX: u32 = 16 + BINARY_RECORD_BYTES as u32 + 1 + 2 * 255;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"MOBSNAP1";
 
+/// Told when an append is on disk (or why it is not).
+type Done = oneshot::Sender<io::Result<()>>;
+
 enum Command {
-    Append(Vec<u8>, oneshot::Sender<io::Result<()>>),
+    /// Records to write; the sender (if any) hears once they are on disk.
+    Append(Vec<u8>, Option<Done>),
     Rotate(oneshot::Sender<io::Result<u64>>),
     Snapshot(u64, Vec<u8>, oneshot::Sender<io::Result<()>>),
 }
@@ -159,6 +163,10 @@ fn uuid_from(b: &[u8]) -> Result<uuid::Uuid, uuid::Error> {
     uuid::Uuid::from_slice(b)
 }
 
+fn writer_stopped() -> io::Error {
+    io::Error::other("the live-state log writer has stopped")
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -193,7 +201,7 @@ impl Writer {
         Ok(self.segment)
     }
 
-    fn commit(&mut self, group: &mut Vec<(Vec<u8>, oneshot::Sender<io::Result<()>>)>) {
+    fn commit(&mut self, group: &mut Vec<(Vec<u8>, Option<Done>)>) {
         let result = (|| {
             for (bytes, _) in group.iter() {
                 self.file.write_all(bytes)?;
@@ -203,12 +211,25 @@ impl Writer {
             self.file.get_ref().sync_data()
         })();
         let failed = result.as_ref().err().map(|e| (e.kind(), e.to_string()));
+        let mut unheard = 0usize;
         for (_, done) in group.drain(..) {
             let r = match &failed {
                 None => Ok(()),
                 Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
             };
-            let _ = done.send(r);
+            match done {
+                Some(done) => {
+                    let _ = done.send(r);
+                }
+                None => unheard += 1,
+            }
+        }
+        // Nobody waits for queued appends, so their failure is reported here.
+        if let Some((_, msg)) = &failed
+            && unheard > 0
+        {
+            metrics::counter!("live_log_errors_total").increment(1);
+            tracing::error!(error = %msg, appends = unheard, "cannot persist queued live state; reports are applied but not durable");
         }
         if failed.is_none()
             && self.written > SEGMENT_BYTES_MAX
@@ -361,29 +382,40 @@ impl LiveLog {
         if reports.is_empty() {
             return Ok(());
         }
+        let (done, wait) = oneshot::channel();
+        self.enqueue(reports, Some(done)).await?;
+        wait.await.map_err(|_| writer_stopped())?
+    }
+
+    /// Queues reports for the log and returns without waiting for the disk (it waits only
+    /// while the writer's queue is full). A failed write is logged and counted by the writer.
+    pub async fn append_queued(&self, reports: &[&Telemetry]) -> io::Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        self.enqueue(reports, None).await
+    }
+
+    async fn enqueue(&self, reports: &[&Telemetry], done: Option<Done>) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(reports.len() * 64);
         for t in reports {
             encode_record(t, &mut bytes);
         }
-        let (done, wait) = oneshot::channel();
         self.tx
             .send(Command::Append(bytes, done))
             .await
-            .map_err(|_| io::Error::other("the live-state log writer has stopped"))?;
-        wait.await
-            .map_err(|_| io::Error::other("the live-state log writer has stopped"))?
+            .map_err(|_| writer_stopped())
     }
 
     /// Takes a snapshot: rotates, asks `capture` for the current state, writes it durably and
     /// drops what it covers.
     pub async fn snapshot(&self, capture: impl FnOnce() -> Vec<Telemetry>) -> io::Result<usize> {
-        let stopped = || io::Error::other("the live-state log writer has stopped");
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Command::Rotate(done))
             .await
-            .map_err(|_| stopped())?;
-        let first_uncovered = wait.await.map_err(|_| stopped())??;
+            .map_err(|_| writer_stopped())?;
+        let first_uncovered = wait.await.map_err(|_| writer_stopped())??;
         let state = capture();
         let mut body = Vec::with_capacity(state.len() * 64);
         for t in &state {
@@ -393,8 +425,8 @@ impl LiveLog {
         self.tx
             .send(Command::Snapshot(first_uncovered, body, done))
             .await
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())??;
+            .map_err(|_| writer_stopped())?;
+        wait.await.map_err(|_| writer_stopped())??;
         Ok(state.len())
     }
 
@@ -507,6 +539,27 @@ mod tests {
                 vec![]
             },
         }
+    }
+
+    #[tokio::test]
+    async fn queued_appends_are_written_in_order_before_a_later_synced_one_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (log, _) = LiveLog::open(dir.path(), None).unwrap();
+            // QoS 0: nobody waits for these...
+            log.append_queued(&[&report(1, 10)]).await.unwrap();
+            log.append_queued(&[&report(2, 11), &report(3, 12)])
+                .await
+                .unwrap();
+            // ...but a synced append after them returns only once they are on disk too.
+            log.append(&[&report(1, 13)]).await.unwrap();
+            log.append_queued(&[]).await.unwrap();
+        }
+        let (_log, rec) = LiveLog::open(dir.path(), None).unwrap();
+        assert_eq!(
+            rec.reports,
+            vec![report(1, 10), report(2, 11), report(3, 12), report(1, 13)]
+        );
     }
 
     #[tokio::test]

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use mobility_core::VehicleId;
-use mobility_mqtt::{Channel, VehicleLink};
+use mobility_mqtt::{Ack, Channel, VehicleLink};
 use mobility_store::Store;
 use subtle::ConstantTimeEq;
 
 use crate::{
     auth::sha256_hex,
     commands::{CommandChannel, Commands},
-    fleet::LiveState,
+    fleet::{Durability, LiveState},
     http::now,
     ingest::{IngestCounters, count_invalid, decode_binary, decode_json},
 };
@@ -101,36 +101,54 @@ impl VehicleLink for PlatformLink {
         ok
     }
 
-    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes) {
-        let slot = Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0);
-        self.messages[slot].increment(1);
-        if payload.len() > mobility_mqtt::PAYLOAD_BYTES_MAX {
-            metrics::counter!("telemetry_rejected_total", "source" => "mqtt", "reason" => "oversize").increment(1);
-            tracing::debug!(%vehicle, bytes = payload.len(), "oversize MQTT message refused");
+    async fn deliver(&self, vehicle: VehicleId, channel: Channel, payload: Bytes, ack: Ack) {
+        self.deliver_batch(vehicle, &[(channel, payload)], ack)
+            .await;
+    }
+
+    async fn deliver_batch(&self, vehicle: VehicleId, messages: &[(Channel, Bytes)], ack: Ack) {
+        let mut reports = Vec::with_capacity(messages.len());
+        let (mut received, mut oversize) = (0u64, 0u64);
+        for (channel, payload) in messages {
+            let slot = Channel::ALL.iter().position(|c| c == channel).unwrap_or(0);
+            self.messages[slot].increment(1);
+            if payload.len() > mobility_mqtt::PAYLOAD_BYTES_MAX {
+                oversize += 1;
+                tracing::debug!(%vehicle, bytes = payload.len(), "oversize MQTT message refused");
+                continue;
+            }
+            let decoded = match channel {
+                Channel::Telemetry => decode_json(vehicle, payload),
+                Channel::TelemetryBinary => decode_binary(vehicle, payload),
+                Channel::CommandAck => {
+                    self.commands.on_ack(vehicle, payload, now()).await;
+                    continue;
+                }
+                // Events get their consumer with the incidents work.
+                Channel::Events => continue,
+            };
+            received += decoded.len() as u64;
+            for d in decoded {
+                match d {
+                    Ok(t) => reports.push(t),
+                    Err(e) => count_invalid("mqtt", &e),
+                }
+            }
+        }
+        if oversize > 0 {
+            metrics::counter!("telemetry_rejected_total", "source" => "mqtt", "reason" => "oversize").increment(oversize);
+        }
+        if received == 0 {
             return;
         }
-        let decoded = match channel {
-            Channel::Telemetry => decode_json(vehicle, &payload),
-            Channel::TelemetryBinary => decode_binary(vehicle, &payload),
-            Channel::CommandAck => {
-                self.commands.on_ack(vehicle, &payload, now()).await;
-                return;
-            }
-            // Events get their consumer with the incidents work.
-            Channel::Events => return,
-        };
-        metrics::counter!("telemetry_received_total", "source" => "mqtt")
-            .increment(decoded.len() as u64);
-        let mut reports = Vec::with_capacity(decoded.len());
-        for d in decoded {
-            match d {
-                Ok(t) => reports.push(t),
-                Err(e) => count_invalid("mqtt", &e),
-            }
-        }
+        self.counters.received(received);
         // On a log failure the reports are applied but not durable; it is logged and counted,
         // and the vehicle's next report supersedes them.
-        if let Ok(outcomes) = self.live.submit(&reports, now()).await {
+        let durability = match ack {
+            Ack::Durable => Durability::Synced,
+            Ack::None => Durability::Queued,
+        };
+        if let Ok(outcomes) = self.live.submit(&reports, now(), durability).await {
             self.counters.outcomes(&outcomes);
         }
     }

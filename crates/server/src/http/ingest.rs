@@ -89,7 +89,11 @@ async fn ingest(
             }
         }
     }
-    let verdicts = match state.live.submit(&reports, now()).await {
+    let verdicts = match state
+        .live
+        .submit(&reports, now(), crate::fleet::Durability::Synced)
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             return super::Problem::new(
