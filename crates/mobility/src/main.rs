@@ -72,6 +72,11 @@ enum LoadCommand {
     Trips(load_trips::TripsLoad),
 }
 
+/// mimalloc instead of glibc's malloc: the request and ingest paths allocate small buffers on
+/// every worker thread, and glibc's arena locks showed up in their profiles (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

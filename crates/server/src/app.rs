@@ -254,7 +254,7 @@ impl Application {
                     },
                     crate::http::now(),
                 ));
-                AppState {
+                AppState::new(crate::http::AppStateInner {
                     intel: intel.clone(),
                     open_data,
                     ui: Arc::new(crate::http::ui::UiSettings::new(
@@ -293,7 +293,7 @@ impl Application {
                     live,
                     auth,
                     commands,
-                }
+                })
             },
             mqtt,
             settings,

@@ -100,35 +100,35 @@ pub(super) async fn limit(State(state): State<AppState>, req: Request, next: Nex
         return next.run(req).await;
     }
     let limits: &Arc<Limits> = &state.limits;
-    let address = req
+    // Built only where a limit is keyed by address: most calls carry a token.
+    let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
+    let address = || ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if path.starts_with("/v1/auth/") {
-        if let Some(r) = check(&limits.sign_in, address, "to sign in from this address") {
+        if let Some(r) = check(&limits.sign_in, address(), "to sign in from this address") {
             return *r;
         }
         return next.run(req).await;
     }
     let bearer = crate::auth::bearer_token(req.headers()).map(str::to_owned);
     let verdict = match bearer {
-        None => check(&limits.anonymous, address, "from this address"),
-        Some(token) => {
-            let key = match state.auth.accounts().verify(&token) {
-                Some((user, role)) => Some((format!("user:{user}"), role)),
-                None => state
-                    .auth
-                    .role_of(&token)
-                    .await
-                    .map(|role| (format!("token:{}", sha256_hex(&token)), role)),
-            };
-            match key {
-                Some((_, Role::Admin | Role::Gateway)) => None,
-                Some((key, _)) => check(&limits.accounts, key, "for this account"),
+        None => check(&limits.anonymous, address(), "from this address"),
+        Some(token) => match state.auth.accounts().verify(&token) {
+            Some((_, Role::Admin | Role::Gateway)) => None,
+            Some((user, _)) => check(&limits.accounts, format!("user:{user}"), "for this account"),
+            None => match state.auth.role_of(&token).await {
+                Some(Role::Admin | Role::Gateway) => None,
+                Some(_) => check(
+                    &limits.accounts,
+                    format!("token:{}", sha256_hex(&token)),
+                    "for this account",
+                ),
                 // Unknown tokens are refused by the handler; limit them by address.
-                None => check(&limits.anonymous, address, "from this address"),
-            }
-        }
+                None => check(&limits.anonymous, address(), "from this address"),
+            },
+        },
     };
     match verdict {
         None => next.run(req).await,

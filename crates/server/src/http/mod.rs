@@ -45,9 +45,30 @@ use tower_http::{
 
 pub use problem::Problem;
 
-/// What handlers share.
+/// What handlers share: one `Arc`, since axum clones the state for every extractor and
+/// middleware that asks for it (a struct of a dozen `Arc`s cost a dozen atomic increments and
+/// decrements each time, several times per request).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    #[must_use]
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct AppStateInner {
     /// Transactional storage.
     pub store: Arc<dyn Store>,
     /// Renders `/metrics`.
