@@ -613,15 +613,33 @@ impl CityIndex {
                 best.offer(d2, *s, &self.ids);
             }
         };
+        // Squared distance from the query point to the nearest point of cell (y, x): a cell
+        // farther than the k-th best so far cannot hold a better candidate, so it is skipped
+        // without reading its list. Near the antimeridian the longitudes wrap; no pruning there.
+        let (clat, clon) = (i64::from(self.cell_lat_e7), i64::from(self.cell_lon_e7));
+        let cell_d2 = |y: i32, x: i32| -> f64 {
+            let gap = |c: i64, lo: i64, size: i64| (lo - c).max(c - (lo + size)).max(0);
+            let dy = gap(i64::from(c_lat), i64::from(y) * clat, clat);
+            let dx = gap(i64::from(c_lon), i64::from(x) * clon, clon);
+            if dx > 1_800_000_000 {
+                return 0.0;
+            }
+            let (my, mx) = (dy as f64 * m_lat, dx as f64 * m_lon);
+            my * my + mx * mx
+        };
         for r in 0..=rings.min(ry.max(rx)) {
             // Gather the ring's cells first, then touch each list once: the loads are
             // independent, so the CPU overlaps their cache misses instead of taking them in turn.
-            let mut lists: [&[Entry]; RING_CELLS_MAX] = [&[]; RING_CELLS_MAX];
+            let mut lists: [(f64, &[Entry]); RING_CELLS_MAX] = [(0.0, &[]); RING_CELLS_MAX];
             let mut n = 0;
+            let worst = best.worst().min(radius2);
             macro_rules! gather {
-                ($list:expr) => {
-                    if n < RING_CELLS_MAX {
-                        lists[n] = $list.as_slice();
+                ($y:expr, $x:expr, $list:expr) => {
+                    let d2 = cell_d2($y, $x);
+                    if d2 > worst {
+                        // Cannot beat what is already found, or outside the radius.
+                    } else if n < RING_CELLS_MAX {
+                        lists[n] = (d2, $list.as_slice());
                         n += 1;
                     } else {
                         visit($list, &mut best);
@@ -635,13 +653,13 @@ impl CityIndex {
                 if on_edge_y {
                     for x in (cx - r.min(rx))..=(cx + r.min(rx)) {
                         if let Some(list) = tiles.cell(&self.tiles, y, x) {
-                            gather!(list);
+                            gather!(y, x, list);
                         }
                     }
                 } else if r <= rx {
                     for x in [cx - r, cx + r] {
                         if let Some(list) = tiles.cell(&self.tiles, y, x) {
-                            gather!(list);
+                            gather!(y, x, list);
                         }
                         if r == 0 {
                             break;
@@ -649,11 +667,17 @@ impl CityIndex {
                     }
                 }
             }
-            let touched = lists[..n]
+            // Nearest cells first, so the k-th best tightens before the far ones are read.
+            let ring = &mut lists[..n];
+            ring.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let touched = ring
                 .iter()
-                .fold(0i32, |acc, l| acc ^ l.first().map_or(0, |e| e.lat_e7));
+                .fold(0i32, |acc, (_, l)| acc ^ l.first().map_or(0, |e| e.lat_e7));
             std::hint::black_box(touched);
-            for list in &lists[..n] {
+            for (d2, list) in ring.iter() {
+                if *d2 > best.worst() {
+                    break;
+                }
                 visit(list, &mut best);
             }
             // Anything in ring r+1 is at least r cells away along one axis.
