@@ -186,6 +186,15 @@ async fn embedded_broker_feeds_json_and_binary_telemetry_into_the_fleet() {
         "applied reports are counted"
     );
     assert!(metrics.contains(r#"mqtt_messages_total{channel="telemetry_bin"}"#));
+    let connected = metrics.lines().find_map(|l| {
+        l.strip_prefix("mqtt_vehicles_connected ")?
+            .parse::<f64>()
+            .ok()
+    });
+    assert!(
+        connected.is_some_and(|n| n >= 1.0),
+        "the broker's connected gauge: {connected:?}"
+    );
     let v: Value = app
         .authed(Method::GET, &format!("/v1/vehicles/{id}"), ADMIN)
         .send()

@@ -63,6 +63,20 @@ enum End {
 }
 
 impl End {
+    /// Stable metric label.
+    const fn label(&self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Stopping => "stopping",
+            Self::TakenOver => "taken_over",
+            Self::Closed => "closed",
+            Self::KeepAlive => "keep_alive",
+            Self::NotAuthorised(_) => "not_authorised",
+            Self::Protocol(_) => "protocol",
+            Self::Io(_) => "io",
+        }
+    }
+
     /// Whether the will is published: only when the connection was lost, not ended on purpose.
     const fn publishes_will(&self) -> bool {
         matches!(
@@ -108,6 +122,7 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             };
             let end = c.session(&mut s).await;
             c.shared.detach(&vehicle, conn);
+            metrics::counter!("mqtt_sessions_ended_total", "reason" => end.label()).increment(1);
             tracing::debug!(%peer, %vehicle, reason = %end, "MQTT session ended");
             if end.publishes_will()
                 && let Some((topic, payload)) = will
@@ -120,8 +135,13 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             }
             let _ = c.wr.shutdown().await;
         }
-        Ok(None) => {}
-        Err(e) => tracing::debug!(%peer, error = %e, "MQTT login failed"),
+        Ok(None) => {
+            metrics::counter!("mqtt_connections_refused_total", "reason" => "login").increment(1);
+        }
+        Err(e) => {
+            metrics::counter!("mqtt_connections_refused_total", "reason" => e.label()).increment(1);
+            tracing::debug!(%peer, error = %e, "MQTT login failed");
+        }
     }
 }
 

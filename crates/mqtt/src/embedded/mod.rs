@@ -88,14 +88,20 @@ impl Shared {
 
     /// Registers `conn` as the vehicle's session; an older one is told to close.
     fn attach(&self, vehicle: VehicleId, conn: u64, tx: mpsc::Sender<ToConn>) {
-        let old = self.sessions().insert(
-            vehicle,
-            Session {
-                conn,
-                subscribed: false,
-                tx,
-            },
-        );
+        let (old, connected) = {
+            let mut sessions = self.sessions();
+            let old = sessions.insert(
+                vehicle,
+                Session {
+                    conn,
+                    subscribed: false,
+                    tx,
+                },
+            );
+            (old, sessions.len())
+        };
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("mqtt_vehicles_connected").set(connected as f64);
         if let Some(old) = old {
             let _ = old.tx.try_send(ToConn::TakenOver);
         }
@@ -106,6 +112,8 @@ impl Shared {
         if sessions.get(vehicle).is_some_and(|s| s.conn == conn) {
             sessions.remove(vehicle);
         }
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("mqtt_vehicles_connected").set(sessions.len() as f64);
     }
 
     fn set_subscribed(&self, vehicle: &VehicleId, conn: u64, subscribed: bool) {
@@ -222,6 +230,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         if shared.tasks.len() > CONNECTIONS_MAX {
+            metrics::counter!("mqtt_connections_refused_total", "reason" => "too_many")
+                .increment(1);
             tracing::warn!(%peer, "MQTT connection refused: {CONNECTIONS_MAX} connections already");
             continue;
         }
