@@ -12,12 +12,14 @@ pub mod access;
 pub mod battery;
 pub mod city;
 pub mod command;
+pub mod events;
 pub mod ids;
 pub mod money;
 pub mod payments;
 pub mod position;
 pub mod pricing;
 pub mod state_machine;
+pub mod telemetry;
 pub mod time;
 pub mod vehicle;
 
@@ -25,11 +27,13 @@ pub use access::Role;
 pub use battery::BatteryPct;
 pub use city::{City, OperatingArea};
 pub use command::{AckOutcome, AckStatus, CommandKind, CommandState};
+pub use events::{Domain, DomainEvent, NewEvent, VehicleSignal};
 pub use ids::{CityId, VehicleId};
 pub use money::{Currency, Money};
 pub use position::LatLon;
 pub use pricing::{Fare, PassBenefit, Tariff, fare, fare_with_pass};
 pub use state_machine::{EventType, IllegalTransition, Mode, VehicleState};
+pub use telemetry::Telemetry;
 pub use time::TimestampMs;
 pub use vehicle::{StateChange, Vehicle, VehicleType};
 

@@ -1,36 +1,11 @@
 //! Telemetry reports and the rules that decide what happens to each.
 
-use mobility_core::{BatteryPct, LatLon, TimestampMs, VehicleId};
+use mobility_core::TimestampMs;
 
 /// How far in the future (by our clock) a report may claim to be before it is rejected.
 pub const FUTURE_SKEW_MS_MAX: i64 = 30_000;
 
-/// Most error codes kept from one report.
-pub const ERROR_CODES_MAX: usize = 16;
-
-/// One validated telemetry report from a vehicle. Fields other than position are optional:
-/// a device may send only what changed or what it has.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Telemetry {
-    /// The reporting vehicle.
-    pub vehicle_id: VehicleId,
-    /// When the vehicle measured this (its clock, ms since the epoch).
-    pub at: TimestampMs,
-    /// Where it is.
-    pub position: LatLon,
-    /// State of charge.
-    pub battery: Option<BatteryPct>,
-    /// Ground speed in m/s (0..=100).
-    pub speed_m_s: Option<f32>,
-    /// Heading in degrees clockwise from north (0..360).
-    pub heading_deg: Option<f32>,
-    /// Total distance travelled, metres.
-    pub odometer_m: Option<u32>,
-    /// Whether the lock is engaged.
-    pub locked: Option<bool>,
-    /// Active fault codes (at most [`ERROR_CODES_MAX`]).
-    pub error_codes: Vec<u16>,
-}
+pub use mobility_core::telemetry::{ERROR_CODES_MAX, Telemetry};
 
 /// Why a report was not applied. Each reason is a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
