@@ -6,6 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod events;
 mod forecast;
 mod load;
 mod load_http;
@@ -53,6 +54,9 @@ enum Command {
     /// Demand forecasting: evaluate the model against seasonal-naive.
     #[command(subcommand)]
     Forecast(ForecastCommand),
+    /// The event bus: tail a stream, replay a consumer from a time, list streams and lag.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             guard.shutdown();
             result
         }
+        Command::Events(cmd) => runtime()?.block_on(events::run(settings, cmd)),
         Command::Demo(a) => {
             let guard = telemetry::init(&settings)?;
             let rt = runtime()?;

@@ -42,6 +42,9 @@ pub enum StartupError {
         "{0}; set MOBILITY_MQTT_ADDR to a free address (port 0 picks one) or MOBILITY_MQTT_URL to an external broker"
     )]
     Mqtt(mobility_mqtt::MqttError),
+    /// The event bus could not be opened.
+    #[error("{0}; check MOBILITY_BUS_URL (or bus_url in mobility.toml)")]
+    Bus(mobility_bus::BusError),
     /// The HTTP address could not be bound.
     #[error(
         "cannot listen on {addr}: {reason}; set MOBILITY_HTTP_ADDR to a free address (port 0 picks one)"
@@ -68,6 +71,7 @@ pub struct Application {
     state: AppState,
     settings: Settings,
     mqtt: Arc<VehicleChannel>,
+    relay_task: tokio::task::JoinHandle<()>,
 }
 
 /// Checks that `dir` exists (creating it) and that we can write a file in it.
@@ -176,14 +180,26 @@ impl Application {
         let live_dir = settings.data_dir.join("live");
         let commands = Arc::new(Commands::new(store.clone()));
         let events = Arc::new(crate::fleet::FleetEvents::default());
+        let bus = mobility_bus::open(
+            &settings.bus_url,
+            &settings.data_dir,
+            mobility_bus::BusConfig {
+                region: settings.region.clone(),
+                ..mobility_bus::BusConfig::default()
+            },
+        )
+        .await
+        .map_err(StartupError::Bus)?;
+        tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
+        let (relay, relay_task) = crate::reactions::Relay::start(bus.clone(), fleet.clone());
         let (live, recovered) = crate::fleet::LiveState::open(
             fleet.clone(),
             &live_dir,
             (settings.history_retention_days > 0)
                 .then(|| settings.data_dir.join("history"))
                 .as_deref(),
-            events,
-            commands.clone(),
+            events.clone(),
+            relay,
         )
         .map_err(|e| StartupError::DataDir {
             path: live_dir.display().to_string(),
@@ -201,6 +217,7 @@ impl Application {
             live.clone(),
             store.clone(),
             commands.clone(),
+            bus.clone(),
         ));
         let mqtt = match &settings.mqtt_url {
             Some(url) => VehicleChannel::External(
@@ -293,10 +310,13 @@ impl Application {
                     live,
                     auth,
                     commands,
+                    bus: bus.clone(),
+                    fleet_events: events,
                 })
             },
             mqtt,
             settings,
+            relay_task,
         })
     }
 
@@ -331,6 +351,12 @@ impl Application {
             VehicleChannel::Embedded(b) => Some(b.local_addr()),
             VehicleChannel::External(_) => None,
         }
+    }
+
+    /// The event bus.
+    #[must_use]
+    pub fn bus(&self) -> Arc<dyn mobility_bus::EventBus> {
+        self.state.bus.clone()
     }
 
     /// The live fleet state.
@@ -431,6 +457,19 @@ impl Application {
                 }
             }
         });
+        // The reactions: consumers of the bus, stopped after the last publisher.
+        let (reactions_stop, reactions_rx) = tokio::sync::watch::channel(false);
+        let geofence_actions = tokio::spawn(crate::reactions::geofence_actions(
+            self.state.bus.clone(),
+            self.state.fleet_events.clone(),
+            self.state.commands.clone(),
+            reactions_rx.clone(),
+        ));
+        let lag = tokio::spawn(crate::reactions::lag_metrics(
+            self.state.bus.clone(),
+            reactions_rx,
+        ));
+        let bus = self.state.bus.clone();
         let router = http::router(
             self.state,
             Duration::from_secs(self.settings.http_request_timeout_s.max(1)),
@@ -473,6 +512,13 @@ impl Application {
         thinker.abort();
         pruner.abort();
         self.mqtt.shutdown().await;
+        // Everything accepted is published before the reactions stop.
+        live.relay().drain(Duration::from_secs(5)).await;
+        let _ = reactions_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), geofence_actions).await;
+        lag.abort();
+        self.relay_task.abort();
+        drop(bus);
         snapshots.abort();
         // A final snapshot makes the next start fast (nothing to replay).
         match live.snapshot().await {

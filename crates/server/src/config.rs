@@ -74,6 +74,11 @@ pub struct Settings {
     /// Shared-subscription group at the external broker: processes in one group split the
     /// vehicles' messages between them.
     pub mqtt_share_group: String,
+    /// The event bus: `embedded` (a durable log under `data_dir/bus`, for one process) or
+    /// `nats://[user:password@]host:port` (NATS JetStream, for several processes).
+    pub bus_url: String,
+    /// This platform's region, stamped on every event it publishes.
+    pub region: String,
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
     pub live_snapshot_interval_s: u64,
@@ -185,6 +190,8 @@ impl Default for Settings {
             mqtt_url: None,
             mqtt_client_id: "mobility-platform".to_owned(),
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
+            bus_url: "embedded".to_owned(),
+            region: "local".to_owned(),
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
@@ -329,6 +336,28 @@ impl Settings {
                 mobility_store::redact_url(url)
             )));
         }
+        if !(self.bus_url == "embedded"
+            || self.bus_url.starts_with("embedded:")
+            || self.bus_url.starts_with("nats://")
+            || self.bus_url.starts_with("tls://"))
+        {
+            return Err(ConfigError(format!(
+                "bus_url {} is not supported: use \"embedded\" or nats://HOST:PORT",
+                mobility_store::redact_url(&self.bus_url)
+            )));
+        }
+        if self.region.is_empty()
+            || self.region.len() > 32
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError(format!(
+                "region {:?}: use 1 to 32 lower-case letters, digits or '-'",
+                self.region
+            )));
+        }
         if let Some(url) = &self.public_url {
             let ok = url::Url::parse(url).is_ok_and(|u| {
                 matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
@@ -419,6 +448,7 @@ impl Settings {
             .as_deref()
             .map(mobility_store::redact_url);
         shown.smtp_url = self.smtp_url.as_deref().map(mobility_store::redact_url);
+        shown.bus_url = mobility_store::redact_url(&self.bus_url);
         shown.push_url = self.push_url.as_deref().map(mobility_store::redact_url);
         shown.push_token = self.push_token.as_ref().map(|_| "***".to_owned());
         toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 use mobility_core::{City, CityId, LatLon, TimestampMs, Vehicle, VehicleId};
 use mobility_fleet::{
     CityIndex, Hit, NearbyQuery, Reject, StateFilter, Telemetry, TypeMask, VehicleView, Verdict,
-    geofence::{Crossing, Direction, FenceSet, Geofence, ZoneKind, default_speed_limit_kmh},
+    geofence::{Crossing, FenceSet, Geofence, ZoneKind, default_speed_limit_kmh},
     index::{CELL_M_DEFAULT, FleetStats},
 };
 use mobility_store::{GeofenceRecord, Store, StoreError};
@@ -588,7 +588,7 @@ pub struct LiveState {
     log: LiveLog,
     history_dir: Option<std::path::PathBuf>,
     events: Arc<FleetEvents>,
-    commands: Arc<crate::commands::Commands>,
+    relay: crate::reactions::Relay,
 }
 
 impl LiveState {
@@ -598,7 +598,7 @@ impl LiveState {
         dir: &std::path::Path,
         history_dir: Option<&std::path::Path>,
         events: Arc<FleetEvents>,
-        commands: Arc<crate::commands::Commands>,
+        relay: crate::reactions::Relay,
     ) -> std::io::Result<(Self, Recovered)> {
         let (log, recovered) = LiveLog::open(dir, history_dir)?;
         // Replay restores state only: crossings were reacted to when the reports first came.
@@ -613,7 +613,7 @@ impl LiveState {
                 log,
                 history_dir: history_dir.map(std::path::Path::to_path_buf),
                 events,
-                commands,
+                relay,
             },
             recovered,
         ))
@@ -632,40 +632,10 @@ impl LiveState {
         &self.events
     }
 
-    /// Records crossings and alerts, and sends speed-limit commands (without waiting for them).
-    fn react(&self, reactions: Vec<Reaction>, now: TimestampMs) {
-        for r in reactions {
-            for c in &r.crossings {
-                let direction = match c.direction {
-                    Direction::Enter => "enter",
-                    Direction::Exit => "exit",
-                };
-                metrics::counter!("geofence_crossings_total", "zone" => c.kind.name(), "direction" => direction).increment(1);
-                self.events.push(&r, "geofence", direction, c, None);
-                let alert = match (c.kind, c.direction) {
-                    (ZoneKind::OperatingArea, Direction::Exit) => Some("left_operating_area"),
-                    (ZoneKind::NoRiding, Direction::Enter) => Some("entered_no_riding_zone"),
-                    _ => None,
-                };
-                if let Some(alert) = alert {
-                    metrics::counter!("fleet_alerts_total", "alert" => alert).increment(1);
-                    tracing::info!(vehicle = %r.vehicle, alert, fence = %c.fence_id, "fleet alert");
-                    self.events.push(&r, "alert", alert, c, None);
-                }
-            }
-            if let Some(kmh) = r.speed_limit_kmh {
-                let commands = self.commands.clone();
-                let vehicle = r.vehicle;
-                tokio::spawn(async move {
-                    let kind = mobility_core::CommandKind::SetSpeedLimit {
-                        speed_limit_kmh: kmh,
-                    };
-                    if let Err(e) = commands.send(vehicle, kind, 10_000, now).await {
-                        tracing::warn!(%vehicle, error = %e, "cannot send a slow-zone speed limit");
-                    }
-                });
-            }
-        }
+    /// The relay that publishes what ingest accepted to the bus.
+    #[must_use]
+    pub fn relay(&self) -> &crate::reactions::Relay {
+        &self.relay
     }
 
     /// Applies reports (in order) and logs them; with [`Durability::Synced`] they are on disk
@@ -701,7 +671,12 @@ impl LiveState {
             tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
             return Err(e);
         }
-        self.react(reactions, now);
+        // Durable in the live log: now it happened, so it is published (the relay coalesces
+        // batches and never drops one; a full relay slows ingest down instead).
+        if !kept.is_empty() || !reactions.is_empty() {
+            let reports: Vec<Telemetry> = kept.iter().map(|t| (*t).clone()).collect();
+            self.relay.accepted(reports, reactions).await;
+        }
         if !applied.is_empty() && self.changes.receiver_count() > 0 {
             let batch: Vec<Change> = applied
                 .iter()
@@ -768,48 +743,34 @@ pub struct FleetEvent {
     /// `geofence` or `alert`.
     pub kind: &'static str,
     /// For geofence events `enter`/`exit`; for alerts the alert name.
-    pub name: &'static str,
+    pub name: String,
     /// The fence.
     pub fence_id: String,
     /// The fence's zone kind.
-    pub zone: &'static str,
+    pub zone: String,
     /// Detail, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
-/// The recent geofence events and alerts, bounded. (The durable event bus comes later.)
+/// The recent geofence events and alerts, bounded: a view for the dashboard, fed by the
+/// geofence-actions consumer from the bus (which is where they are kept).
 #[derive(Debug, Default)]
 pub struct FleetEvents {
     inner: parking_lot::Mutex<(u64, std::collections::VecDeque<FleetEvent>)>,
 }
 
 impl FleetEvents {
-    fn push(
-        &self,
-        r: &Reaction,
-        kind: &'static str,
-        name: &'static str,
-        c: &Crossing,
-        detail: Option<String>,
-    ) {
+    /// Adds an event to the feed (the geofence-actions consumer calls this for each crossing
+    /// and alert it takes from the bus).
+    pub fn record(&self, mut event: FleetEvent) {
         let mut g = self.inner.lock();
         g.0 += 1;
-        let seq = g.0;
+        event.seq = g.0;
         if g.1.len() >= EVENTS_KEPT_MAX {
             g.1.pop_front();
         }
-        g.1.push_back(FleetEvent {
-            seq,
-            at_ms: r.at.0,
-            city: r.city.to_string(),
-            vehicle_id: r.vehicle.to_string(),
-            kind,
-            name,
-            fence_id: c.fence_id.clone(),
-            zone: c.kind.name(),
-            detail,
-        });
+        g.1.push_back(event);
     }
 
     /// Events after `after` (exclusive), oldest first, at most `limit`.

@@ -256,6 +256,71 @@ pub fn decode_json(vehicle: VehicleId, payload: &[u8]) -> Vec<Result<Telemetry, 
         .collect()
 }
 
+/// One message on a vehicle's `events` channel (or its will), as it arrives: `{"type": "imu",
+/// "ts": …, "peak_g": 3.1}`, `{"type": "offline"}`, `{"type": "fault", "codes": [12]}`,
+/// `{"type": "tamper", "what": "battery_lid"}`; other types are kept as they are named.
+#[derive(Debug, Deserialize)]
+struct RawVehicleEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    ts: Option<i64>,
+    peak_g: Option<f32>,
+    #[serde(default)]
+    codes: Vec<u16>,
+    what: Option<String>,
+}
+
+/// Longest event type name kept.
+const EVENT_KIND_BYTES_MAX: usize = 64;
+
+/// Decodes a vehicle's event: when it happened (its own time if plausible, else `now`) and
+/// the signal.
+pub fn decode_vehicle_event(
+    payload: &[u8],
+    now: TimestampMs,
+) -> Result<(TimestampMs, mobility_core::VehicleSignal), Invalid> {
+    use mobility_core::VehicleSignal;
+    let raw: RawVehicleEvent =
+        serde_json::from_slice(payload).map_err(|e| Invalid::Malformed(e.to_string()))?;
+    let at = raw
+        .ts
+        .filter(|ts| {
+            (now.0 - 86_400_000..=now.0 + mobility_fleet::telemetry::FUTURE_SKEW_MS_MAX)
+                .contains(ts)
+        })
+        .map_or(now, TimestampMs);
+    let signal = match raw.kind.as_str() {
+        "imu" => {
+            let peak_g = raw
+                .peak_g
+                .filter(|g| g.is_finite() && (0.0..=1_000.0).contains(g))
+                .ok_or_else(|| {
+                    Invalid::Field("an imu event needs peak_g between 0 and 1000".into())
+                })?;
+            VehicleSignal::Imu { peak_g }
+        }
+        "offline" => VehicleSignal::Offline,
+        "fault" => {
+            let mut codes = raw.codes;
+            codes.truncate(ERROR_CODES_MAX);
+            VehicleSignal::Fault { codes }
+        }
+        "tamper" => VehicleSignal::Tamper {
+            what: raw
+                .what
+                .unwrap_or_default()
+                .chars()
+                .take(EVENT_KIND_BYTES_MAX)
+                .collect(),
+        },
+        other if !other.is_empty() && other.len() <= EVENT_KIND_BYTES_MAX => VehicleSignal::Other {
+            kind: other.to_owned(),
+        },
+        _ => return Err(Invalid::Field("type must be 1 to 64 characters".into())),
+    };
+    Ok((at, signal))
+}
+
 /// Counter handles per ingest source, registered once: the `counter!` macro with labels looks
 /// the counter up on every call, which is measurable on the hot path (millions of reports/s).
 #[derive(Debug, Clone)]

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod oidc;
 pub mod open_data;
 pub mod payments;
+pub mod reactions;
 pub mod telemetry;
 pub mod vehicle_link;
 

@@ -1,5 +1,6 @@
 //! The platform's side of the MQTT vehicle channel: checks device secrets against the store and
-//! feeds decoded telemetry into the same ingest path as HTTP (source label `mqtt`).
+//! feeds decoded telemetry into the same ingest path as HTTP (source label `mqtt`); the `events`
+//! channel (and wills) are published to the bus as `vehicle.reported`.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub struct PlatformLink {
     live: Arc<LiveState>,
     store: Arc<dyn Store>,
     commands: Arc<Commands>,
+    bus: Arc<dyn mobility_bus::EventBus>,
     counters: IngestCounters,
     messages: [metrics::Counter; 4],
 }
@@ -31,7 +33,12 @@ pub struct PlatformLink {
 impl PlatformLink {
     /// A link over the given live state, store and commands.
     #[must_use]
-    pub fn new(live: Arc<LiveState>, store: Arc<dyn Store>, commands: Arc<Commands>) -> Self {
+    pub fn new(
+        live: Arc<LiveState>,
+        store: Arc<dyn Store>,
+        commands: Arc<Commands>,
+        bus: Arc<dyn mobility_bus::EventBus>,
+    ) -> Self {
         let messages = [
             Channel::Telemetry,
             Channel::TelemetryBinary,
@@ -43,6 +50,7 @@ impl PlatformLink {
             live,
             store,
             commands,
+            bus,
             counters: IngestCounters::new("mqtt"),
             messages,
         }
@@ -108,6 +116,7 @@ impl VehicleLink for PlatformLink {
 
     async fn deliver_batch(&self, vehicle: VehicleId, messages: &[(Channel, Bytes)], ack: Ack) {
         let mut reports = Vec::with_capacity(messages.len());
+        let mut signals = Vec::new();
         let (mut received, mut oversize) = (0u64, 0u64);
         for (channel, payload) in messages {
             let slot = Channel::ALL.iter().position(|c| c == channel).unwrap_or(0);
@@ -124,8 +133,28 @@ impl VehicleLink for PlatformLink {
                     self.commands.on_ack(vehicle, payload, now()).await;
                     continue;
                 }
-                // Events get their consumer with the incidents work.
-                Channel::Events => continue,
+                Channel::Events => {
+                    match crate::ingest::decode_vehicle_event(payload, now()) {
+                        Ok((at, signal)) => {
+                            let city = self.live.fleet.city_of(&vehicle);
+                            signals.push(mobility_core::NewEvent::new(
+                                uuid::Uuid::now_v7(),
+                                city,
+                                at,
+                                mobility_core::DomainEvent::VehicleReported {
+                                    vehicle,
+                                    at,
+                                    signal,
+                                },
+                            ));
+                        }
+                        Err(e) => {
+                            metrics::counter!("vehicle_events_rejected_total", "reason" => e.label()).increment(1);
+                            tracing::debug!(%vehicle, error = %e, "vehicle event refused");
+                        }
+                    }
+                    continue;
+                }
             };
             received += decoded.len() as u64;
             for d in decoded {
@@ -137,6 +166,17 @@ impl VehicleLink for PlatformLink {
         }
         if oversize > 0 {
             metrics::counter!("telemetry_rejected_total", "source" => "mqtt", "reason" => "oversize").increment(oversize);
+        }
+        // A vehicle's events are acknowledged (PUBACK) once they are durable on the bus.
+        if !signals.is_empty() {
+            let n = signals.len() as u64;
+            match self.bus.publish(&signals).await {
+                Ok(_) => metrics::counter!("vehicle_events_total").increment(n),
+                Err(e) => {
+                    metrics::counter!("vehicle_events_unpublished_total").increment(n);
+                    tracing::error!(%vehicle, error = %e, "cannot publish a vehicle's events");
+                }
+            }
         }
         if received == 0 {
             return;

@@ -134,7 +134,15 @@ async fn crossings_drive_speed_limits_and_alerts() {
     assert_eq!(cmd["speed_limit_kmh"].as_u64(), Some(25));
     ingest(json!([at(4, 41.60, 2.175)])).await;
 
-    let (_, events) = call(&app, Method::GET, "/v1/fleet/events", None).await;
+    // The feed is kept by a consumer of the bus: it catches up within moments.
+    let mut events = Value::Null;
+    for _ in 0..200 {
+        events = call(&app, Method::GET, "/v1/fleet/events", None).await.1;
+        if events.as_array().is_some_and(|a| a.len() >= 8) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let seen: Vec<(String, String, String)> = events
         .as_array()
         .unwrap()
@@ -275,6 +283,156 @@ async fn geofences_are_managed_through_the_api() {
         .await
         .0,
         404
+    );
+    app.stop().await;
+}
+
+/// Reads a stream until `pick` finds an event (or fails after 10 s).
+async fn on_bus<T>(
+    app: &TestApp,
+    domain: mobility_core::Domain,
+    mut pick: impl FnMut(&mobility_bus::Envelope) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let all = app
+                .bus
+                .read(domain, None, mobility_bus::StartAt::First, 10_000)
+                .await
+                .unwrap();
+            if let Some(t) = all.iter().find_map(&mut pick) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .expect("the event reached the bus")
+}
+
+#[tokio::test]
+async fn imu_events_wills_and_accepted_telemetry_are_published_on_their_subjects() {
+    use mobility_core::{Domain, DomainEvent, TimestampMs, VehicleId, VehicleSignal};
+    let app = TestApp::spawn(mobility_store::testsuite::sqlite().await)
+        .await
+        .unwrap();
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        "/v1/admin/cities/barcelona",
+        Some(json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, creds) = call(
+        &app,
+        Method::POST,
+        "/v1/admin/vehicles",
+        Some(json!({"city": "barcelona", "type": "scooter"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = VehicleId::parse(creds["id"].as_str().unwrap()).unwrap();
+    let addr = app.mqtt_addr.unwrap();
+    let m = &creds["mqtt"];
+    let events_topic = format!("v1/vehicles/{id}/events");
+    let mut o = MqttOptions::new(
+        m["client_id"].as_str().unwrap(),
+        addr.ip().to_string(),
+        addr.port(),
+    );
+    o.set_credentials(
+        m["username"].as_str().unwrap(),
+        m["password"].as_str().unwrap(),
+    );
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_last_will(rumqttc::LastWill::new(
+        &events_topic,
+        json!({"type": "offline"}).to_string(),
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let (client, eventloop) = AsyncClient::new(o, 16);
+    let driver = tokio::spawn(async move {
+        let mut eventloop = eventloop;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Disconnect)) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+
+    let ts = now_ms();
+    client
+        .publish(
+            m["telemetry_topic"].as_str().unwrap(),
+            QoS::AtLeastOnce,
+            false,
+            json!({"ts": ts, "lat": 41.39, "lon": 2.17, "battery_pct": 55}).to_string(),
+        )
+        .await
+        .unwrap();
+    client
+        .publish(
+            &events_topic,
+            QoS::AtLeastOnce,
+            false,
+            json!({"type": "imu", "ts": ts, "peak_g": 4.5}).to_string(),
+        )
+        .await
+        .unwrap();
+    // Garbage on the events channel is refused and counted, never published.
+    client
+        .publish(&events_topic, QoS::AtLeastOnce, false, "not json")
+        .await
+        .unwrap();
+
+    let imu = on_bus(&app, Domain::Vehicle, |e| match &e.event {
+        DomainEvent::VehicleReported {
+            vehicle,
+            signal: VehicleSignal::Imu { peak_g },
+            at,
+        } if *vehicle == id => Some((e.subject.clone(), *peak_g, *at)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(imu, ("vehicle.barcelona".to_owned(), 4.5, TimestampMs(ts)));
+    let reports = on_bus(&app, Domain::Telemetry, |e| match &e.event {
+        DomainEvent::TelemetryAccepted { reports }
+            if reports.iter().any(|r| r.vehicle_id == id) =>
+        {
+            Some((e.subject.clone(), reports.len()))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reports, ("telemetry.barcelona".to_owned(), 1));
+
+    // The connection is lost (no DISCONNECT): the will arrives as an offline signal.
+    driver.abort();
+    drop(client);
+    let offline = on_bus(&app, Domain::Vehicle, |e| match &e.event {
+        DomainEvent::VehicleReported {
+            vehicle,
+            signal: VehicleSignal::Offline,
+            ..
+        } if *vehicle == id => Some(e.subject.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(offline, "vehicle.barcelona");
+    let all = app
+        .bus
+        .read(Domain::Vehicle, None, mobility_bus::StartAt::First, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.len(),
+        2,
+        "the garbage message was not published: {all:?}"
     );
     app.stop().await;
 }

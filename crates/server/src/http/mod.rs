@@ -95,6 +95,10 @@ pub struct AppStateInner {
     pub ui: Arc<ui::UiSettings>,
     /// Forecasts, prices and incentives, field plans.
     pub intel: Arc<crate::intel::Intel>,
+    /// The event bus.
+    pub bus: Arc<dyn mobility_bus::EventBus>,
+    /// The recent geofence events and alerts (fed by the geofence-actions consumer).
+    pub fleet_events: Arc<crate::fleet::FleetEvents>,
 }
 
 pub(crate) use intel::budget_day as intel_budget_day;

@@ -46,6 +46,8 @@ pub struct TestApp {
     pub mqtt_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub store: Arc<dyn Store>,
+    /// The app's event bus.
+    pub bus: Arc<dyn mobility_bus::EventBus>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     test_store: Option<TestStore>,
@@ -79,6 +81,7 @@ impl TestApp {
         let addr = app.local_addr();
         let mqtt_addr = app.mqtt_addr();
         let store = app.store();
+        let bus = app.bus();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -88,6 +91,7 @@ impl TestApp {
             mqtt_addr,
             client: reqwest::Client::new(),
             store,
+            bus,
             stop: Some(tx),
             server: Some(server),
             test_store: Some(test_store),

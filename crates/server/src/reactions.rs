@@ -1,0 +1,344 @@
+//! The platform on the event bus: the relay that publishes what ingest accepted, and the
+//! reactions, each a named durable consumer of one stream.
+//!
+//! - [`Relay`]: accepted telemetry (after the live log made it durable) and the geofence
+//!   crossings it caused go into a bounded queue; one task coalesces them into
+//!   `telemetry.accepted` events per city and `fleet.*` events and publishes them, retrying
+//!   with back-off and never dropping. A full queue slows ingest down (back-pressure) rather
+//!   than losing an event.
+//! - `geofence-actions` (stream `fleet`): counts crossings and alerts, keeps the dashboard's
+//!   recent-events feed, and sends slow-zone speed limits to vehicles.
+//! - Lag: every consumer's unacked events are the gauge `bus_consumer_lag{consumer}`.
+//!
+//! Known gap (next step of the spine): a crash after the live log's fsync and before the
+//! relay's publish loses those reports' events (not the reports: they are in the live log).
+//! Closing it means relaying from the live log itself, as a transactional outbox.
+
+use std::{sync::Arc, time::Duration};
+
+use mobility_bus::{ConsumerSpec, EventBus, StartAt};
+use mobility_core::{CityId, Domain, DomainEvent, NewEvent, TimestampMs};
+use mobility_fleet::{
+    Telemetry,
+    geofence::{Direction, ZoneKind},
+};
+use tokio::sync::mpsc;
+
+use crate::fleet::{Fleet, FleetEvent, FleetEvents, Reaction};
+
+/// Batches queued for the relay before ingest waits.
+pub const RELAY_QUEUE_MAX: usize = 1_024;
+/// Most reports in one `telemetry.accepted` event (well under the bus's event size).
+pub const REPORTS_PER_EVENT_MAX: usize = 2_000;
+/// Most reports the relay coalesces into one publish.
+const RELAY_REPORTS_MAX: usize = 20_000;
+
+enum Item {
+    Accepted(Vec<Telemetry>, Vec<Reaction>),
+}
+
+/// The sending side of the relay.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    tx: mpsc::Sender<Item>,
+}
+
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Item")
+    }
+}
+
+impl Relay {
+    /// Starts the relay task publishing to `bus`.
+    #[must_use]
+    pub fn start(bus: Arc<dyn EventBus>, fleet: Arc<Fleet>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(RELAY_QUEUE_MAX);
+        let task = tokio::spawn(run_relay(bus, fleet, rx));
+        (Self { tx }, task)
+    }
+
+    /// Queues accepted reports and the crossings they caused (waits while the queue is full).
+    pub async fn accepted(&self, reports: Vec<Telemetry>, reactions: Vec<Reaction>) {
+        if self
+            .tx
+            .send(Item::Accepted(reports, reactions))
+            .await
+            .is_err()
+        {
+            metrics::counter!("bus_relay_closed_total").increment(1);
+            tracing::error!("the event relay has stopped; accepted telemetry is not published");
+        }
+    }
+
+    /// Waits (up to `within`) until everything queued was taken by the relay task.
+    pub async fn drain(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.tx.capacity() < self.tx.max_capacity() && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A deterministic id for a crossing, so a retried publish stores it once.
+fn crossing_id(r: &Reaction, fence: &str, what: &str) -> uuid::Uuid {
+    let key = format!("{}:{}:{fence}:{what}", r.vehicle, r.at.0);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
+}
+
+/// The events one batch of crossings is published as.
+#[must_use]
+pub fn crossing_events(r: &Reaction) -> Vec<NewEvent> {
+    let mut out = Vec::new();
+    for c in &r.crossings {
+        let direction = match c.direction {
+            Direction::Enter => "enter",
+            Direction::Exit => "exit",
+        };
+        out.push(NewEvent::new(
+            crossing_id(r, &c.fence_id, direction),
+            Some(r.city.clone()),
+            r.at,
+            DomainEvent::GeofenceCrossed {
+                vehicle: r.vehicle,
+                at: r.at,
+                fence_id: c.fence_id.clone(),
+                zone: c.kind.name().to_owned(),
+                direction: direction.to_owned(),
+                speed_limit_kmh: r.speed_limit_kmh,
+            },
+        ));
+        let alert = match (c.kind, c.direction) {
+            (ZoneKind::OperatingArea, Direction::Exit) => Some("left_operating_area"),
+            (ZoneKind::NoRiding, Direction::Enter) => Some("entered_no_riding_zone"),
+            _ => None,
+        };
+        if let Some(alert) = alert {
+            out.push(NewEvent::new(
+                crossing_id(r, &c.fence_id, alert),
+                Some(r.city.clone()),
+                r.at,
+                DomainEvent::FleetAlert {
+                    vehicle: r.vehicle,
+                    at: r.at,
+                    alert: alert.to_owned(),
+                    fence_id: c.fence_id.clone(),
+                    zone: c.kind.name().to_owned(),
+                },
+            ));
+        }
+    }
+    out
+}
+
+async fn run_relay(bus: Arc<dyn EventBus>, fleet: Arc<Fleet>, mut rx: mpsc::Receiver<Item>) {
+    let published = metrics::counter!("bus_relay_reports_total");
+    while let Some(first) = rx.recv().await {
+        let mut items = vec![first];
+        let mut n = 0;
+        while n < RELAY_REPORTS_MAX {
+            match rx.try_recv() {
+                Ok(item) => {
+                    let Item::Accepted(r, _) = &item;
+                    n += r.len();
+                    items.push(item);
+                }
+                Err(_) => break,
+            }
+        }
+        let now = crate::http::now();
+        let mut by_city: std::collections::BTreeMap<CityId, Vec<Telemetry>> =
+            std::collections::BTreeMap::new();
+        let mut events = Vec::new();
+        let mut reports_n = 0u64;
+        for Item::Accepted(reports, reactions) in items {
+            reports_n += reports.len() as u64;
+            for t in reports {
+                if let Some(city) = fleet.city_of(&t.vehicle_id) {
+                    by_city.entry(city).or_default().push(t);
+                }
+            }
+            for r in &reactions {
+                events.extend(crossing_events(r));
+            }
+        }
+        let mut all: Vec<NewEvent> = Vec::with_capacity(events.len() + by_city.len());
+        for (city, reports) in by_city {
+            for chunk in reports.chunks(REPORTS_PER_EVENT_MAX) {
+                all.push(NewEvent::new(
+                    uuid::Uuid::now_v7(),
+                    Some(city.clone()),
+                    now,
+                    DomainEvent::TelemetryAccepted {
+                        reports: chunk.to_vec(),
+                    },
+                ));
+            }
+        }
+        all.extend(events);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match bus.publish(&all).await {
+                Ok(_) => break,
+                Err(e) => {
+                    metrics::counter!("bus_relay_errors_total").increment(1);
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot publish accepted telemetry; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        published.increment(reports_n);
+    }
+}
+
+/// The geofence-actions consumer's spec.
+#[must_use]
+pub fn geofence_actions_spec() -> ConsumerSpec {
+    ConsumerSpec {
+        // A consumer created on a platform that already has history starts from now.
+        start: StartAt::New,
+        ..ConsumerSpec::new("geofence-actions", Domain::Fleet)
+    }
+}
+
+/// Runs the geofence-actions consumer until `stop` fires.
+pub async fn geofence_actions(
+    bus: Arc<dyn EventBus>,
+    feed: Arc<FleetEvents>,
+    commands: Arc<crate::commands::Commands>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut consumer = loop {
+        match bus.consumer(geofence_actions_spec()).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the geofence-actions consumer; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    };
+    loop {
+        let batch = tokio::select! {
+            b = consumer.fetch(256, Duration::from_secs(1)) => b,
+            _ = stop.changed() => return,
+        };
+        let deliveries = match batch {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "geofence-actions cannot fetch; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        for d in deliveries {
+            let city = d
+                .envelope
+                .city
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            match &d.envelope.event {
+                DomainEvent::GeofenceCrossed {
+                    vehicle,
+                    at,
+                    fence_id,
+                    zone,
+                    direction,
+                    speed_limit_kmh,
+                } => {
+                    metrics::counter!("geofence_crossings_total", "zone" => zone.clone(), "direction" => direction.clone()).increment(1);
+                    feed.record(FleetEvent {
+                        seq: 0,
+                        at_ms: at.0,
+                        city,
+                        vehicle_id: vehicle.to_string(),
+                        kind: "geofence",
+                        name: direction.clone(),
+                        fence_id: fence_id.clone(),
+                        zone: zone.clone(),
+                        detail: None,
+                    });
+                    if let Some(kmh) = *speed_limit_kmh {
+                        send_speed_limit(commands.clone(), *vehicle, kmh, crate::http::now());
+                    }
+                }
+                DomainEvent::FleetAlert {
+                    vehicle,
+                    at,
+                    alert,
+                    fence_id,
+                    zone,
+                } => {
+                    metrics::counter!("fleet_alerts_total", "alert" => alert.clone()).increment(1);
+                    tracing::info!(vehicle = %vehicle, alert = %alert, fence = %fence_id, "fleet alert");
+                    feed.record(FleetEvent {
+                        seq: 0,
+                        at_ms: at.0,
+                        city,
+                        vehicle_id: vehicle.to_string(),
+                        kind: "alert",
+                        name: alert.clone(),
+                        fence_id: fence_id.clone(),
+                        zone: zone.clone(),
+                        detail: None,
+                    });
+                }
+                _ => {}
+            }
+            if let Err(e) = d.ack().await {
+                tracing::warn!(error = %e, "geofence-actions cannot ack");
+            }
+        }
+    }
+}
+
+/// Sends a slow-zone speed limit without waiting for the vehicle (the command is tracked).
+fn send_speed_limit(
+    commands: Arc<crate::commands::Commands>,
+    vehicle: mobility_core::VehicleId,
+    kmh: u8,
+    now: TimestampMs,
+) {
+    tokio::spawn(async move {
+        let kind = mobility_core::CommandKind::SetSpeedLimit {
+            speed_limit_kmh: kmh,
+        };
+        if let Err(e) = commands.send(vehicle, kind, 10_000, now).await {
+            tracing::warn!(%vehicle, error = %e, "cannot send a slow-zone speed limit");
+        }
+    });
+}
+
+/// Every consumer the platform runs (for the lag gauge and `mobility events consumers`).
+#[must_use]
+pub fn consumers() -> Vec<ConsumerSpec> {
+    vec![geofence_actions_spec()]
+}
+
+/// Sets `bus_consumer_lag{consumer}` for every consumer every few seconds, until `stop`.
+pub async fn lag_metrics(bus: Arc<dyn EventBus>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut handles = Vec::new();
+    for spec in consumers() {
+        if let Ok(c) = bus.consumer(spec).await {
+            handles.push(c);
+        }
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for c in &handles {
+            if let Ok(lag) = c.lag().await {
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("bus_consumer_lag", "consumer" => c.spec().name.clone())
+                    .set(lag as f64);
+            }
+        }
+    }
+}
