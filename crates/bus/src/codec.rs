@@ -151,7 +151,9 @@ mod tests {
             TimestampMs(42),
             DomainEvent::KycDecided {
                 user: "u1".into(),
-                decision: "approved".into(),
+                submission: "s1".into(),
+                kind: "identity".into(),
+                decision: "verified".into(),
                 at: TimestampMs(42),
             },
         );

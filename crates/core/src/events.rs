@@ -207,8 +207,15 @@ pub enum DomainEvent {
     PaymentRecorded {
         /// The payment's idempotency key.
         key: String,
+        /// The rider.
+        user: String,
+        /// The booking it belongs to, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        booking: Option<String>,
         /// `authorization`, `capture`, `charge`, `refund`, `void`.
         kind: String,
+        /// Its state (`succeeded`, `failed`, …).
+        state: String,
         /// The amount.
         amount: Money,
         /// The provider that took it.
@@ -220,7 +227,11 @@ pub enum DomainEvent {
     KycDecided {
         /// The rider.
         user: String,
-        /// `approved` or `rejected`.
+        /// The submission.
+        submission: String,
+        /// `identity` or `driving_licence`.
+        kind: String,
+        /// The new state: `verified` or `rejected`.
         decision: String,
         /// When.
         at: TimestampMs,
@@ -334,7 +345,9 @@ mod tests {
     fn every_event_names_its_own_domain_first() {
         let e = DomainEvent::KycDecided {
             user: "u".into(),
-            decision: "approved".into(),
+            submission: "s".into(),
+            kind: "identity".into(),
+            decision: "verified".into(),
             at: TimestampMs(1),
         };
         assert!(e.type_name().starts_with(e.domain().as_str()));

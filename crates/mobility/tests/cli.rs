@@ -399,7 +399,7 @@ fn migrate_creates_the_schema_and_version_prints() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "sqlite database is at schema version 14"
+        "sqlite database is at schema version 15"
     );
     let out = mobility(dir.path()).arg("version").output().unwrap();
     assert_eq!(

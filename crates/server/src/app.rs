@@ -467,7 +467,13 @@ impl Application {
         ));
         let lag = tokio::spawn(crate::reactions::lag_metrics(
             self.state.bus.clone(),
-            reactions_rx,
+            reactions_rx.clone(),
+        ));
+        let (outbox_stop, outbox_rx) = tokio::sync::watch::channel(false);
+        let outbox = tokio::spawn(crate::reactions::outbox_relay(
+            self.state.store.clone(),
+            self.state.bus.clone(),
+            outbox_rx,
         ));
         let bus = self.state.bus.clone();
         let router = http::router(
@@ -514,6 +520,8 @@ impl Application {
         self.mqtt.shutdown().await;
         // Everything accepted is published before the reactions stop.
         live.relay().drain(Duration::from_secs(5)).await;
+        let _ = outbox_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), outbox).await;
         let _ = reactions_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), geofence_actions).await;
         lag.abort();

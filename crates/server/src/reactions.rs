@@ -8,6 +8,9 @@
 //!   than losing an event.
 //! - `geofence-actions` (stream `fleet`): counts crossings and alerts, keeps the dashboard's
 //!   recent-events feed, and sends slow-zone speed limits to vehicles.
+//! - [`outbox_relay`]: the store's transactional outbox (booking, payment, KYC, lifecycle and
+//!   admin events, each written in the transaction of its change) published in order, then
+//!   deleted. Several processes may relay the same rows: the bus deduplicates by id.
 //! - Lag: every consumer's unacked events are the gauge `bus_consumer_lag{consumer}`.
 //!
 //! Known gap (next step of the spine): a crash after the live log's fsync and before the
@@ -341,4 +344,68 @@ pub async fn lag_metrics(bus: Arc<dyn EventBus>, mut stop: tokio::sync::watch::R
             }
         }
     }
+}
+
+/// Outbox events relayed per round.
+const OUTBOX_BATCH_MAX: u32 = 1_000;
+/// How often an empty outbox is looked at again.
+const OUTBOX_POLL: Duration = Duration::from_millis(50);
+
+/// Publishes the store's outbox to the bus until `stop` fires (then relays what is left once).
+pub async fn outbox_relay(
+    store: Arc<dyn mobility_store::Store>,
+    bus: Arc<dyn EventBus>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let relayed = metrics::counter!("bus_outbox_relayed_total");
+    let mut backoff = OUTBOX_POLL;
+    loop {
+        let stopping = *stop.borrow();
+        match relay_once(store.as_ref(), bus.as_ref()).await {
+            Ok(0) => {
+                if stopping {
+                    return;
+                }
+                backoff = OUTBOX_POLL;
+                tokio::select! {
+                    () = tokio::time::sleep(OUTBOX_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Ok(n) => {
+                relayed.increment(n as u64);
+                backoff = OUTBOX_POLL;
+            }
+            Err(e) => {
+                metrics::counter!("bus_outbox_errors_total").increment(1);
+                tracing::warn!(error = %e, "cannot relay the event outbox; retrying");
+                if stopping {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One round: publish what the outbox holds (in order), then delete it. Returns how many.
+pub async fn relay_once(
+    store: &dyn mobility_store::Store,
+    bus: &dyn EventBus,
+) -> Result<usize, String> {
+    let rows = store
+        .outbox_events(0, OUTBOX_BATCH_MAX)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(last) = rows.last().map(|r| r.seq) else {
+        return Ok(0);
+    };
+    let events: Vec<NewEvent> = rows.into_iter().map(|r| r.event).collect();
+    bus.publish(&events).await.map_err(|e| e.to_string())?;
+    store
+        .delete_outbox_events(last)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(events.len())
 }

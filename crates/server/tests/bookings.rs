@@ -1551,3 +1551,119 @@ async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
         "{b}"
     );
 }
+
+/// Waits until the stream holds an event `pick` accepts.
+async fn on_bus<T>(
+    app: &TestApp,
+    domain: mobility_core::Domain,
+    mut pick: impl FnMut(&mobility_bus::Envelope) -> Option<T>,
+) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let all = app
+                .bus
+                .read(domain, None, mobility_bus::StartAt::First, 10_000)
+                .await
+                .unwrap();
+            if let Some(t) = all.iter().find_map(&mut pick) {
+                return t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .expect("the event reached the bus")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox() {
+    use mobility_core::{Domain, DomainEvent, VehicleState};
+    let app = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+        s.jwt_secret = Some(SECRET.into());
+    })
+    .await
+    .unwrap();
+    let scooter = vehicle(&app, "scooter", 80).await;
+    let rider = riders(&app, 1).await.remove(0);
+    let (s, b) = call(
+        &app,
+        Method::POST,
+        "/v1/bookings",
+        &rider,
+        Some(json!({"vehicle_id": scooter})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let booking = b["id"].as_str().unwrap().to_owned();
+    let (subject, to) = on_bus(&app, Domain::Booking, |e| match &e.event {
+        DomainEvent::BookingChanged {
+            booking: id,
+            from: None,
+            to,
+            ..
+        } if *id == booking => Some((e.subject.clone(), to.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (subject.as_str(), to.as_str()),
+        ("booking.barcelona", "reserved")
+    );
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/bookings/{booking}/cancel"),
+        &rider,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    on_bus(&app, Domain::Booking, |e| match &e.event {
+        DomainEvent::BookingChanged {
+            booking: id,
+            from: Some(f),
+            to,
+            ..
+        } if *id == booking && f == "reserved" && to == "cancelled" => Some(()),
+        _ => None,
+    })
+    .await;
+    // The vehicle was put in service and reserved: its MDS state changes are on the bus too.
+    let states = on_bus(&app, Domain::Lifecycle, |e| match &e.event {
+        DomainEvent::VehicleStateChanged {
+            vehicle,
+            to: VehicleState::Reserved,
+            ..
+        } if vehicle.to_string() == scooter => Some(e.subject.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(states, "lifecycle.barcelona");
+    // Admin changes: who (the token by a digest prefix, never the secret), what, to what.
+    let (actor, action) = on_bus(&app, Domain::Admin, |e| match &e.event {
+        DomainEvent::AdminChanged {
+            actor,
+            action,
+            target,
+            ..
+        } if target == "/v1/admin/cities/barcelona" => Some((actor.clone(), action.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(action, "PUT /v1/admin/cities/{id}");
+    assert!(
+        actor.starts_with("token:") && !actor.contains(ADMIN),
+        "{actor}"
+    );
+    // Riders' own changes are not admin changes.
+    let admin = app
+        .bus
+        .read(Domain::Admin, None, mobility_bus::StartAt::First, 1_000)
+        .await
+        .unwrap();
+    assert!(admin.iter().all(|e| match &e.event {
+        DomainEvent::AdminChanged { target, .. } => !target.starts_with("/v1/bookings"),
+        _ => false,
+    }));
+    app.stop().await;
+}

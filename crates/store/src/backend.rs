@@ -21,9 +21,9 @@ use sqlx::{
 use crate::{
     AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CityEventRecord, CommandRecord,
     DemandSlot, GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions,
-    OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness, RecordedEvent,
-    RefreshToken, RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour,
-    redact_url,
+    OutboxEvent, OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness,
+    RecordedEvent, RefreshToken, RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord,
+    WeatherHour, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -547,6 +547,25 @@ macro_rules! city_row {
 }
 
 /// Generates `impl Store` for a backend; `$migrator` is that backend's migration set.
+/// Writes an event into the outbox within the transaction `$tx`.
+macro_rules! emit {
+    ($tx:expr, $event:expr) => {{
+        let e: &mobility_core::NewEvent = $event;
+        let json = serde_json::to_string(&e.event)
+            .map_err(|err| StoreError::Corrupt(format!("event: {err}")))?;
+        sqlx::query(
+            "INSERT INTO event_outbox (id, city_id, at_ms, event) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(e.id.to_string())
+        .bind(e.city.as_ref().map(|c| c.as_str().to_owned()))
+        .bind(e.at.0)
+        .bind(json)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 macro_rules! impl_store {
     ($ty:ty, $backend:expr, $migrator:expr) => {
         #[async_trait]
@@ -626,6 +645,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_booking(&self, b: &BookingRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let result = sqlx::query(
                     "INSERT INTO bookings (id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
@@ -637,10 +657,14 @@ macro_rules! impl_store {
                 .bind(&b.state)
                 .bind(b.created_at.0)
                 .bind(b.hold_until.0)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await;
                 match result {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        emit!(tx, &crate::outbox::booking(b, None, &b.state, b.created_at));
+                        tx.commit().await?;
+                        Ok(())
+                    }
                     Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
                         Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists(
                             "an active booking of this vehicle or by this rider".into(),
@@ -672,6 +696,7 @@ macro_rules! impl_store {
                 f: &TripFacts,
                 now: TimestampMs,
             ) -> Result<Option<BookingRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let changed = sqlx::query(
                     "UPDATE bookings SET state = $1, updated_at_ms = $2, \
                      started_at_ms = COALESCE(started_at_ms, $5), ended_at_ms = COALESCE(ended_at_ms, $6), \
@@ -691,26 +716,42 @@ macro_rules! impl_store {
                 .bind(f.receipt.as_deref())
                 .bind(f.detail.as_deref())
                 .bind(f.pricing.as_deref())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
                 if changed == 0 {
                     return Ok(None);
                 }
-                self.booking(id).await
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let b = booking_row!(row);
+                emit!(tx, &crate::outbox::booking(&b, Some(from), to, now));
+                tx.commit().await?;
+                Ok(Some(b))
             }
 
             async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE bookings SET state = 'expired', updated_at_ms = $1 \
                      WHERE state = 'reserved' AND hold_until_ms <= $1 RETURNING {BOOKING_COLUMNS}"
                 )))
                 .bind(now.0)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
-                rows.iter()
+                let expired: Vec<BookingRecord> = rows
+                    .iter()
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
-                    .collect()
+                    .collect::<Result<_, _>>()?;
+                for b in &expired {
+                    emit!(tx, &crate::outbox::booking(b, Some("reserved"), "expired", now));
+                }
+                tx.commit().await?;
+                Ok(expired)
             }
 
             async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError> {
@@ -867,6 +908,7 @@ macro_rules! impl_store {
                         .await?;
                     }
                 }
+                emit!(tx, &crate::outbox::payment(p));
                 tx.commit().await?;
                 Ok(p.clone())
             }
@@ -1060,6 +1102,7 @@ macro_rules! impl_store {
                 by: &str,
                 now: TimestampMs,
             ) -> Result<Option<KycRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE kyc_submissions SET state = $1, reason = $2, decided_by = $3, decided_at_ms = $4 \
                      WHERE id = $5 AND state = 'pending' RETURNING {KYC_COLUMNS}"
@@ -1069,10 +1112,15 @@ macro_rules! impl_store {
                 .bind(by)
                 .bind(now.0)
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                row.map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
-                    .transpose()
+                let Some(r) = row else {
+                    return Ok(None);
+                };
+                let k = kyc_row!(r);
+                emit!(tx, &crate::outbox::kyc(&k, now));
+                tx.commit().await?;
+                Ok(Some(k))
             }
 
             async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
@@ -1395,7 +1443,9 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("vehicle {}", c.vehicle_id)))?;
-                    out.push(vehicle_row!(row).into_domain()?);
+                    let v = vehicle_row!(row).into_domain()?;
+                    emit!(tx, &crate::outbox::state_change(c, &v));
+                    out.push(v);
                     continue;
                 }
                 // The write comes first so SQLite takes its write lock at once (no lock upgrade).
@@ -1449,7 +1499,9 @@ macro_rules! impl_store {
                 .bind(&id)
                 .fetch_one(&mut *tx)
                 .await?;
-                out.push(vehicle_row!(row).into_domain()?);
+                let v = vehicle_row!(row).into_domain()?;
+                emit!(tx, &crate::outbox::state_change(c, &v));
+                out.push(v);
                 }
                 tx.commit().await?;
                 Ok(out)
@@ -2209,6 +2261,46 @@ macro_rules! impl_store {
                     CityId::parse(&c).map_err(|e| corrupt("city id", e))
                 })
                 .transpose()
+            }
+
+            async fn record_event(&self, event: &mobility_core::NewEvent) -> Result<(), StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                emit!(conn, event);
+                Ok(())
+            }
+
+            async fn outbox_events(&self, after_seq: i64, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT seq, id, city_id, at_ms, event FROM event_outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after_seq)
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<OutboxEvent, StoreError> {
+                        let id: String = r.try_get(1)?;
+                        let city: Option<String> = r.try_get(2)?;
+                        let json: String = r.try_get(4)?;
+                        Ok(OutboxEvent {
+                            seq: r.try_get(0)?,
+                            event: mobility_core::NewEvent::new(
+                                uuid::Uuid::parse_str(&id).map_err(|e| corrupt("event id", e))?,
+                                city.as_deref().map(CityId::parse).transpose().map_err(|e| corrupt("city id", e))?,
+                                TimestampMs(r.try_get(3)?),
+                                serde_json::from_str(&json).map_err(|e| corrupt("event", e))?,
+                            ),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn delete_outbox_events(&self, through_seq: i64) -> Result<u64, StoreError> {
+                Ok(sqlx::query("DELETE FROM event_outbox WHERE seq <= $1")
+                    .bind(through_seq)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
             }
 
             async fn close(&self) {

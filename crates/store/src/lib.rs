@@ -571,6 +571,111 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// A domain event waiting in the outbox to be relayed to the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    /// Its place in the outbox (relay and delete in this order).
+    pub seq: i64,
+    /// The event.
+    pub event: mobility_core::NewEvent,
+}
+
+/// The events a store change is published as. Ids are derived from what changed, so writing
+/// the same change twice (a retried request) is the same event, deduplicated by the bus.
+pub mod outbox {
+    use mobility_core::{DomainEvent, NewEvent, StateChange, TimestampMs, Vehicle};
+
+    use crate::{BookingRecord, KycRecord, PaymentRecord};
+
+    fn id(key: &str) -> uuid::Uuid {
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes())
+    }
+
+    /// A booking moved (`from` is `None` for a new one).
+    #[must_use]
+    pub fn booking(b: &BookingRecord, from: Option<&str>, to: &str, at: TimestampMs) -> NewEvent {
+        NewEvent::new(
+            id(&format!("booking:{}:{}:{to}", b.id, from.unwrap_or("new"))),
+            Some(b.city.clone()),
+            at,
+            DomainEvent::BookingChanged {
+                booking: b.id.clone(),
+                user: b.user_id.clone(),
+                vehicle: b.vehicle_id,
+                from: from.map(str::to_owned),
+                to: to.to_owned(),
+                at,
+            },
+        )
+    }
+
+    /// A payment was recorded.
+    #[must_use]
+    pub fn payment(p: &PaymentRecord) -> NewEvent {
+        NewEvent::new(
+            id(&format!("payment:{}", p.idempotency_key)),
+            None,
+            p.created_at,
+            DomainEvent::PaymentRecorded {
+                key: p.idempotency_key.clone(),
+                user: p.user_id.clone(),
+                booking: p.booking_id.clone(),
+                kind: p.kind.clone(),
+                state: p.state.clone(),
+                amount: p.amount,
+                provider: p.provider.clone().unwrap_or_default(),
+                at: p.created_at,
+            },
+        )
+    }
+
+    /// A KYC submission was decided.
+    #[must_use]
+    pub fn kyc(k: &KycRecord, at: TimestampMs) -> NewEvent {
+        NewEvent::new(
+            id(&format!("kyc:{}:{}", k.id, k.state)),
+            None,
+            at,
+            DomainEvent::KycDecided {
+                user: k.user_id.clone(),
+                submission: k.id.clone(),
+                kind: k.kind.clone(),
+                decision: k.state.clone(),
+                at,
+            },
+        )
+    }
+
+    /// An MDS state change was recorded (`v` is the vehicle after it).
+    #[must_use]
+    pub fn state_change(c: &StateChange, v: &Vehicle) -> NewEvent {
+        let key = if c.late {
+            format!(
+                "vehicle:{}:late:{}:{}:{}",
+                c.vehicle_id,
+                c.at.0,
+                c.from.as_str(),
+                c.to.as_str()
+            )
+        } else {
+            format!("vehicle:{}:v{}", c.vehicle_id, c.from_version + 1)
+        };
+        NewEvent::new(
+            id(&key),
+            Some(v.city.clone()),
+            c.at,
+            DomainEvent::VehicleStateChanged {
+                vehicle: c.vehicle_id,
+                at: c.at,
+                from: c.from,
+                to: c.to,
+                event_types: c.events.clone(),
+                trip_id: c.trip_id.clone(),
+            },
+        )
+    }
+}
+
 /// Transactional storage used by every service of the platform.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -967,6 +1072,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes a geofence; returns its city if it existed.
     async fn delete_geofence(&self, id: &str) -> Result<Option<CityId>, StoreError>;
+
+    /// Appends an event to the outbox on its own (a fact with no other row, such as an admin
+    /// change). Changes with rows of their own write their events in their own transaction.
+    async fn record_event(&self, event: &mobility_core::NewEvent) -> Result<(), StoreError>;
+
+    /// Up to `limit` outbox events after `after_seq`, oldest first.
+    async fn outbox_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// Deletes the outbox events up to and including `through_seq` (they were relayed).
+    async fn delete_outbox_events(&self, through_seq: i64) -> Result<u64, StoreError>;
 
     /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
     async fn close(&self);

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod audit;
 mod bookings;
 mod commands;
 pub mod extract;
@@ -169,6 +170,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         )
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .with_state(state)
         .layer(middleware::from_fn(metrics_layer::record))
