@@ -295,7 +295,6 @@ impl Application {
                                 vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
                                 Duration::from_secs(5),
                             )),
-                            notifier.clone(),
                             crate::bookings::BookingTiming {
                                 hold_s: settings.reservation_hold_s,
                                 unlock_timeout_s: settings.unlock_timeout_s,
@@ -465,6 +464,12 @@ impl Application {
             self.state.commands.clone(),
             reactions_rx.clone(),
         ));
+        let notify = tokio::spawn(crate::reactions::notifications(
+            self.state.bus.clone(),
+            self.state.store.clone(),
+            self.state.notifier.clone(),
+            reactions_rx.clone(),
+        ));
         let lag = tokio::spawn(crate::reactions::lag_metrics(
             self.state.bus.clone(),
             reactions_rx.clone(),
@@ -524,6 +529,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(5), outbox).await;
         let _ = reactions_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), geofence_actions).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), notify).await;
         lag.abort();
         self.relay_task.abort();
         drop(bus);

@@ -143,7 +143,6 @@ pub struct Bookings {
     commands: Arc<Commands>,
     kyc: Arc<crate::kyc::Kyc>,
     payments: Arc<crate::payments::Payments>,
-    notifier: Arc<crate::notifications::Notifier>,
     hold_ms: i64,
     unlock_timeout: Duration,
     no_parking_fee_cents: i64,
@@ -159,7 +158,6 @@ impl Bookings {
         commands: Arc<Commands>,
         kyc: Arc<crate::kyc::Kyc>,
         payments: Arc<crate::payments::Payments>,
-        notifier: Arc<crate::notifications::Notifier>,
         timing: BookingTiming,
     ) -> Self {
         Self {
@@ -168,7 +166,6 @@ impl Bookings {
             commands,
             kyc,
             payments,
-            notifier,
             hold_ms: i64::try_from(timing.hold_s.saturating_mul(1_000)).unwrap_or(i64::MAX),
             unlock_timeout: Duration::from_secs(timing.unlock_timeout_s.clamp(1, 120)),
             no_parking_fee_cents: timing.no_parking_fee_cents.max(0),
@@ -691,26 +688,7 @@ impl Bookings {
             Ok(p) => format!("payment failed: {}", p.detail.unwrap_or_default()),
             Err(e) => format!("payment pending: {e}"),
         };
-        let announced = self
-            .notifier
-            .announce(
-                &done.user_id,
-                &format!("receipt:{}", done.id),
-                "receipt",
-                &serde_json::json!({
-                    "booking_id": done.id,
-                    "total": f.total.to_string(),
-                    "minutes": ended.since(started).max(0) / 60_000,
-                    "km": (distance as f64 / 100.0).round() / 10.0,
-                    "payment": note,
-                    "receipt": receipt,
-                }),
-                ended,
-            )
-            .await;
-        if let Err(e) = announced {
-            tracing::warn!(error = %e, "cannot queue the receipt notification");
-        }
+        // The receipt is announced by the notify-bookings consumer once this is recorded.
         let facts = TripFacts {
             detail: Some(note),
             ..TripFacts::default()
@@ -931,16 +909,8 @@ impl Bookings {
     pub async fn expire(&self, now: TimestampMs) -> Result<usize, StoreError> {
         let expired = self.store.expire_holds(now).await?;
         for b in &expired {
+            // The rider is told by the notify-bookings consumer (the expiry is an event).
             self.release(b, false, now).await?;
-            self.notifier
-                .announce(
-                    &b.user_id,
-                    &format!("reservation_expired:{}", b.id),
-                    "reservation_expired",
-                    &serde_json::json!({"booking_id": b.id, "vehicle_id": b.vehicle_id.to_string()}),
-                    now,
-                )
-                .await?;
             metrics::counter!("bookings_total", "outcome" => "expired").increment(1);
         }
         Ok(expired.len())

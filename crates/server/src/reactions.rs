@@ -11,6 +11,9 @@
 //! - [`outbox_relay`]: the store's transactional outbox (booking, payment, KYC, lifecycle and
 //!   admin events, each written in the transaction of its change) published in order, then
 //!   deleted. Several processes may relay the same rows: the bus deduplicates by id.
+//! - `notify-bookings` (stream `booking`) and `notify-accounts` (stream `account`): riders'
+//!   notifications (reservation expired, the trip's receipt once its payment is settled, KYC
+//!   results) written to the notification outbox.
 //! - Lag: every consumer's unacked events are the gauge `bus_consumer_lag{consumer}`.
 //!
 //! Known gap (next step of the spine): a crash after the live log's fsync and before the
@@ -206,18 +209,23 @@ pub fn geofence_actions_spec() -> ConsumerSpec {
     }
 }
 
-/// Runs the geofence-actions consumer until `stop` fires.
-pub async fn geofence_actions(
+/// Runs a consumer until `stop` fires: each event goes to `handle`; `Ok` acks it, `Err` naks
+/// it (redelivered after the consumer's back-off, dead-lettered after its attempts).
+pub async fn run_consumer<F, Fut>(
     bus: Arc<dyn EventBus>,
-    feed: Arc<FleetEvents>,
-    commands: Arc<crate::commands::Commands>,
+    spec: ConsumerSpec,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+    handle: F,
+) where
+    F: Fn(mobility_bus::Envelope) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let name = spec.name.clone();
     let mut consumer = loop {
-        match bus.consumer(geofence_actions_spec()).await {
+        match bus.consumer(spec.clone()).await {
             Ok(c) => break c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot open the geofence-actions consumer; retrying");
+                tracing::warn!(consumer = %name, error = %e, "cannot open a consumer; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.changed() => return,
@@ -225,6 +233,8 @@ pub async fn geofence_actions(
             }
         }
     };
+    let handled = metrics::counter!("bus_consumed_total", "consumer" => name.clone());
+    let failed = metrics::counter!("bus_consumer_errors_total", "consumer" => name.clone());
     loop {
         let batch = tokio::select! {
             b = consumer.fetch(256, Duration::from_secs(1)) => b,
@@ -233,70 +243,233 @@ pub async fn geofence_actions(
         let deliveries = match batch {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "geofence-actions cannot fetch; retrying");
+                tracing::warn!(consumer = %name, error = %e, "cannot fetch; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
         for d in deliveries {
-            let city = d
-                .envelope
-                .city
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string);
-            match &d.envelope.event {
-                DomainEvent::GeofenceCrossed {
-                    vehicle,
-                    at,
-                    fence_id,
-                    zone,
-                    direction,
-                    speed_limit_kmh,
-                } => {
-                    metrics::counter!("geofence_crossings_total", "zone" => zone.clone(), "direction" => direction.clone()).increment(1);
-                    feed.record(FleetEvent {
-                        seq: 0,
-                        at_ms: at.0,
-                        city,
-                        vehicle_id: vehicle.to_string(),
-                        kind: "geofence",
-                        name: direction.clone(),
-                        fence_id: fence_id.clone(),
-                        zone: zone.clone(),
-                        detail: None,
-                    });
-                    if let Some(kmh) = *speed_limit_kmh {
-                        send_speed_limit(commands.clone(), *vehicle, kmh, crate::http::now());
-                    }
+            let outcome = handle(d.envelope.clone()).await;
+            let acked = match outcome {
+                Ok(()) => {
+                    handled.increment(1);
+                    d.ack().await
                 }
-                DomainEvent::FleetAlert {
-                    vehicle,
-                    at,
-                    alert,
-                    fence_id,
-                    zone,
-                } => {
-                    metrics::counter!("fleet_alerts_total", "alert" => alert.clone()).increment(1);
-                    tracing::info!(vehicle = %vehicle, alert = %alert, fence = %fence_id, "fleet alert");
-                    feed.record(FleetEvent {
-                        seq: 0,
-                        at_ms: at.0,
-                        city,
-                        vehicle_id: vehicle.to_string(),
-                        kind: "alert",
-                        name: alert.clone(),
-                        fence_id: fence_id.clone(),
-                        zone: zone.clone(),
-                        detail: None,
-                    });
+                Err(e) => {
+                    failed.increment(1);
+                    tracing::warn!(consumer = %name, seq = d.envelope.seq, attempt = d.attempt, error = %e, "event not handled; it comes again");
+                    d.nak().await
                 }
-                _ => {}
-            }
-            if let Err(e) = d.ack().await {
-                tracing::warn!(error = %e, "geofence-actions cannot ack");
+            };
+            if let Err(e) = acked {
+                tracing::warn!(consumer = %name, error = %e, "cannot ack");
             }
         }
     }
+}
+
+/// Runs the geofence-actions consumer until `stop` fires.
+pub async fn geofence_actions(
+    bus: Arc<dyn EventBus>,
+    feed: Arc<FleetEvents>,
+    commands: Arc<crate::commands::Commands>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    run_consumer(bus, geofence_actions_spec(), stop, move |e| {
+        let (feed, commands) = (feed.clone(), commands.clone());
+        async move {
+            on_fleet_event(&e, &feed, &commands);
+            Ok(())
+        }
+    })
+    .await;
+}
+
+fn on_fleet_event(
+    e: &mobility_bus::Envelope,
+    feed: &FleetEvents,
+    commands: &Arc<crate::commands::Commands>,
+) {
+    let city = e
+        .city
+        .as_ref()
+        .map_or_else(String::new, ToString::to_string);
+    match &e.event {
+        DomainEvent::GeofenceCrossed {
+            vehicle,
+            at,
+            fence_id,
+            zone,
+            direction,
+            speed_limit_kmh,
+        } => {
+            metrics::counter!("geofence_crossings_total", "zone" => zone.clone(), "direction" => direction.clone()).increment(1);
+            feed.record(FleetEvent {
+                seq: 0,
+                at_ms: at.0,
+                city,
+                vehicle_id: vehicle.to_string(),
+                kind: "geofence",
+                name: direction.clone(),
+                fence_id: fence_id.clone(),
+                zone: zone.clone(),
+                detail: None,
+            });
+            if let Some(kmh) = *speed_limit_kmh {
+                send_speed_limit(commands.clone(), *vehicle, kmh, crate::http::now());
+            }
+        }
+        DomainEvent::FleetAlert {
+            vehicle,
+            at,
+            alert,
+            fence_id,
+            zone,
+        } => {
+            metrics::counter!("fleet_alerts_total", "alert" => alert.clone()).increment(1);
+            tracing::info!(vehicle = %vehicle, alert = %alert, fence = %fence_id, "fleet alert");
+            feed.record(FleetEvent {
+                seq: 0,
+                at_ms: at.0,
+                city,
+                vehicle_id: vehicle.to_string(),
+                kind: "alert",
+                name: alert.clone(),
+                fence_id: fence_id.clone(),
+                zone: zone.clone(),
+                detail: None,
+            });
+        }
+        _ => {}
+    }
+}
+
+/// The notification consumers' specs: riders hear about their bookings and KYC decisions.
+#[must_use]
+pub fn notify_specs() -> [ConsumerSpec; 2] {
+    [
+        ConsumerSpec::new("notify-bookings", Domain::Booking),
+        ConsumerSpec::new("notify-accounts", Domain::Account),
+    ]
+}
+
+/// Runs the notification consumers until `stop` fires: each turns events into the riders'
+/// notification outbox (whose event keys make a redelivered event announce nothing twice).
+pub async fn notifications(
+    bus: Arc<dyn EventBus>,
+    store: Arc<dyn mobility_store::Store>,
+    notifier: Arc<crate::notifications::Notifier>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let [bookings, accounts] = notify_specs();
+    let on_booking = {
+        let (store, notifier) = (store.clone(), notifier.clone());
+        run_consumer(bus.clone(), bookings, stop.clone(), move |e| {
+            let (store, notifier) = (store.clone(), notifier.clone());
+            async move { notify_booking(&e, store.as_ref(), &notifier).await }
+        })
+    };
+    let on_account = run_consumer(bus, accounts, stop, move |e| {
+        let (store, notifier) = (store.clone(), notifier.clone());
+        async move { notify_account(&e, store.as_ref(), &notifier).await }
+    });
+    tokio::join!(on_booking, on_account);
+}
+
+async fn notify_booking(
+    e: &mobility_bus::Envelope,
+    store: &dyn mobility_store::Store,
+    notifier: &crate::notifications::Notifier,
+) -> Result<(), String> {
+    let DomainEvent::BookingChanged {
+        booking,
+        user,
+        vehicle,
+        to,
+        at,
+        ..
+    } = &e.event
+    else {
+        return Ok(());
+    };
+    match to.as_str() {
+        "expired" => notifier
+            .announce(
+                user,
+                &format!("reservation_expired:{booking}"),
+                "reservation_expired",
+                &serde_json::json!({"booking_id": booking, "vehicle_id": vehicle.to_string()}),
+                *at,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+        // The receipt goes out once the trip's payment is settled: the booking's last update
+        // records how it was paid.
+        "ended" => {
+            let Some(b) = store.booking(booking).await.map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            let (Some(note), Some(receipt)) = (&b.trip.detail, &b.trip.receipt) else {
+                return Ok(());
+            };
+            let receipt: serde_json::Value =
+                serde_json::from_str(receipt).unwrap_or(serde_json::Value::Null);
+            let (started, ended) = (
+                b.trip.started_at.unwrap_or(*at),
+                b.trip.ended_at.unwrap_or(*at),
+            );
+            #[allow(clippy::cast_precision_loss)]
+            let km = (b.trip.distance_m.unwrap_or(0) as f64 / 100.0).round() / 10.0;
+            notifier
+                .announce(
+                    &b.user_id,
+                    &format!("receipt:{}", b.id),
+                    "receipt",
+                    &serde_json::json!({
+                        "booking_id": b.id,
+                        "total": receipt["total_display"],
+                        "minutes": ended.since(started).max(0) / 60_000,
+                        "km": km,
+                        "payment": note,
+                        "receipt": receipt,
+                    }),
+                    ended,
+                )
+                .await
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn notify_account(
+    e: &mobility_bus::Envelope,
+    store: &dyn mobility_store::Store,
+    notifier: &crate::notifications::Notifier,
+) -> Result<(), String> {
+    let DomainEvent::KycDecided {
+        user,
+        submission,
+        at,
+        ..
+    } = &e.event
+    else {
+        return Ok(());
+    };
+    let kyc = store.user_kyc(user).await.map_err(|e| e.to_string())?;
+    let Some(k) = kyc.iter().find(|k| k.id == *submission) else {
+        return Ok(());
+    };
+    notifier
+        .announce(
+            &k.user_id,
+            &format!("kyc:{}", k.id),
+            "kyc_result",
+            &serde_json::json!({"kind": k.kind, "state": k.state, "reason": k.reason}),
+            *at,
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Sends a slow-zone speed limit without waiting for the vehicle (the command is tracked).
@@ -319,7 +492,9 @@ fn send_speed_limit(
 /// Every consumer the platform runs (for the lag gauge and `mobility events consumers`).
 #[must_use]
 pub fn consumers() -> Vec<ConsumerSpec> {
-    vec![geofence_actions_spec()]
+    let mut all = vec![geofence_actions_spec()];
+    all.extend(notify_specs());
+    all
 }
 
 /// Sets `bus_consumer_lag{consumer}` for every consumer every few seconds, until `stop`.

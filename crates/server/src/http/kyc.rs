@@ -249,20 +249,7 @@ async fn decide(
     {
         Ok(Some(k)) => {
             tracing::info!(kyc_id = %k.id, state = %k.state, "KYC decided");
-            let payload = serde_json::json!({"kind": k.kind, "state": k.state, "reason": k.reason});
-            if let Err(e) = state
-                .notifier
-                .announce(
-                    &k.user_id,
-                    &format!("kyc:{}", k.id),
-                    "kyc_result",
-                    &payload,
-                    now(),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "cannot queue the KYC result notification");
-            }
+            // The rider is told by the notify-accounts consumer (the decision is an event).
             metrics::counter!("kyc_decisions_total", "state" => k.state.clone()).increment(1);
             Json(MineDto::from(&k)).into_response()
         }
