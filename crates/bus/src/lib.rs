@@ -385,6 +385,23 @@ pub async fn open(
     )))
 }
 
+/// Opens the bus a URL names for an operator's look (`mobility events`): the embedded log is
+/// opened read-only, so it works beside the `serve` process that writes it.
+pub async fn open_read_only(
+    url: &str,
+    data_dir: &std::path::Path,
+    config: BusConfig,
+) -> Result<Arc<dyn EventBus>, BusError> {
+    if url == "embedded" || url.starts_with("embedded:") {
+        let dir = url
+            .strip_prefix("embedded:")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| data_dir.join("bus"), std::path::PathBuf::from);
+        return Ok(Arc::new(EmbeddedBus::open_read_only(&dir)?));
+    }
+    open(url, data_dir, config).await
+}
+
 /// `url` with any password replaced by `***`, for messages.
 #[must_use]
 pub fn redact(url: &str) -> String {

@@ -2,8 +2,9 @@
 //! (`bus_url`): tail a stream, move a consumer's cursor back to replay, list streams and
 //! consumers with their lag.
 //!
-//! The embedded bus belongs to one process: while `mobility serve` runs on it, use these
-//! commands through NATS (or stop the server first).
+//! `tail` and `info` read the embedded log beside the `serve` process that writes it (`tail
+//! --follow` re-reads it); `replay` moves a cursor, so on the embedded bus it needs that
+//! process stopped (with NATS it works while the platform runs).
 
 use std::time::Duration;
 
@@ -103,15 +104,16 @@ fn parse_subject(s: &str) -> anyhow::Result<(Domain, Option<CityId>)> {
 
 /// Runs an `events` command.
 pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
-    let bus = mobility_bus::open(
-        &settings.bus_url,
-        &settings.data_dir,
-        BusConfig {
-            region: settings.region.clone(),
-            ..BusConfig::default()
-        },
-    )
-    .await?;
+    let config = BusConfig {
+        region: settings.region.clone(),
+        ..BusConfig::default()
+    };
+    // Looking needs no write access: the embedded log is read beside the server writing it.
+    let mut bus = if matches!(cmd, EventsCommand::Replay(_)) {
+        mobility_bus::open(&settings.bus_url, &settings.data_dir, config).await?
+    } else {
+        mobility_bus::open_read_only(&settings.bus_url, &settings.data_dir, config).await?
+    };
     let now = mobility_bus::wall_now();
     match cmd {
         EventsCommand::Tail(a) => {
@@ -143,6 +145,15 @@ pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
                     }
                     left = 1_000;
                     tokio::time::sleep(Duration::from_millis(250)).await;
+                    // A read-only embedded log shows what was on disk when opened: look again.
+                    if bus.backend() == "embedded" {
+                        bus = mobility_bus::open_read_only(
+                            &settings.bus_url,
+                            &settings.data_dir,
+                            BusConfig::default(),
+                        )
+                        .await?;
+                    }
                 }
             }
         }

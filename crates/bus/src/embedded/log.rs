@@ -126,7 +126,8 @@ type Reply = oneshot::Sender<Result<Vec<(u64, bool)>, BusError>>;
 #[derive(Debug)]
 pub struct Log {
     meta: Arc<RwLock<Meta>>,
-    tx: std::sync::mpsc::SyncSender<(Pending, Reply)>,
+    /// `None` when opened read-only.
+    tx: Option<std::sync::mpsc::SyncSender<(Pending, Reply)>>,
     durable: watch::Receiver<u64>,
 }
 
@@ -459,11 +460,16 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-impl Log {
-    /// Opens (or creates) the log in `dir`.
-    pub fn open(dir: &Path, retention: Retention) -> Result<Self, BusError> {
-        fs::create_dir_all(dir)?;
-        let mut firsts: Vec<u64> = fs::read_dir(dir)?
+/// The segments of a log directory (and the ids of its recent records). Writable: a torn tail
+/// is cut and missing indexes are written; read-only: the files are only read.
+#[allow(clippy::type_complexity)]
+fn scan_dir(
+    dir: &Path,
+    writable: bool,
+    now: i64,
+) -> Result<(Vec<Segment>, Vec<(uuid::Uuid, u64, i64)>), BusError> {
+    let mut firsts: Vec<u64> = match fs::read_dir(dir) {
+        Ok(entries) => entries
             .filter_map(|e| {
                 let name = e.ok()?.file_name().into_string().ok()?;
                 name.strip_prefix("seg-")?
@@ -471,33 +477,58 @@ impl Log {
                     .parse()
                     .ok()
             })
-            .collect();
-        firsts.sort_unstable();
-        let now = wall_now().0;
-        let recent_after = now - i64::try_from(DEDUP_WINDOW.as_millis()).unwrap_or(0);
-        let mut ids = Vec::new();
-        let mut segments = Vec::with_capacity(firsts.len());
-        for (i, &first) in firsts.iter().enumerate() {
-            let path = segment_path(dir, first);
-            let last = i + 1 == firsts.len();
-            let indexed = if last { None } else { read_index(&path, first) };
-            let seg = match indexed {
-                Some(seg) if seg.last_ms < recent_after => seg,
-                _ => {
-                    let (seg, end) = scan_segment(&path, first, recent_after, &mut ids)?;
-                    let len = fs::metadata(&path)?.len();
-                    if end < len {
-                        tracing::warn!(path = %path.display(), cut = len - end, "cutting a torn tail off the event log");
-                        OpenOptions::new().write(true).open(&path)?.set_len(end)?;
-                    }
-                    if !last {
-                        let _ = write_index(&seg);
-                    }
-                    seg
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !writable => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    firsts.sort_unstable();
+    let recent_after = now - i64::try_from(DEDUP_WINDOW.as_millis()).unwrap_or(0);
+    let mut ids = Vec::new();
+    let mut segments = Vec::with_capacity(firsts.len());
+    for (i, &first) in firsts.iter().enumerate() {
+        let path = segment_path(dir, first);
+        let last = i + 1 == firsts.len();
+        let indexed = if last { None } else { read_index(&path, first) };
+        let seg = match indexed {
+            Some(seg) if seg.last_ms < recent_after || !writable => seg,
+            _ => {
+                let (seg, end) = scan_segment(&path, first, recent_after, &mut ids)?;
+                let len = fs::metadata(&path)?.len();
+                if writable && end < len {
+                    tracing::warn!(path = %path.display(), cut = len - end, "cutting a torn tail off the event log");
+                    OpenOptions::new().write(true).open(&path)?.set_len(end)?;
                 }
-            };
-            segments.push(seg);
-        }
+                if writable && !last {
+                    let _ = write_index(&seg);
+                }
+                seg
+            }
+        };
+        segments.push(seg);
+    }
+    Ok((segments, ids))
+}
+
+impl Log {
+    /// Opens a log for reading only (another process may be writing it): what is on disk now.
+    pub fn open_read_only(dir: &Path) -> Result<Self, BusError> {
+        let (segments, _) = scan_dir(dir, false, wall_now().0)?;
+        let last = segments
+            .last()
+            .map_or(0, |s| s.last_seq.max(s.first_seq - 1));
+        let (_, durable) = watch::channel(last);
+        Ok(Self {
+            meta: Arc::new(RwLock::new(Meta { segments })),
+            tx: None,
+            durable,
+        })
+    }
+
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path, retention: Retention) -> Result<Self, BusError> {
+        fs::create_dir_all(dir)?;
+        let now = wall_now().0;
+        let (mut segments, mut ids) = scan_dir(dir, true, now)?;
         let next_seq = segments
             .last()
             .map_or(1, |s: &Segment| s.last_seq.max(s.first_seq - 1) + 1);
@@ -547,13 +578,20 @@ impl Log {
                 dir.file_name().and_then(|n| n.to_str()).unwrap_or("log")
             ))
             .spawn(move || writer.run(&rx))?;
-        Ok(Self { meta, tx, durable })
+        Ok(Self {
+            meta,
+            tx: Some(tx),
+            durable,
+        })
     }
 
     /// Appends events; answers (seq, duplicate) for each once they are on disk.
     pub async fn append(&self, events: Pending) -> Result<Vec<(u64, bool)>, BusError> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.clone();
+        let tx = self
+            .tx
+            .clone()
+            .ok_or_else(|| BusError::Config("the event log is open read-only".into()))?;
         // The queue is bounded: a full queue blocks this publisher (back-pressure), not the
         // runtime's other tasks.
         match tx.try_send((events, reply)) {

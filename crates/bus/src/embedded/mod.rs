@@ -80,7 +80,8 @@ struct Inner {
     region: String,
     logs: HashMap<Domain, log::Log>,
     consumers: Mutex<HashMap<(Domain, String), Shared>>,
-    _lock: fs::File,
+    /// `None` when opened read-only.
+    _lock: Option<fs::File>,
 }
 
 impl Inner {
@@ -149,7 +150,7 @@ impl EmbeddedBus {
             region: config.region,
             logs,
             consumers: Mutex::new(HashMap::new()),
-            _lock: lock,
+            _lock: Some(lock),
         });
         // Cursors are written in the background; the task ends with the last handle.
         let weak = Arc::downgrade(&inner);
@@ -166,6 +167,29 @@ impl EmbeddedBus {
             });
         }
         Ok(Self { inner })
+    }
+
+    /// Opens the bus in `dir` for reading only, beside the process that writes it: reads,
+    /// stream info and consumers' lag see what is on disk now; publishing and consuming are
+    /// refused.
+    pub fn open_read_only(dir: &Path) -> Result<Self, BusError> {
+        let mut logs = HashMap::new();
+        for d in Domain::ALL {
+            logs.insert(d, log::Log::open_read_only(&dir.join(d.as_str()))?);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                region: String::new(),
+                logs,
+                consumers: Mutex::new(HashMap::new()),
+                _lock: None,
+            }),
+        })
+    }
+
+    fn read_only(&self) -> bool {
+        self.inner._lock.is_none()
     }
 
     /// Writes every consumer's cursor now (also done every [`CURSOR_FLUSH`] and on drop).
@@ -205,7 +229,7 @@ impl EmbeddedBus {
             spec: spec.clone(),
             cursor,
             due,
-            dirty,
+            dirty: dirty && !self.read_only(),
             path,
         };
         state.save()?;
@@ -217,7 +241,9 @@ impl EmbeddedBus {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.flush_all();
+        if self._lock.is_some() {
+            self.flush_all();
+        }
     }
 }
 
@@ -277,6 +303,11 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn reset_consumer(&self, spec: ConsumerSpec, from: StartAt) -> Result<(), BusError> {
+        if self.read_only() {
+            return Err(BusError::Config(
+                "the embedded event log is open read-only: stop the process that has it".into(),
+            ));
+        }
         let state = self.shared(&spec)?;
         let next = self.inner.start_seq(spec.domain, from)?;
         let mut s = state.lock();
@@ -500,6 +531,11 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn fetch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        if self.bus.read_only() {
+            return Err(BusError::Config(
+                "the embedded event log is open read-only".into(),
+            ));
+        }
         let max = max.clamp(1, FETCH_MAX);
         let deadline = tokio::time::Instant::now() + wait;
         let mut durable = self.bus.inner.log(self.spec.domain).durable();
@@ -544,5 +580,65 @@ impl Consumer for EmbeddedConsumer {
 
     fn spec(&self) -> &ConsumerSpec {
         &self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_only_view_reads_beside_the_writer_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let bus = EmbeddedBus::open(dir.path(), BusConfig::default()).expect("open");
+        // A second writer is refused: the log belongs to one process.
+        assert!(EmbeddedBus::open(dir.path(), BusConfig::default()).is_err());
+        let events: Vec<NewEvent> = (1..=5)
+            .map(|n| crate::testsuite::booking(n, "bcn"))
+            .collect();
+        bus.publish(&events).await.expect("publish");
+        let mut c = bus
+            .consumer(ConsumerSpec::new("worker", Domain::Booking))
+            .await
+            .expect("consumer");
+        let got = c.fetch(2, Duration::from_secs(1)).await.expect("fetch");
+        for d in got {
+            d.ack().await.expect("ack");
+        }
+        bus.flush();
+        let view = EmbeddedBus::open_read_only(dir.path()).expect("read-only");
+        let seen = view
+            .read(Domain::Booking, None, StartAt::First, 100)
+            .await
+            .expect("read");
+        assert_eq!(seen.len(), 5);
+        assert_eq!(
+            view.stream_info(Domain::Booking)
+                .await
+                .expect("info")
+                .last_seq,
+            5
+        );
+        assert_eq!(
+            view.consumers(Domain::Booking).await.expect("list"),
+            vec!["worker"]
+        );
+        let lag = view
+            .consumer(ConsumerSpec::new("worker", Domain::Booking))
+            .await
+            .expect("consumer")
+            .lag()
+            .await
+            .expect("lag");
+        assert_eq!(lag, 3);
+        assert!(view.publish(&events).await.is_err());
+        assert!(
+            view.reset_consumer(ConsumerSpec::new("worker", Domain::Booking), StartAt::First)
+                .await
+                .is_err()
+        );
+        // Nothing the view did changed the writer's cursor.
+        drop(view);
+        assert_eq!(c.lag().await.expect("lag"), 3);
     }
 }
