@@ -32,6 +32,8 @@ pub enum Domain {
     Account,
     /// Geofence crossings and fleet alerts.
     Fleet,
+    /// Riders' demand: their searches per H3 zone and minute (what forecasts learn from).
+    Demand,
     /// Every admin change (who did what to what): the audit trail.
     Admin,
     /// Events a consumer could not handle after its attempts, with the consumer's name.
@@ -40,7 +42,7 @@ pub enum Domain {
 
 impl Domain {
     /// Every domain, in a fixed order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Telemetry,
         Self::Vehicle,
         Self::Lifecycle,
@@ -48,6 +50,7 @@ impl Domain {
         Self::Payment,
         Self::Account,
         Self::Fleet,
+        Self::Demand,
         Self::Admin,
         Self::DeadLetter,
     ];
@@ -63,6 +66,7 @@ impl Domain {
             Self::Payment => "payment",
             Self::Account => "account",
             Self::Fleet => "fleet",
+            Self::Demand => "demand",
             Self::Admin => "admin",
             Self::DeadLetter => "dead_letter",
         }
@@ -123,6 +127,17 @@ impl VehicleSignal {
     }
 }
 
+/// Searches in one zone and minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchCount {
+    /// The H3 cell.
+    pub cell: String,
+    /// Searches.
+    pub searches: u32,
+    /// Searches that found no vehicle.
+    pub unmet: u32,
+}
+
 /// Something that happened, with the facts a consumer needs to react without asking back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -171,6 +186,14 @@ pub enum DomainEvent {
         /// The fence's zone kind.
         zone: String,
     },
+    /// Riders searched for vehicles: counts per H3 zone in one minute, as one process saw them
+    /// (processes' counts add up).
+    RidersSearched {
+        /// The minute's start.
+        minute: TimestampMs,
+        /// Per zone (H3 cell, resolution 8): searches, and those that found nothing.
+        cells: Vec<SearchCount>,
+    },
     /// An MDS state change was recorded.
     VehicleStateChanged {
         /// The vehicle.
@@ -186,6 +209,9 @@ pub enum DomainEvent {
         /// The trip (booking), if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         trip_id: Option<String>,
+        /// Where the vehicle was, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<crate::LatLon>,
     },
     /// A booking moved from one state to another.
     BookingChanged {
@@ -271,6 +297,7 @@ impl DomainEvent {
             Self::VehicleReported { .. } => Domain::Vehicle,
             Self::GeofenceCrossed { .. } | Self::FleetAlert { .. } => Domain::Fleet,
             Self::VehicleStateChanged { .. } => Domain::Lifecycle,
+            Self::RidersSearched { .. } => Domain::Demand,
             Self::BookingChanged { .. } => Domain::Booking,
             Self::PaymentRecorded { .. } => Domain::Payment,
             Self::KycDecided { .. } => Domain::Account,
@@ -288,6 +315,7 @@ impl DomainEvent {
             Self::GeofenceCrossed { .. } => "fleet.geofence_crossed",
             Self::FleetAlert { .. } => "fleet.alert",
             Self::VehicleStateChanged { .. } => "lifecycle.state_changed",
+            Self::RidersSearched { .. } => "demand.searched",
             Self::BookingChanged { .. } => "booking.changed",
             Self::PaymentRecorded { .. } => "payment.recorded",
             Self::KycDecided { .. } => "account.kyc_decided",

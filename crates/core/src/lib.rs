@@ -27,7 +27,7 @@ pub use access::Role;
 pub use battery::BatteryPct;
 pub use city::{City, OperatingArea};
 pub use command::{AckOutcome, AckStatus, CommandKind, CommandState};
-pub use events::{Domain, DomainEvent, NewEvent, VehicleSignal};
+pub use events::{Domain, DomainEvent, NewEvent, SearchCount, VehicleSignal};
 pub use ids::{CityId, VehicleId};
 pub use money::{Currency, Money};
 pub use position::LatLon;

@@ -311,6 +311,7 @@ impl Application {
                     commands,
                     bus: bus.clone(),
                     fleet_events: events,
+                    demand: Arc::new(crate::reactions::DemandRelay::default()),
                 })
             },
             mqtt,
@@ -456,8 +457,24 @@ impl Application {
                 }
             }
         });
-        // The reactions: consumers of the bus, stopped after the last publisher.
+        // The reactions: consumers of the bus, stopped after the last publisher. Each exists
+        // before the first request, so none misses an event.
+        if let Err(e) = crate::reactions::ensure_consumers(self.state.bus.as_ref()).await {
+            tracing::error!(error = %e, "cannot open the event bus's consumers; they retry in the background");
+        }
         let (reactions_stop, reactions_rx) = tokio::sync::watch::channel(false);
+        let intel_consumers = tokio::spawn(crate::reactions::intel(
+            self.state.bus.clone(),
+            self.state.fleet.clone(),
+            reactions_rx.clone(),
+        ));
+        let (demand_stop, demand_rx) = tokio::sync::watch::channel(false);
+        let demand = tokio::spawn(
+            self.state
+                .demand
+                .clone()
+                .run(self.state.bus.clone(), demand_rx),
+        );
         let geofence_actions = tokio::spawn(crate::reactions::geofence_actions(
             self.state.bus.clone(),
             self.state.fleet_events.clone(),
@@ -525,11 +542,14 @@ impl Application {
         self.mqtt.shutdown().await;
         // Everything accepted is published before the reactions stop.
         live.relay().drain(Duration::from_secs(5)).await;
+        let _ = demand_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), demand).await;
         let _ = outbox_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), outbox).await;
         let _ = reactions_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), geofence_actions).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), notify).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), intel_consumers).await;
         lag.abort();
         self.relay_task.abort();
         drop(bus);

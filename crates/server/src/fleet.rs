@@ -212,20 +212,9 @@ impl Fleet {
     /// recorded the change that produced them).
     pub fn apply_vehicle(&self, v: &Vehicle) {
         if let Some(shard) = self.city_of(&v.id).and_then(|c| self.shard(&c)) {
-            let ended_at = {
-                let mut index = shard.index.write();
-                let before = index.get(&v.id);
-                index.set_state(&v.id, v.state);
-                before.filter(|b| {
-                    b.state == mobility_core::VehicleState::OnTrip
-                        && v.state != mobility_core::VehicleState::OnTrip
-                })
-            };
-            // A trip ended here: a return, for the forecast of where vehicles will be.
-            // Counted when the platform learns of it (the vehicle's own clock may be off).
-            if let Some(at) = ended_at.and_then(|b| b.position) {
-                self.note_return(&v.city, at, crate::http::now());
-            }
+            // Returns (trips that ended here) are counted by the intel-returns consumer from
+            // the lifecycle events.
+            shard.index.write().set_state(&v.id, v.state);
             let mut versions = self.versions.write();
             let known = versions.entry(v.id).or_insert(v.version);
             *known = (*known).max(v.version);
@@ -278,6 +267,28 @@ impl Fleet {
         while log.front().is_some_and(|m| m.minute <= newest - 60) {
             log.pop_front();
         }
+    }
+
+    /// Adds searches counted elsewhere (a process's `demand.searched` event) to the city's
+    /// minute and cells. Cells that do not parse are skipped.
+    pub fn add_searches(
+        &self,
+        city: &CityId,
+        minute: TimestampMs,
+        cells: &[mobility_core::SearchCount],
+    ) {
+        self.in_minute(city, minute, |m| {
+            for c in cells {
+                let Ok(cell) = c.cell.parse::<h3o::CellIndex>() else {
+                    continue;
+                };
+                m.searches += c.searches;
+                m.unmet += c.unmet;
+                let e = m.cells.entry(cell).or_default();
+                e.0 += c.searches;
+                e.1 += c.unmet;
+            }
+        });
     }
 
     /// Counts a rider's search at `at` in its city's minute (and in its H3 cell).

@@ -14,6 +14,10 @@
 //! - `notify-bookings` (stream `booking`) and `notify-accounts` (stream `account`): riders'
 //!   notifications (reservation expired, the trip's receipt once its payment is settled, KYC
 //!   results) written to the notification outbox.
+//! - [`DemandRelay`]: riders' searches (a read endpoint only hands them over) counted per city,
+//!   minute and H3 zone, published every second as `demand.searched`; the `intel-demand`
+//!   consumer adds them to the fleet's search log (what intel stores and forecasts from), and
+//!   `intel-returns` counts trips' ends from the lifecycle stream.
 //! - Lag: every consumer's unacked events are the gauge `bus_consumer_lag{consumer}`.
 //!
 //! Known gap (next step of the spine): a crash after the live log's fsync and before the
@@ -22,7 +26,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use mobility_bus::{ConsumerSpec, EventBus, StartAt};
+use mobility_bus::{ConsumerSpec, EventBus};
 use mobility_core::{CityId, Domain, DomainEvent, NewEvent, TimestampMs};
 use mobility_fleet::{
     Telemetry,
@@ -202,11 +206,7 @@ async fn run_relay(bus: Arc<dyn EventBus>, fleet: Arc<Fleet>, mut rx: mpsc::Rece
 /// The geofence-actions consumer's spec.
 #[must_use]
 pub fn geofence_actions_spec() -> ConsumerSpec {
-    ConsumerSpec {
-        // A consumer created on a platform that already has history starts from now.
-        start: StartAt::New,
-        ..ConsumerSpec::new("geofence-actions", Domain::Fleet)
-    }
+    ConsumerSpec::new("geofence-actions", Domain::Fleet)
 }
 
 /// Runs a consumer until `stop` fires: each event goes to `handle`; `Ok` acks it, `Err` naks
@@ -494,6 +494,7 @@ fn send_speed_limit(
 pub fn consumers() -> Vec<ConsumerSpec> {
     let mut all = vec![geofence_actions_spec()];
     all.extend(notify_specs());
+    all.extend(intel_specs());
     all
 }
 
@@ -583,4 +584,173 @@ pub async fn relay_once(
         .await
         .map_err(|e| e.to_string())?;
     Ok(events.len())
+}
+
+/// How often counted searches are published.
+pub const DEMAND_FLUSH: Duration = Duration::from_secs(1);
+/// Most (city, minute, zone) counts held before a flush is forced.
+const DEMAND_CELLS_MAX: usize = 100_000;
+
+type DemandCounts =
+    std::collections::HashMap<(CityId, i64), std::collections::HashMap<h3o::CellIndex, (u32, u32)>>;
+
+/// Riders' searches, counted in memory and published every [`DEMAND_FLUSH`].
+#[derive(Debug, Default)]
+pub struct DemandRelay {
+    counts: parking_lot::Mutex<DemandCounts>,
+}
+
+impl DemandRelay {
+    /// Counts a search at `at` in `city` (found: it returned a vehicle).
+    pub fn searched(
+        &self,
+        city: &CityId,
+        at: mobility_core::LatLon,
+        found: bool,
+        now: TimestampMs,
+    ) {
+        let Some(cell) = h3o::LatLng::new(at.lat(), at.lon())
+            .ok()
+            .map(|ll| ll.to_cell(crate::fleet::DEMAND_RESOLUTION))
+        else {
+            return;
+        };
+        let minute = now.0.div_euclid(60_000) * 60_000;
+        let mut counts = self.counts.lock();
+        if counts.len() >= DEMAND_CELLS_MAX {
+            metrics::counter!("demand_counts_dropped_total").increment(1);
+            return;
+        }
+        let e = counts
+            .entry((city.clone(), minute))
+            .or_default()
+            .entry(cell)
+            .or_default();
+        e.0 += 1;
+        e.1 += u32::from(!found);
+    }
+
+    fn take(&self) -> Vec<NewEvent> {
+        let counts = std::mem::take(&mut *self.counts.lock());
+        let mut out: Vec<NewEvent> = counts
+            .into_iter()
+            .map(|((city, minute), cells)| {
+                let mut cells: Vec<mobility_core::SearchCount> = cells
+                    .into_iter()
+                    .map(|(cell, (searches, unmet))| mobility_core::SearchCount {
+                        cell: cell.to_string(),
+                        searches,
+                        unmet,
+                    })
+                    .collect();
+                cells.sort_by(|a, b| a.cell.cmp(&b.cell));
+                NewEvent::new(
+                    uuid::Uuid::now_v7(),
+                    Some(city),
+                    TimestampMs(minute),
+                    DomainEvent::RidersSearched {
+                        minute: TimestampMs(minute),
+                        cells,
+                    },
+                )
+            })
+            .collect();
+        out.sort_by_key(|e| e.at);
+        out
+    }
+
+    /// Publishes the counts every [`DEMAND_FLUSH`] until `stop`, then once more.
+    pub async fn run(
+        self: Arc<Self>,
+        bus: Arc<dyn EventBus>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(DEMAND_FLUSH);
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.changed() => true,
+            };
+            let events = self.take();
+            if !events.is_empty() {
+                let mut backoff = Duration::from_millis(50);
+                for attempt in 0..20 {
+                    match bus.publish(&events).await {
+                        Ok(_) => break,
+                        Err(e) => {
+                            metrics::counter!("bus_relay_errors_total").increment(1);
+                            tracing::warn!(error = %e, attempt, "cannot publish riders' searches; retrying");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}
+
+/// The intel consumers' specs.
+#[must_use]
+pub fn intel_specs() -> [ConsumerSpec; 2] {
+    [
+        ConsumerSpec::new("intel-demand", Domain::Demand),
+        ConsumerSpec::new("intel-returns", Domain::Lifecycle),
+    ]
+}
+
+/// Runs the intel consumers until `stop`: searches into the fleet's search log, trips' ends
+/// as returns.
+pub async fn intel(
+    bus: Arc<dyn EventBus>,
+    fleet: Arc<Fleet>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let [demand, returns] = intel_specs();
+    let searches = {
+        let fleet = fleet.clone();
+        run_consumer(bus.clone(), demand, stop.clone(), move |e| {
+            let fleet = fleet.clone();
+            async move {
+                if let (Some(city), DomainEvent::RidersSearched { minute, cells }) =
+                    (&e.city, &e.event)
+                {
+                    fleet.add_searches(city, *minute, cells);
+                }
+                Ok(())
+            }
+        })
+    };
+    let ends = run_consumer(bus, returns, stop, move |e| {
+        let fleet = fleet.clone();
+        async move {
+            if let (
+                Some(city),
+                DomainEvent::VehicleStateChanged {
+                    from: mobility_core::VehicleState::OnTrip,
+                    to,
+                    location: Some(at),
+                    ..
+                },
+            ) = (&e.city, &e.event)
+                && *to != mobility_core::VehicleState::OnTrip
+            {
+                // Counted when the platform learned of it (the vehicle's clock may be off).
+                fleet.note_return(city, *at, e.stored);
+            }
+            Ok(())
+        }
+    });
+    tokio::join!(searches, ends);
+}
+
+/// Opens every consumer once, so each exists (at its start) before anything is published.
+pub async fn ensure_consumers(bus: &dyn EventBus) -> Result<(), mobility_bus::BusError> {
+    for spec in consumers() {
+        bus.consumer(spec).await?;
+    }
+    Ok(())
 }

@@ -1509,30 +1509,40 @@ async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
     assert_eq!(board["incentive_budget"]["left_today"], 70, "{board}");
 
     // The trip that ended in B is a return: forecast at the recent rate (one a quarter hour),
-    // and counted as arriving supply in B's price.
-    let (s, _) = call(
-        &app,
-        Method::POST,
-        "/v1/admin/cities/barcelona/intel/refresh",
-        ADMIN,
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (_, f) = call(
-        &app,
-        Method::GET,
-        "/v1/ops/forecast?city=barcelona",
-        ADMIN,
-        None,
-    )
-    .await;
-    let back: f64 = f["forecast"]["returns"][&zone_b]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .sum();
+    // and counted as arriving supply in B's price. (Returns are counted by a consumer of the
+    // lifecycle stream: refresh until it has.)
+    let mut back = 0.0;
+    let mut f = Value::Null;
+    for _ in 0..100 {
+        let (s, _) = call(
+            &app,
+            Method::POST,
+            "/v1/admin/cities/barcelona/intel/refresh",
+            ADMIN,
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        f = call(
+            &app,
+            Method::GET,
+            "/v1/ops/forecast?city=barcelona",
+            ADMIN,
+            None,
+        )
+        .await
+        .1;
+        back = f["forecast"]["returns"][&zone_b]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        if back > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!((back - 8.0).abs() < 1e-9, "{f}");
     let board: Value = app
         .get("/v1/cities/barcelona/zones")

@@ -84,7 +84,15 @@ macro_rules! ops_tests {
                 // Searches are demand: one that finds nothing is unmet (the vehicle is reserved).
                 let (s, _) = call(&app, Method::GET, "/v1/vehicles/nearby?lat=41.39&lon=2.17&radius_m=2000", &rider, None).await;
                 assert_eq!(s, 200);
-                let (_, stats) = call(&app, Method::GET, "/v1/fleet/stats?city=barcelona", &staff, None).await;
+                // Counted through the bus (published every second, then logged by a consumer).
+                let mut stats = Value::Null;
+                for _ in 0..100 {
+                    stats = call(&app, Method::GET, "/v1/fleet/stats?city=barcelona", &staff, None).await.1;
+                    if stats["searches_last_hour"]["total"] == 1 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
                 assert_eq!(stats["searches_last_hour"], json!({"total": 1, "unmet": 1}));
                 let (s, demand) = call(&app, Method::GET, "/v1/fleet/h3?city=barcelona&layer=demand", &staff, None).await;
                 assert_eq!(s, 200, "{demand}");

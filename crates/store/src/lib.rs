@@ -671,6 +671,7 @@ pub mod outbox {
                 to: c.to,
                 event_types: c.events.clone(),
                 trip_id: c.trip_id.clone(),
+                location: c.location,
             },
         )
     }

@@ -100,6 +100,8 @@ pub struct AppStateInner {
     pub bus: Arc<dyn mobility_bus::EventBus>,
     /// The recent geofence events and alerts (fed by the geofence-actions consumer).
     pub fleet_events: Arc<crate::fleet::FleetEvents>,
+    /// Riders' searches on their way to the bus.
+    pub demand: Arc<crate::reactions::DemandRelay>,
 }
 
 pub(crate) use intel::budget_day as intel_budget_day;

@@ -123,9 +123,10 @@ async fn nearby(
     };
     let hits = state.fleet.nearest(city.as_ref(), &q);
     if let Some(c) = state.fleet.city_at(city.as_ref(), q.center) {
+        // Demand is an event: counted here, published, and logged by the intel-demand consumer.
         state
-            .fleet
-            .note_search(&c, q.center, super::now(), !hits.is_empty());
+            .demand
+            .searched(&c, q.center, !hits.is_empty(), super::now());
     }
     let vehicles: Vec<NearbyHit> = hits
         .iter()
