@@ -415,6 +415,27 @@ impl Fleet {
         self.versions.read().get(id).copied().unwrap_or_default()
     }
 
+    /// Moves reports into per-city groups (one lock, one city id clone per group); reports of
+    /// unknown vehicles are dropped.
+    pub fn group_by_city_owned(
+        &self,
+        reports: impl IntoIterator<Item = Telemetry>,
+        into: &mut std::collections::BTreeMap<CityId, Vec<Telemetry>>,
+    ) {
+        let routes = self.routes.read();
+        for t in reports {
+            let Some(city) = routes.get(&t.vehicle_id) else {
+                continue;
+            };
+            match into.get_mut(city) {
+                Some(v) => v.push(t),
+                None => {
+                    into.insert(city.clone(), vec![t]);
+                }
+            }
+        }
+    }
+
     /// The city a vehicle belongs to.
     #[must_use]
     pub fn city_of(&self, id: &VehicleId) -> Option<CityId> {

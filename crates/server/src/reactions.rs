@@ -164,26 +164,22 @@ async fn run_relay(bus: Arc<dyn EventBus>, fleet: Arc<Fleet>, mut rx: mpsc::Rece
         let mut reports_n = 0u64;
         for Item::Accepted(reports, reactions) in items {
             reports_n += reports.len() as u64;
-            for t in reports {
-                if let Some(city) = fleet.city_of(&t.vehicle_id) {
-                    by_city.entry(city).or_default().push(t);
-                }
-            }
+            fleet.group_by_city_owned(reports, &mut by_city);
             for r in &reactions {
                 events.extend(crossing_events(r));
             }
         }
         let mut all: Vec<NewEvent> = Vec::with_capacity(events.len() + by_city.len());
-        for (city, reports) in by_city {
-            for chunk in reports.chunks(REPORTS_PER_EVENT_MAX) {
+        for (city, mut reports) in by_city {
+            while !reports.is_empty() {
+                let rest = reports.split_off(reports.len().min(REPORTS_PER_EVENT_MAX));
                 all.push(NewEvent::new(
                     uuid::Uuid::now_v7(),
                     Some(city.clone()),
                     now,
-                    DomainEvent::TelemetryAccepted {
-                        reports: chunk.to_vec(),
-                    },
+                    DomainEvent::TelemetryAccepted { reports },
                 ));
+                reports = rest;
             }
         }
         all.extend(events);
