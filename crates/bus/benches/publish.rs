@@ -78,7 +78,8 @@ fn telemetry_event(n: usize, reports: usize, city: &CityId) -> NewEvent {
     let t = |i: usize| mobility_core::Telemetry {
         vehicle_id: VehicleId::from_uuid(uuid::Uuid::from_u128((n * reports + i) as u128)),
         at: TimestampMs(1_700_000_000_000 + i64::try_from(i).unwrap_or(0)),
-        position: mobility_core::LatLon::new(41.38 + (i % 100) as f64 * 1e-4, 2.17).expect("position"),
+        position: mobility_core::LatLon::new(41.38 + (i % 100) as f64 * 1e-4, 2.17)
+            .expect("position"),
         battery: mobility_core::BatteryPct::new(80).ok(),
         speed_m_s: Some(4.2),
         heading_deg: Some(90.0),
@@ -98,7 +99,9 @@ fn telemetry_event(n: usize, reports: usize, city: &CityId) -> NewEvent {
 
 async fn run_telemetry(name: &str, bus: Arc<dyn EventBus>, events: usize, reports: usize) {
     let city = CityId::parse("bcn").expect("city");
-    let all: Vec<NewEvent> = (0..events).map(|n| telemetry_event(n, reports, &city)).collect();
+    let all: Vec<NewEvent> = (0..events)
+        .map(|n| telemetry_event(n, reports, &city))
+        .collect();
     let start = Instant::now();
     for chunk in all.chunks(10) {
         bus.publish(chunk).await.expect("publish");

@@ -108,7 +108,8 @@ fn decode_reports(b: &[u8]) -> Result<Vec<Telemetry>, BusError> {
         let battery = take(&mut i, 1)?[0];
         let speed = f32::from_le_bytes(take(&mut i, 4)?.try_into().map_err(|_| bad("speed"))?);
         let heading = f32::from_le_bytes(take(&mut i, 4)?.try_into().map_err(|_| bad("heading"))?);
-        let odometer = u32::from_le_bytes(take(&mut i, 4)?.try_into().map_err(|_| bad("odometer"))?);
+        let odometer =
+            u32::from_le_bytes(take(&mut i, 4)?.try_into().map_err(|_| bad("odometer"))?);
         let n = usize::from(take(&mut i, 1)?[0]);
         let codes = take(&mut i, 2 * n)?
             .chunks_exact(2)
@@ -120,7 +121,10 @@ fn decode_reports(b: &[u8]) -> Result<Vec<Telemetry>, BusError> {
             at: TimestampMs(at),
             position: LatLon::new(lat, lon).map_err(|e| BusError::Codec(e.to_string()))?,
             battery: if on(0) {
-                Some(BatteryPct::new(i64::from(battery)).map_err(|e| BusError::Codec(e.to_string()))?)
+                Some(
+                    BatteryPct::new(i64::from(battery))
+                        .map_err(|e| BusError::Codec(e.to_string()))?,
+                )
             } else {
                 None
             },
@@ -254,7 +258,9 @@ pub fn decode(bytes: &[u8], seq: u64, stored: TimestampMs) -> Result<Envelope, B
             }
         }
         (WireEvent::Domain(_), Some(_)) => {
-            return Err(BusError::Codec("a frame must carry a telemetry batch".into()));
+            return Err(BusError::Codec(
+                "a frame must carry a telemetry batch".into(),
+            ));
         }
         (WireEvent::Telemetry(t), _) => {
             return Err(BusError::Codec(format!(

@@ -4,11 +4,9 @@
 use std::{io::IsTerminal, io::Write, sync::atomic::Ordering, time::Duration};
 
 use anyhow::Context;
+use mobility::driver::{Demo, DemoConfig, SPEED_MAX};
 use mobility_core::{CityId, TimestampMs};
-use mobility_server::{
-    Application, Settings, app,
-    demo::{Demo, DemoConfig, SPEED_MAX},
-};
+use mobility_server::{Application, Settings, app};
 use mobility_sim::{Faults, SimConfig};
 
 /// Options of `mobility demo`.

@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use mobility_server::demo::{DemoStatus, vehicle_link};
+use mobility::driver::{DemoStatus, vehicle_link};
 use rumqttc::{AsyncClient, MqttOptions};
 use serde_json::{Value, json};
 

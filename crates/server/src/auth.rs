@@ -134,7 +134,7 @@ pub fn bootstrap_secret(
 
 /// Writes a file only its owner can read (mode 0600 on Unix), synced to disk.
 #[cfg(unix)]
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -148,7 +148,7 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
 }
 
 #[cfg(not(unix))]
-pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, format!("{contents}\n"))
 }
 

@@ -10,7 +10,6 @@ pub mod auth;
 pub mod bookings;
 pub mod commands;
 pub mod config;
-pub mod demo;
 pub mod fleet;
 pub mod http;
 pub mod ingest;

@@ -40,6 +40,8 @@ use crate::fleet::{Fleet, FleetEvent, FleetEvents, Reaction};
 pub const RELAY_QUEUE_MAX: usize = 1_024;
 /// Most reports in one `telemetry.accepted` event (well under the bus's event size).
 pub const REPORTS_PER_EVENT_MAX: usize = 2_000;
+/// How long the relay waits for more before publishing a small batch.
+const RELAY_LINGER: Duration = Duration::from_millis(10);
 /// Most reports the relay coalesces into one publish.
 const RELAY_REPORTS_MAX: usize = 20_000;
 
@@ -145,6 +147,11 @@ pub fn crossing_events(r: &Reaction) -> Vec<NewEvent> {
 async fn run_relay(bus: Arc<dyn EventBus>, fleet: Arc<Fleet>, mut rx: mpsc::Receiver<Item>) {
     let published = metrics::counter!("bus_relay_reports_total");
     while let Some(first) = rx.recv().await {
+        // Under load, wait a moment for more: fewer, larger events and group commits cost
+        // ingest less than many small ones (the reports are durable in the live log already).
+        if rx.len() < 8 {
+            tokio::time::sleep(RELAY_LINGER).await;
+        }
         let mut items = vec![first];
         let mut n = 0;
         while n < RELAY_REPORTS_MAX {

@@ -3,15 +3,69 @@
 //! vehicle must equal the simulator's truth: no stale overwrite, no lost update.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
-mod common;
+use std::{io::Write, net::SocketAddr, time::Duration};
 
-use std::{io::Write, time::Duration};
-
-use common::{ADMIN, TestApp, now_ms};
+use mobility::driver::{Demo, DemoConfig};
 use mobility_core::TimestampMs;
-use mobility_server::demo::{Demo, DemoConfig};
+use mobility_server::{Application, Settings};
 use mobility_sim::{Activity, CityModel, Faults, SimConfig};
 use serde_json::Value;
+
+const ADMIN: &str = "test-admin-token";
+
+fn now_ms() -> i64 {
+    mobility_server::http::now().0
+}
+
+/// A platform on port 0 with SQLite in a temp directory.
+struct TestApp {
+    addr: SocketAddr,
+    mqtt_addr: Option<SocketAddr>,
+    client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            mqtt_addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            admin_token: Some(ADMIN.to_owned()),
+            shutdown_timeout_s: 2,
+            ..Settings::default()
+        };
+        adjust(&mut settings);
+        let app = Application::build(settings).await.expect("app builds");
+        let (addr, mqtt_addr) = (app.local_addr(), app.mqtt_addr());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            mqtt_addr,
+            client: reqwest::Client::new(),
+            stop,
+            server,
+            _dir: dir,
+        }
+    }
+
+    fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}
 
 async fn converges(app: &TestApp, mqtt: String, seed: u64) {
     let mut cfg = SimConfig::new(seed, TimestampMs(now_ms()));
@@ -106,11 +160,10 @@ async fn converges(app: &TestApp, mqtt: String, seed: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_city_converges_to_the_truth_over_the_embedded_broker() {
     // The simulated city runs at 10× with dense demand: more than a person's request rate.
-    let app = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+    let app = TestApp::spawn_with(|s| {
         s.rate_limit_per_s = 10_000;
     })
-    .await
-    .unwrap();
+    .await;
     let mqtt = app.mqtt_addr.unwrap().to_string();
     converges(&app, mqtt, 21).await;
     app.stop().await;
@@ -126,14 +179,13 @@ async fn faulty_city_converges_to_the_truth_over_an_external_broker() {
         return;
     };
     let unique = uuid::Uuid::now_v7().simple().to_string();
-    let app = TestApp::spawn_with(mobility_store::testsuite::sqlite().await, |s| {
+    let app = TestApp::spawn_with(|s| {
         s.mqtt_url = Some(url.clone());
         s.mqtt_client_id = format!("mobility-test-{unique}");
         s.mqtt_share_group = format!("test-{unique}");
         s.rate_limit_per_s = 10_000;
     })
-    .await
-    .unwrap();
+    .await;
     let mqtt = url
         .trim_start_matches("mqtt://")
         .trim_end_matches('/')
