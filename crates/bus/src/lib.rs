@@ -363,17 +363,23 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     fn backend(&self) -> &'static str;
 }
 
+/// The directory of an embedded bus URL (`embedded`: `data_dir/bus`; `embedded:PATH`), or
+/// `None` for another backend.
+fn embedded_dir(url: &str, data_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    (url == "embedded" || url.starts_with("embedded:")).then(|| {
+        url.strip_prefix("embedded:")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| data_dir.join("bus"), std::path::PathBuf::from)
+    })
+}
+
 /// Opens the bus a URL names: `embedded` (a log under `data_dir/bus`) or `nats://…`.
 pub async fn open(
     url: &str,
     data_dir: &std::path::Path,
     config: BusConfig,
 ) -> Result<Arc<dyn EventBus>, BusError> {
-    if url == "embedded" || url.starts_with("embedded:") {
-        let dir = url
-            .strip_prefix("embedded:")
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| data_dir.join("bus"), std::path::PathBuf::from);
+    if let Some(dir) = embedded_dir(url, data_dir) {
         return Ok(Arc::new(EmbeddedBus::open(&dir, config)?));
     }
     if url.starts_with("nats://") || url.starts_with("tls://") {
@@ -392,11 +398,7 @@ pub async fn open_read_only(
     data_dir: &std::path::Path,
     config: BusConfig,
 ) -> Result<Arc<dyn EventBus>, BusError> {
-    if url == "embedded" || url.starts_with("embedded:") {
-        let dir = url
-            .strip_prefix("embedded:")
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| data_dir.join("bus"), std::path::PathBuf::from);
+    if let Some(dir) = embedded_dir(url, data_dir) {
         return Ok(Arc::new(EmbeddedBus::open_read_only(&dir)?));
     }
     open(url, data_dir, config).await

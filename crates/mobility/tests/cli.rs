@@ -1019,3 +1019,93 @@ fn sim_with_field_operations_reports_staff_work() {
         }
     }
 }
+
+#[test]
+fn events_commands_tail_and_list_the_bus_beside_the_server_and_replay_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(mobility(dir.path()));
+    let admin = std::fs::read_to_string(dir.path().join("data/admin-token")).unwrap();
+    register_scooter(&server, admin.trim());
+    // The admin change reaches the bus through the outbox; tail reads it beside the server.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tail = loop {
+        let out = mobility(dir.path())
+            .args(["events", "tail", "admin", "--limit", "10"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        if text.contains("POST /v1/admin/vehicles") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let lines: Vec<serde_json::Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["event"]["action"] == "PUT /v1/admin/cities/{id}"
+                && e["subject"] == "admin._"
+                && e["event"]["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("token:"))),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains(admin.trim()),
+        "the admin token never appears in an event"
+    );
+    let info = mobility(dir.path())
+        .args(["events", "info"])
+        .output()
+        .unwrap();
+    let info = String::from_utf8(info.stdout).unwrap();
+    assert!(
+        info.contains("lifecycle") && info.contains("consumer geofence-actions"),
+        "{info}"
+    );
+    // Replay moves a cursor, so it needs the embedded log to itself.
+    let busy = mobility(dir.path())
+        .args([
+            "events",
+            "replay",
+            "--consumer",
+            "geofence-actions",
+            "--from",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert_one_line_error(&busy, "another process");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let out = mobility(dir.path())
+        .args([
+            "events",
+            "replay",
+            "--consumer",
+            "geofence-actions",
+            "--from",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("geofence-actions"));
+    let bad = mobility(dir.path())
+        .args(["events", "tail", "nope"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&bad, "is not a stream");
+}

@@ -1562,29 +1562,6 @@ async fn zones_are_priced_from_forecast_demand_and_trips_pay_what_was_quoted() {
     );
 }
 
-/// Waits until the stream holds an event `pick` accepts.
-async fn on_bus<T>(
-    app: &TestApp,
-    domain: mobility_core::Domain,
-    mut pick: impl FnMut(&mobility_bus::Envelope) -> Option<T>,
-) -> T {
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            let all = app
-                .bus
-                .read(domain, None, mobility_bus::StartAt::First, 10_000)
-                .await
-                .unwrap();
-            if let Some(t) = all.iter().find_map(&mut pick) {
-                return t;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-    })
-    .await
-    .expect("the event reached the bus")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox() {
     use mobility_core::{Domain, DomainEvent, VehicleState};
@@ -1605,7 +1582,7 @@ async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox()
     .await;
     assert_eq!(s, 201, "{b}");
     let booking = b["id"].as_str().unwrap().to_owned();
-    let (subject, to) = on_bus(&app, Domain::Booking, |e| match &e.event {
+    let (subject, to) = common::on_bus(&app, Domain::Booking, |e| match &e.event {
         DomainEvent::BookingChanged {
             booking: id,
             from: None,
@@ -1628,7 +1605,7 @@ async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox()
     )
     .await;
     assert_eq!(s, 200);
-    on_bus(&app, Domain::Booking, |e| match &e.event {
+    common::on_bus(&app, Domain::Booking, |e| match &e.event {
         DomainEvent::BookingChanged {
             booking: id,
             from: Some(f),
@@ -1639,7 +1616,7 @@ async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox()
     })
     .await;
     // The vehicle was put in service and reserved: its MDS state changes are on the bus too.
-    let states = on_bus(&app, Domain::Lifecycle, |e| match &e.event {
+    let states = common::on_bus(&app, Domain::Lifecycle, |e| match &e.event {
         DomainEvent::VehicleStateChanged {
             vehicle,
             to: VehicleState::Reserved,
@@ -1650,7 +1627,7 @@ async fn bookings_lifecycle_and_admin_changes_reach_the_bus_through_the_outbox()
     .await;
     assert_eq!(states, "lifecycle.barcelona");
     // Admin changes: who (the token by a digest prefix, never the secret), what, to what.
-    let (actor, action) = on_bus(&app, Domain::Admin, |e| match &e.event {
+    let (actor, action) = common::on_bus(&app, Domain::Admin, |e| match &e.event {
         DomainEvent::AdminChanged {
             actor,
             action,

@@ -287,29 +287,6 @@ async fn geofences_are_managed_through_the_api() {
     app.stop().await;
 }
 
-/// Reads a stream until `pick` finds an event (or fails after 10 s).
-async fn on_bus<T>(
-    app: &TestApp,
-    domain: mobility_core::Domain,
-    mut pick: impl FnMut(&mobility_bus::Envelope) -> Option<T>,
-) -> T {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let all = app
-                .bus
-                .read(domain, None, mobility_bus::StartAt::First, 10_000)
-                .await
-                .unwrap();
-            if let Some(t) = all.iter().find_map(&mut pick) {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
-    .await
-    .expect("the event reached the bus")
-}
-
 #[tokio::test]
 async fn imu_events_wills_and_accepted_telemetry_are_published_on_their_subjects() {
     use mobility_core::{Domain, DomainEvent, TimestampMs, VehicleId, VehicleSignal};
@@ -390,7 +367,7 @@ async fn imu_events_wills_and_accepted_telemetry_are_published_on_their_subjects
         .await
         .unwrap();
 
-    let imu = on_bus(&app, Domain::Vehicle, |e| match &e.event {
+    let imu = common::on_bus(&app, Domain::Vehicle, |e| match &e.event {
         DomainEvent::VehicleReported {
             vehicle,
             signal: VehicleSignal::Imu { peak_g },
@@ -400,7 +377,7 @@ async fn imu_events_wills_and_accepted_telemetry_are_published_on_their_subjects
     })
     .await;
     assert_eq!(imu, ("vehicle.barcelona".to_owned(), 4.5, TimestampMs(ts)));
-    let reports = on_bus(&app, Domain::Telemetry, |e| match &e.event {
+    let reports = common::on_bus(&app, Domain::Telemetry, |e| match &e.event {
         DomainEvent::TelemetryAccepted { reports }
             if reports.iter().any(|r| r.vehicle_id == id) =>
         {
@@ -414,7 +391,7 @@ async fn imu_events_wills_and_accepted_telemetry_are_published_on_their_subjects
     // The connection is lost (no DISCONNECT): the will arrives as an offline signal.
     driver.abort();
     drop(client);
-    let offline = on_bus(&app, Domain::Vehicle, |e| match &e.event {
+    let offline = common::on_bus(&app, Domain::Vehicle, |e| match &e.event {
         DomainEvent::VehicleReported {
             vehicle,
             signal: VehicleSignal::Offline,

@@ -155,3 +155,26 @@ impl TestApp {
         }
     }
 }
+
+/// Waits (10 s at most) until a stream of the app's bus holds an event `pick` accepts.
+pub async fn on_bus<T>(
+    app: &TestApp,
+    domain: mobility_core::Domain,
+    mut pick: impl FnMut(&mobility_bus::Envelope) -> Option<T>,
+) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let all = app
+                .bus
+                .read(domain, None, mobility_bus::StartAt::First, 10_000)
+                .await
+                .unwrap();
+            if let Some(t) = all.iter().find_map(&mut pick) {
+                return t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    })
+    .await
+    .expect("the event reached the bus")
+}
