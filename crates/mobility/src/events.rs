@@ -104,10 +104,7 @@ fn parse_subject(s: &str) -> anyhow::Result<(Domain, Option<CityId>)> {
 
 /// Runs an `events` command.
 pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
-    let config = BusConfig {
-        region: settings.region.clone(),
-        ..BusConfig::default()
-    };
+    let config = settings.bus();
     // Looking needs no write access: the embedded log is read beside the server writing it.
     let mut bus = if matches!(cmd, EventsCommand::Replay(_)) {
         mobility_bus::open(&settings.bus_url, &settings.data_dir, config).await?

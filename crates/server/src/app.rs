@@ -180,16 +180,9 @@ impl Application {
         let live_dir = settings.data_dir.join("live");
         let commands = Arc::new(Commands::new(store.clone()));
         let events = Arc::new(crate::fleet::FleetEvents::default());
-        let bus = mobility_bus::open(
-            &settings.bus_url,
-            &settings.data_dir,
-            mobility_bus::BusConfig {
-                region: settings.region.clone(),
-                ..mobility_bus::BusConfig::default()
-            },
-        )
-        .await
-        .map_err(StartupError::Bus)?;
+        let bus = mobility_bus::open(&settings.bus_url, &settings.data_dir, settings.bus())
+            .await
+            .map_err(StartupError::Bus)?;
         tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
         let (relay, relay_task) = crate::reactions::Relay::start(bus.clone(), fleet.clone());
         let (live, recovered) = crate::fleet::LiveState::open(

@@ -79,6 +79,13 @@ pub struct Settings {
     pub bus_url: String,
     /// This platform's region, stamped on every event it publishes.
     pub region: String,
+    /// Hours of accepted telemetry the bus keeps (its `telemetry` stream; 1 to 8760).
+    pub bus_telemetry_retention_hours: u32,
+    /// Days the bus keeps the other streams' events (1 to 3650; the admin trail keeps at least
+    /// a year whatever this says).
+    pub bus_retention_days: u32,
+    /// Most bytes each stream keeps, in MiB (the oldest go first; telemetry keeps 8× this).
+    pub bus_stream_max_mib: u32,
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
     pub live_snapshot_interval_s: u64,
@@ -192,6 +199,9 @@ impl Default for Settings {
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
             bus_url: "embedded".to_owned(),
             region: "local".to_owned(),
+            bus_telemetry_retention_hours: 24,
+            bus_retention_days: 30,
+            bus_stream_max_mib: 1024,
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
@@ -346,6 +356,19 @@ impl Settings {
                 mobility_store::redact_url(&self.bus_url)
             )));
         }
+        if !(1..=8_760).contains(&self.bus_telemetry_retention_hours) {
+            return Err(ConfigError(
+                "bus_telemetry_retention_hours must be 1 to 8760".into(),
+            ));
+        }
+        if !(1..=3_650).contains(&self.bus_retention_days) {
+            return Err(ConfigError("bus_retention_days must be 1 to 3650".into()));
+        }
+        if !(1..=1_048_576).contains(&self.bus_stream_max_mib) {
+            return Err(ConfigError(
+                "bus_stream_max_mib must be 1 to 1048576".into(),
+            ));
+        }
         if self.region.is_empty()
             || self.region.len() > 32
             || !self
@@ -433,6 +456,40 @@ impl Settings {
         self.database_url
             .clone()
             .unwrap_or_else(|| mobility_store::default_sqlite_url(&self.data_dir))
+    }
+
+    /// The event bus's configuration: region and each stream's retention.
+    #[must_use]
+    pub fn bus(&self) -> mobility_bus::BusConfig {
+        use std::time::Duration;
+        let mib = u64::from(self.bus_stream_max_mib) * 1024 * 1024;
+        let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+        let retention = mobility_core::Domain::ALL
+            .into_iter()
+            .map(|d| {
+                let r = match d {
+                    mobility_core::Domain::Telemetry => mobility_bus::Retention {
+                        max_age: Duration::from_secs(
+                            u64::from(self.bus_telemetry_retention_hours) * 3_600,
+                        ),
+                        max_bytes: mib * 8,
+                    },
+                    mobility_core::Domain::Admin => mobility_bus::Retention {
+                        max_age: days(self.bus_retention_days.max(365)),
+                        max_bytes: mib,
+                    },
+                    _ => mobility_bus::Retention {
+                        max_age: days(self.bus_retention_days),
+                        max_bytes: mib,
+                    },
+                };
+                (d, r)
+            })
+            .collect();
+        mobility_bus::BusConfig {
+            region: self.region.clone(),
+            retention,
+        }
     }
 
     /// The effective configuration as TOML, secrets redacted, ready to save as `mobility.toml`.
@@ -614,6 +671,38 @@ mod tests {
         assert_eq!(s.shutdown_timeout_s, 1);
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.effective_database_url(), "postgres://app@db/mobility");
+    }
+
+    #[test]
+    fn the_bus_is_configured_and_checked() {
+        let s = load(
+            None,
+            &[
+                ("MOBILITY_BUS_URL", "nats://u:secret@nats:4222"),
+                ("MOBILITY_REGION", "eu-west"),
+                ("MOBILITY_BUS_TELEMETRY_RETENTION_HOURS", "6"),
+            ],
+        )
+        .unwrap();
+        let bus = s.bus();
+        assert_eq!(bus.region, "eu-west");
+        let telemetry = bus.retention_of(mobility_core::Domain::Telemetry);
+        assert_eq!(telemetry.max_age.as_secs(), 6 * 3_600);
+        assert!(
+            bus.retention_of(mobility_core::Domain::Admin)
+                .max_age
+                .as_secs()
+                >= 365 * 86_400
+        );
+        assert!(!s.to_redacted_toml().contains("secret"));
+        for (k, v, needle) in [
+            ("MOBILITY_BUS_URL", "kafka://k:9092", "bus_url"),
+            ("MOBILITY_REGION", "EU West", "region"),
+            ("MOBILITY_BUS_RETENTION_DAYS", "0", "bus_retention_days"),
+        ] {
+            let err = load(None, &[(k, v)]).unwrap_err().0;
+            assert!(err.contains(needle), "{k}={v}: {err}");
+        }
     }
 
     #[test]

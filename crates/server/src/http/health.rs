@@ -51,12 +51,36 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )),
         Ok(Ok(r)) => {
             metrics::gauge!("store_ready").set(1.0);
-            Json(json!({
-                "status": "ready",
-                "store": backend,
-                "schema_version": r.schema_version,
-            }))
-            .into_response()
+            // The event bus must answer too: without it nothing that happens is recorded.
+            let bus = state.bus.backend();
+            match tokio::time::timeout(
+                READINESS_TIMEOUT,
+                state.bus.stream_info(mobility_core::Domain::Admin),
+            )
+            .await
+            {
+                Err(_) => {
+                    metrics::gauge!("bus_ready").set(0.0);
+                    problem(format!(
+                        "the {bus} event bus did not answer within {} s",
+                        READINESS_TIMEOUT.as_secs()
+                    ))
+                }
+                Ok(Err(e)) => {
+                    metrics::gauge!("bus_ready").set(0.0);
+                    problem(format!("the {bus} event bus is unreachable: {e}"))
+                }
+                Ok(Ok(_)) => {
+                    metrics::gauge!("bus_ready").set(1.0);
+                    Json(json!({
+                        "status": "ready",
+                        "store": backend,
+                        "schema_version": r.schema_version,
+                        "bus": bus,
+                    }))
+                    .into_response()
+                }
+            }
         }
     }
 }

@@ -164,7 +164,7 @@ pub const OPS: &[Op] = &[
         "health",
         Public,
         200,
-        "Readiness: the store answers and is migrated (503 otherwise)",
+        "Readiness: the store answers and is migrated, and the event bus answers (503 otherwise)",
     ),
     produces(
         op(
