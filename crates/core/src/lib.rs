@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod battery;
+pub mod booking;
 pub mod city;
 pub mod command;
 pub mod events;
@@ -25,6 +26,7 @@ pub mod vehicle;
 
 pub use access::Role;
 pub use battery::BatteryPct;
+pub use booking::BookingState;
 pub use city::{City, OperatingArea};
 pub use command::{AckOutcome, AckStatus, CommandKind, CommandState};
 pub use events::{Domain, DomainEvent, NewEvent, SearchCount, VehicleSignal};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mobility_core::{
-    CityId, CommandKind, CommandState, Currency, EventType, Money, Tariff, TimestampMs, VehicleId,
-    VehicleState, VehicleType, fare,
+    BookingState, CityId, CommandKind, CommandState, Currency, EventType, Money, Tariff,
+    TimestampMs, VehicleId, VehicleState, VehicleType, fare,
 };
 use mobility_fleet::geofence::ZoneKind;
 use mobility_store::{BookingRecord, Store, StoreError, TripFacts};
@@ -149,7 +149,32 @@ pub struct Bookings {
     intel: Option<Arc<crate::intel::Intel>>,
 }
 
+/// A stored booking's state (`None` for a name this version does not know).
+fn state_of(b: &BookingRecord) -> Option<BookingState> {
+    BookingState::parse(&b.state)
+}
+
 impl Bookings {
+    /// Moves a booking by the rules of [`BookingState`] (a move they forbid is a bug: refused,
+    /// logged, never stored), compare-and-set in the store.
+    async fn move_booking(
+        &self,
+        id: &str,
+        from: BookingState,
+        to: BookingState,
+        facts: &TripFacts,
+        now: TimestampMs,
+    ) -> Result<Option<BookingRecord>, StoreError> {
+        if !from.can_move_to(to) {
+            debug_assert!(false, "booking {id}: {from} -> {to} is not a move");
+            tracing::error!(booking = %id, %from, %to, "refused an illegal booking move");
+            return Ok(None);
+        }
+        self.store
+            .update_booking(id, from.as_str(), to.as_str(), facts, now)
+            .await
+    }
+
     /// Bookings holding vehicles for `hold_s` seconds.
     #[must_use]
     pub fn new(
@@ -187,7 +212,7 @@ impl Bookings {
         b: &BookingRecord,
         now: TimestampMs,
     ) -> Result<Option<LiveTrip>, BookingError> {
-        if !matches!(b.state.as_str(), "on_trip" | "paused") {
+        if !state_of(b).is_some_and(BookingState::is_riding) {
             return Ok(None);
         }
         let Some(started) = b.trip.started_at else {
@@ -388,13 +413,18 @@ impl Bookings {
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
         let b = self.get(id, user_id).await?;
-        if b.state != "reserved" {
+        if state_of(&b) != Some(BookingState::Reserved) {
             return Err(BookingError::WrongState(b.state));
         }
         let hold = self.preauthorize(&b).await?;
         if self
-            .store
-            .transition_booking(&b.id, "reserved", "unlocking", now)
+            .move_booking(
+                &b.id,
+                BookingState::Reserved,
+                BookingState::Unlocking,
+                &TripFacts::default(),
+                now,
+            )
             .await?
             .is_none()
         {
@@ -412,9 +442,14 @@ impl Bookings {
                 ..TripFacts::default()
             };
             let failed_at = crate::http::now();
-            self.store
-                .update_booking(&b.id, "unlocking", "failed", &facts, failed_at)
-                .await?;
+            self.move_booking(
+                &b.id,
+                BookingState::Unlocking,
+                BookingState::Failed,
+                &facts,
+                failed_at,
+            )
+            .await?;
             self.release(&b, false, failed_at).await?;
             metrics::counter!("bookings_total", "outcome" => "unlock_failed").increment(1);
             return Err(BookingError::VehicleDidNot("unlock", why));
@@ -447,8 +482,13 @@ impl Bookings {
         self.change_vehicle(&b.vehicle_id, &b.id, &events, VehicleState::OnTrip, started)
             .await?;
         let on_trip = self
-            .store
-            .update_booking(&b.id, "unlocking", "on_trip", &facts, started)
+            .move_booking(
+                &b.id,
+                BookingState::Unlocking,
+                BookingState::OnTrip,
+                &facts,
+                started,
+            )
             .await?
             .ok_or(BookingError::NotFound)?;
         metrics::counter!("bookings_total", "outcome" => "trip_started").increment(1);
@@ -462,8 +502,14 @@ impl Bookings {
         user_id: Option<&str>,
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
-        self.toggle(id, user_id, ("on_trip", "paused"), CommandKind::Lock, now)
-            .await
+        self.toggle(
+            id,
+            user_id,
+            (BookingState::OnTrip, BookingState::Paused),
+            CommandKind::Lock,
+            now,
+        )
+        .await
     }
 
     /// Resumes a paused trip: the vehicle unlocks.
@@ -473,20 +519,26 @@ impl Bookings {
         user_id: Option<&str>,
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
-        self.toggle(id, user_id, ("paused", "on_trip"), CommandKind::Unlock, now)
-            .await
+        self.toggle(
+            id,
+            user_id,
+            (BookingState::Paused, BookingState::OnTrip),
+            CommandKind::Unlock,
+            now,
+        )
+        .await
     }
 
     async fn toggle(
         &self,
         id: &str,
         user_id: Option<&str>,
-        (from, to): (&str, &str),
+        (from, to): (BookingState, BookingState),
         kind: CommandKind,
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
         let b = self.get(id, user_id).await?;
-        if b.state != from {
+        if state_of(&b) != Some(from) {
             return Err(BookingError::WrongState(b.state));
         }
         if let Err(why) = self.command(b.vehicle_id, kind, now).await {
@@ -497,8 +549,7 @@ impl Bookings {
             };
             return Err(BookingError::VehicleDidNot(verb, why));
         }
-        self.store
-            .transition_booking(&b.id, from, to, crate::http::now())
+        self.move_booking(&b.id, from, to, &TripFacts::default(), crate::http::now())
             .await?
             .ok_or_else(|| BookingError::WrongState("changed meanwhile".into()))
     }
@@ -512,9 +563,9 @@ impl Bookings {
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
         let b = self.get(id, user_id).await?;
-        if b.state != "on_trip" && b.state != "paused" {
+        let Some(riding) = state_of(&b).filter(|s| s.is_riding()) else {
             return Err(BookingError::WrongState(b.state));
-        }
+        };
         let (city, view) = self
             .fleet
             .vehicle(&b.vehicle_id)
@@ -631,8 +682,7 @@ impl Bookings {
             ..TripFacts::default()
         };
         let done = self
-            .store
-            .update_booking(&b.id, &b.state, "ended", &facts, ended)
+            .move_booking(&b.id, riding, BookingState::Ended, &facts, ended)
             .await?
             .ok_or_else(|| BookingError::WrongState("no longer on a trip".into()))?;
         let events = if micromobility(view.vehicle_type) {
@@ -694,8 +744,13 @@ impl Bookings {
             ..TripFacts::default()
         };
         Ok(self
-            .store
-            .update_booking(&done.id, "ended", "ended", &facts, ended)
+            .move_booking(
+                &done.id,
+                BookingState::Ended,
+                BookingState::Ended,
+                &facts,
+                ended,
+            )
             .await?
             .unwrap_or(done))
     }
@@ -820,7 +875,7 @@ impl Bookings {
             user_id: user_id.to_owned(),
             vehicle_id: vehicle,
             city,
-            state: "reserved".into(),
+            state: BookingState::Reserved.as_str().into(),
             created_at: now,
             hold_until: now.plus_ms(self.hold_ms),
             updated_at: now,
@@ -843,7 +898,12 @@ impl Bookings {
         {
             // The vehicle changed under us (taken out of service, say): give the hold back.
             self.store
-                .transition_booking(&booking.id, "reserved", "cancelled", now)
+                .transition_booking(
+                    &booking.id,
+                    BookingState::Reserved.as_str(),
+                    BookingState::Cancelled.as_str(),
+                    now,
+                )
                 .await?;
             return Err(BookingError::Unavailable("it just changed state".into()));
         }
@@ -873,7 +933,12 @@ impl Bookings {
         let b = self.get(id, user_id).await?;
         let Some(done) = self
             .store
-            .transition_booking(&b.id, "reserved", "cancelled", now)
+            .transition_booking(
+                &b.id,
+                BookingState::Reserved.as_str(),
+                BookingState::Cancelled.as_str(),
+                now,
+            )
             .await?
         else {
             let current = self.get(id, user_id).await?;
