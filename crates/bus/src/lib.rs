@@ -194,16 +194,17 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// The default retention of a domain: telemetry a day (it is also the live log's raw
-    /// history), the admin trail a year, the rest 30 days; sizes bound the disk either way.
+    /// The default retention of a domain: telemetry 6 hours (the live log's raw history is
+    /// its long record), the admin trail a year, the rest 30 days; sizes bound the disk
+    /// either way.
     #[must_use]
     pub const fn default_for(domain: Domain) -> Self {
         const DAY: u64 = 86_400;
         const GIB: u64 = 1024 * 1024 * 1024;
         match domain {
             Domain::Telemetry => Self {
-                max_age: Duration::from_secs(DAY),
-                max_bytes: 8 * GIB,
+                max_age: Duration::from_secs(6 * 3_600),
+                max_bytes: 4 * GIB,
             },
             Domain::Admin => Self {
                 max_age: Duration::from_secs(365 * DAY),

@@ -79,12 +79,14 @@ pub struct Settings {
     pub bus_url: String,
     /// This platform's region, stamped on every event it publishes.
     pub region: String,
-    /// Hours of accepted telemetry the bus keeps (its `telemetry` stream; 1 to 8760).
+    /// Hours of accepted telemetry the bus keeps (its `telemetry` stream; 1 to 8760). Short by
+    /// default: the live log's raw history (`history_retention_days`) is the long record; the
+    /// stream is for consumers that follow the fleet (replicas, detectors).
     pub bus_telemetry_retention_hours: u32,
     /// Days the bus keeps the other streams' events (1 to 3650; the admin trail keeps at least
     /// a year whatever this says).
     pub bus_retention_days: u32,
-    /// Most bytes each stream keeps, in MiB (the oldest go first; telemetry keeps 8× this).
+    /// Most bytes each stream keeps, in MiB (the oldest go first; telemetry keeps 4× this).
     pub bus_stream_max_mib: u32,
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
@@ -199,7 +201,7 @@ impl Default for Settings {
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
             bus_url: "embedded".to_owned(),
             region: "local".to_owned(),
-            bus_telemetry_retention_hours: 24,
+            bus_telemetry_retention_hours: 6,
             bus_retention_days: 30,
             bus_stream_max_mib: 1024,
             live_snapshot_interval_s: 60,
@@ -472,7 +474,7 @@ impl Settings {
                         max_age: Duration::from_secs(
                             u64::from(self.bus_telemetry_retention_hours) * 3_600,
                         ),
-                        max_bytes: mib * 8,
+                        max_bytes: mib * 4,
                     },
                     mobility_core::Domain::Admin => mobility_bus::Retention {
                         max_age: days(self.bus_retention_days.max(365)),
