@@ -31,7 +31,7 @@ fn nats_err(e: impl std::fmt::Display) -> BusError {
 /// The JetStream bus.
 #[derive(Debug, Clone)]
 pub struct NatsBus {
-    js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     prefix: String,
     region: String,
 }

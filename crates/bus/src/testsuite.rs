@@ -86,11 +86,39 @@ pub async fn nats() -> Option<Harness> {
     let bus = NatsBus::connect(&url, &prefix, test_config())
         .await
         .unwrap_or_else(|e| panic!("MOBILITY_TEST_NATS_URL is set but: {e}"));
+    sweep_stale_test_streams(&bus).await;
     Some(Harness {
         bus: Arc::new(bus.clone()),
         nats: Some(bus),
         _dir: None,
     })
+}
+
+/// Deletes streams that earlier test runs left behind (a case that panicked before its
+/// clean-up): test prefixes are `t` + a v7 UUID, whose first 48 bits are its creation time,
+/// so only streams over an hour old go, never those of a run in progress.
+async fn sweep_stale_test_streams(bus: &NatsBus) {
+    use futures_util::StreamExt;
+    let horizon_ms = u64::try_from(wall_now().0)
+        .unwrap_or(0)
+        .saturating_sub(3_600_000);
+    let mut names = bus.js.stream_names();
+    let mut stale = Vec::new();
+    while let Some(Ok(name)) = names.next().await {
+        let Some(hex) = name.strip_prefix('T').and_then(|r| r.get(..12)) else {
+            continue;
+        };
+        let is_test = name.len() > 34 && name.as_bytes()[33] == b'_';
+        if let Ok(ms) = u64::from_str_radix(hex, 16)
+            && is_test
+            && ms < horizon_ms
+        {
+            stale.push(name);
+        }
+    }
+    for name in stale {
+        let _ = bus.js.delete_stream(&name).await;
+    }
 }
 
 fn city(s: &str) -> CityId {

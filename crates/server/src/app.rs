@@ -303,7 +303,6 @@ impl Application {
                     auth,
                     commands,
                     bus: bus.clone(),
-                    fleet_events: events,
                     demand: Arc::new(crate::reactions::DemandRelay::default()),
                 })
             },
@@ -470,7 +469,7 @@ impl Application {
         );
         let geofence_actions = tokio::spawn(crate::reactions::geofence_actions(
             self.state.bus.clone(),
-            self.state.fleet_events.clone(),
+            self.state.live.events().clone(),
             self.state.commands.clone(),
             reactions_rx.clone(),
         ));

@@ -98,8 +98,6 @@ pub struct AppStateInner {
     pub intel: Arc<crate::intel::Intel>,
     /// The event bus.
     pub bus: Arc<dyn mobility_bus::EventBus>,
-    /// The recent geofence events and alerts (fed by the geofence-actions consumer).
-    pub fleet_events: Arc<crate::fleet::FleetEvents>,
     /// Riders' searches on their way to the bus.
     pub demand: Arc<crate::reactions::DemandRelay>,
 }
