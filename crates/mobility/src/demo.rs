@@ -54,9 +54,11 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("no MQTT broker to connect the vehicles to"),
     };
     let fleet = app.fleet();
-    let (token, _) =
-        mobility_server::auth::bootstrap_admin_token(admin_token.as_deref(), &data_dir)
-            .context("reading the admin token")?;
+    let (token, _) = mobility_services::accounts::secrets::bootstrap_admin_token(
+        admin_token.as_deref(),
+        &data_dir,
+    )
+    .context("reading the admin token")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stop_rx.await;
@@ -64,7 +66,7 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
 
     let city_id = CityId::parse(&city.id)?;
     let (city_name, utc_offset_ms) = (city.name.clone(), i64::from(city.utc_offset_min) * 60_000);
-    let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::http::now().0));
+    let mut sim = SimConfig::new(a.seed, TimestampMs(mobility_server::clock::now().0));
     sim.vehicles = a.vehicles;
     // One-second steps: at real time a map should move smoothly (the cost is negligible).
     sim.tick_s = 1;
@@ -174,9 +176,11 @@ async fn ops_account(
     admin_token: &str,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<&'static str> {
-    let (password, _) =
-        mobility_server::auth::bootstrap_secret(None, &data_dir.join(OPS_PASSWORD_FILE))
-            .context("creating the dashboard password")?;
+    let (password, _) = mobility_services::accounts::secrets::bootstrap_secret(
+        None,
+        &data_dir.join(OPS_PASSWORD_FILE),
+    )
+    .context("creating the dashboard password")?;
     let r = reqwest::Client::new()
         .post(format!("{api}/v1/admin/users"))
         .bearer_auth(admin_token)

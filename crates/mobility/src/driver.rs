@@ -60,7 +60,7 @@ impl Clock {
 }
 
 fn wall_now() -> i64 {
-    mobility_server::http::now().0
+    mobility_server::clock::now().0
 }
 
 /// What `mobility demo` (or a test) asks for.
@@ -281,7 +281,7 @@ async fn setup_fleet(api: &Api, cfg: &DemoConfig, sim: &Sim) -> anyhow::Result<V
             .collect(),
     };
     std::fs::create_dir_all(&cfg.state_dir).ok();
-    mobility_server::auth::write_private(&path, &serde_json::to_string(&saved)?)
+    mobility_services::accounts::secrets::write_private(&path, &serde_json::to_string(&saved)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(secrets)
 }

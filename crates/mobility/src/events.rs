@@ -157,7 +157,7 @@ pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::Replay(a) => {
             let domain = match &a.domain {
                 Some(d) => Domain::parse(d).with_context(|| format!("{d:?} is not a stream"))?,
-                None => mobility_server::reactions::consumers()
+                None => mobility_server::workers::consumers()
                     .into_iter()
                     .find(|c| c.name == a.consumer)
                     .map(|c| c.domain)
@@ -165,7 +165,7 @@ pub async fn run(settings: Settings, cmd: EventsCommand) -> anyhow::Result<()> {
                         format!("no platform consumer {:?}: give --domain", a.consumer)
                     })?,
             };
-            let spec = mobility_server::reactions::consumers()
+            let spec = mobility_server::workers::consumers()
                 .into_iter()
                 .find(|c| c.name == a.consumer && c.domain == domain)
                 .unwrap_or_else(|| ConsumerSpec::new(a.consumer.clone(), domain));

@@ -178,7 +178,7 @@ fn payload(o: &MqttLoad, vehicle: VehicleId, seq: &mut i64, last_ts: &mut i64, k
             Value::Array(items).to_string()
         })
     } else {
-        Bytes::from(mobility_server::ingest::encode_binary(&reports))
+        Bytes::from(mobility_live::ingest::encode_binary(&reports))
     }
 }
 

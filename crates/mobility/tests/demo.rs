@@ -14,7 +14,7 @@ use serde_json::Value;
 const ADMIN: &str = "test-admin-token";
 
 fn now_ms() -> i64 {
-    mobility_server::http::now().0
+    mobility_server::clock::now().0
 }
 
 /// A platform on port 0 with SQLite in a temp directory.

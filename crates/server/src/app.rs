@@ -7,13 +7,11 @@ use std::{future::Future, io::ErrorKind, net::SocketAddr, path::Path, sync::Arc,
 use mobility_store::{OpenOptions, Store, StoreError};
 use tokio::net::TcpListener;
 
-use crate::{
-    commands::Commands,
-    config::Settings,
-    http::{self, AppState},
-    telemetry,
-    vehicle_link::VehicleChannel,
-};
+use mobility_api::{self as http, AppState};
+use mobility_core::Clock;
+use mobility_live::{commands::Commands, vehicle_link::VehicleChannel};
+
+use crate::{SystemClock, config::Settings, telemetry};
 
 /// How often overdue commands are timed out (acks past the deadline are refused regardless).
 const COMMAND_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -36,7 +34,7 @@ pub enum StartupError {
     Store(StoreError),
     /// The admin token file could not be read or written.
     #[error("{0}; set MOBILITY_ADMIN_TOKEN or make the data directory writable")]
-    AdminToken(crate::auth::AdminTokenError),
+    AdminToken(mobility_services::accounts::secrets::AdminTokenError),
     /// The MQTT side could not start.
     #[error(
         "{0}; set MOBILITY_MQTT_ADDR to a free address (port 0 picks one) or MOBILITY_MQTT_URL to an external broker"
@@ -110,6 +108,14 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupEr
 impl Application {
     /// Prepares the data directory, opens and migrates the store, and binds the HTTP listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with a clock of the caller's (the simulator, tests).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         // First: components cache metric handles, which must come from the real recorder.
         let metrics = telemetry::metrics_handle();
         ensure_writable_dir(&settings.data_dir)?;
@@ -128,64 +134,75 @@ impl Application {
             }
         })?;
         let store = open_store(&settings).await?;
-        let (admin_token, created) =
-            crate::auth::bootstrap_admin_token(settings.admin_token.as_deref(), &settings.data_dir)
-                .map_err(StartupError::AdminToken)?;
+        let (admin_token, created) = mobility_services::accounts::secrets::bootstrap_admin_token(
+            settings.admin_token.as_deref(),
+            &settings.data_dir,
+        )
+        .map_err(StartupError::AdminToken)?;
         if created {
             tracing::info!(
-                path = %settings.data_dir.join(crate::auth::ADMIN_TOKEN_FILE).display(),
+                path = %settings.data_dir.join(mobility_services::accounts::secrets::ADMIN_TOKEN_FILE).display(),
                 "generated an admin token; read it from this file (it is never logged)"
             );
         }
-        let (webhook_secret, _) = crate::auth::bootstrap_secret(
+        let (webhook_secret, _) = mobility_services::accounts::secrets::bootstrap_secret(
             settings.webhook_secret.as_deref(),
             &settings.data_dir.join("webhook-secret"),
         )
         .map_err(StartupError::AdminToken)?;
-        let (jwt_secret, _) = crate::auth::bootstrap_secret(
+        let (jwt_secret, _) = mobility_services::accounts::secrets::bootstrap_secret(
             settings.jwt_secret.as_deref(),
-            &settings.data_dir.join(crate::accounts::JWT_SECRET_FILE),
+            &settings
+                .data_dir
+                .join(mobility_services::accounts::JWT_SECRET_FILE),
         )
         .map_err(StartupError::AdminToken)?;
         let accounts = Arc::new(
-            crate::accounts::Accounts::new(&jwt_secret, store.clone())
+            mobility_services::accounts::Accounts::new(&jwt_secret, store.clone())
                 .await
                 .map_err(|reason| {
-                    StartupError::AdminToken(crate::auth::AdminTokenError::other(reason))
+                    StartupError::AdminToken(
+                        mobility_services::accounts::secrets::AdminTokenError::other(reason),
+                    )
                 })?,
         );
-        let provider_id =
-            crate::open_data::bootstrap_provider_id(settings.provider_id, &settings.data_dir)
-                .map_err(StartupError::AdminToken)?;
-        let open_data = Arc::new(crate::open_data::OpenData::new(
-            &settings,
+        let provider_id = mobility_services::open_data::bootstrap_provider_id(
+            settings.provider_id,
+            &settings.data_dir,
+        )
+        .map_err(StartupError::AdminToken)?;
+        let open_data = Arc::new(mobility_services::open_data::OpenData::new(
+            &settings.feeds(),
             provider_id,
             &jwt_secret,
-            crate::http::now(),
+            clock.now(),
         ));
-        let mut auth = crate::auth::Auth::new(&admin_token, store.clone(), accounts);
+        let mut auth =
+            mobility_services::accounts::Auth::new(&admin_token, store.clone(), accounts);
         if let (Some(issuer), Some(jwks)) = (&settings.oidc_issuer, &settings.oidc_jwks_url) {
-            let oidc = Arc::new(crate::oidc::Oidc::new(
+            let oidc = Arc::new(mobility_services::accounts::oidc::Oidc::new(
                 issuer,
                 jwks,
                 settings.oidc_audience.as_deref(),
                 &settings.oidc_role_claim,
+                clock.clone(),
             ));
             oidc.prefetch().await;
             auth = auth.with_oidc(oidc);
         }
         let auth = Arc::new(auth);
-        let fleet = Arc::new(crate::fleet::Fleet::load(store.as_ref()).await?);
+        let fleet = Arc::new(mobility_live::fleet::Fleet::load(store.as_ref()).await?);
         let started = std::time::Instant::now();
         let live_dir = settings.data_dir.join("live");
         let commands = Arc::new(Commands::new(store.clone()));
-        let events = Arc::new(crate::fleet::FleetEvents::default());
+        let events = Arc::new(mobility_live::fleet::FleetEvents::default());
         let bus = mobility_bus::open(&settings.bus_url, &settings.data_dir, settings.bus())
             .await
             .map_err(StartupError::Bus)?;
         tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
-        let (relay, relay_task) = crate::reactions::Relay::start(bus.clone(), fleet.clone());
-        let (live, recovered) = crate::fleet::LiveState::open(
+        let (relay, relay_task) =
+            mobility_live::relay::Relay::start(bus.clone(), fleet.clone(), clock.clone());
+        let (live, recovered) = mobility_live::state::LiveState::open(
             fleet.clone(),
             &live_dir,
             (settings.history_retention_days > 0)
@@ -206,11 +223,12 @@ impl Application {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "recovered live fleet state"
         );
-        let link = Arc::new(crate::vehicle_link::PlatformLink::new(
+        let link = Arc::new(mobility_live::vehicle_link::PlatformLink::new(
             live.clone(),
             store.clone(),
             commands.clone(),
             bus.clone(),
+            clock.clone(),
         ));
         let mqtt = match &settings.mqtt_url {
             Some(url) => VehicleChannel::External(
@@ -234,65 +252,75 @@ impl Application {
             listener,
             state: {
                 let mut notifier =
-                    crate::notifications::Notifier::new(store.clone(), &webhook_secret);
+                    mobility_services::notifications::Notifier::new(store.clone(), &webhook_secret);
                 if let Some(url) = &settings.smtp_url {
-                    let email = crate::notifications::Email::new(url, &settings.smtp_from)
-                        .map_err(|reason| {
-                            StartupError::AdminToken(crate::auth::AdminTokenError::other(reason))
-                        })?;
+                    let email =
+                        mobility_services::notifications::Email::new(url, &settings.smtp_from)
+                            .map_err(|reason| {
+                                StartupError::AdminToken(
+                                    mobility_services::accounts::secrets::AdminTokenError::other(
+                                        reason,
+                                    ),
+                                )
+                            })?;
                     notifier = notifier.with_email(Arc::new(email));
                 }
                 if let Some(url) = &settings.push_url {
-                    notifier = notifier.with_push(Arc::new(crate::notifications::Push::new(
-                        url,
-                        settings.push_token.as_deref(),
-                    )));
+                    notifier =
+                        notifier.with_push(Arc::new(mobility_services::notifications::Push::new(
+                            url,
+                            settings.push_token.as_deref(),
+                        )));
                 }
                 let notifier = Arc::new(notifier);
-                let kyc = Arc::new(crate::kyc::Kyc::new(
+                let kyc = Arc::new(mobility_services::kyc::Kyc::new(
                     store.clone(),
-                    Arc::new(crate::kyc::ManualReview),
+                    Arc::new(mobility_services::kyc::ManualReview),
                 ));
-                let intel = Arc::new(crate::intel::Intel::new(
+                let intel = Arc::new(mobility_services::intel::Intel::new(
                     store.clone(),
                     fleet.clone(),
-                    crate::intel::IntelSettings {
+                    mobility_services::intel::IntelSettings {
                         pricing: settings.pricing(),
                         vans: settings.ops_vans,
                         models_dir: Some(settings.data_dir.join("models")),
-                        ..crate::intel::IntelSettings::default()
+                        ..mobility_services::intel::IntelSettings::default()
                     },
-                    crate::http::now(),
+                    clock.now(),
                 ));
-                AppState::new(crate::http::AppStateInner {
+                AppState::new(mobility_api::AppStateInner {
                     intel: intel.clone(),
                     open_data,
-                    ui: Arc::new(crate::http::ui::UiSettings::new(
+                    ui: Arc::new(mobility_api::ui::UiSettings::new(
                         settings.map_tile_url.clone(),
                         settings.map_tile_attribution.clone(),
                     )),
                     kyc: kyc.clone(),
                     notifier: notifier.clone(),
-                    limits: Arc::new(crate::http::limits::Limits::new(
+                    limits: Arc::new(mobility_api::limits::Limits::new(
                         settings.rate_limit_per_s,
                         settings.sign_in_per_min,
                     )),
                     bookings: Arc::new(
-                        crate::bookings::Bookings::new(
+                        mobility_services::bookings::Bookings::new(
                             store.clone(),
                             fleet.clone(),
                             commands.clone(),
                             kyc,
-                            Arc::new(crate::payments::Payments::new(
+                            Arc::new(mobility_services::payments::Payments::new(
                                 store.clone(),
-                                vec![Arc::new(crate::payments::SandboxProvider::new("sandbox"))],
+                                vec![Arc::new(mobility_services::payments::SandboxProvider::new(
+                                    "sandbox",
+                                ))],
                                 Duration::from_secs(5),
+                                clock.clone(),
                             )),
-                            crate::bookings::BookingTiming {
+                            mobility_services::bookings::BookingTiming {
                                 hold_s: settings.reservation_hold_s,
                                 unlock_timeout_s: settings.unlock_timeout_s,
                                 no_parking_fee_cents: i64::from(settings.no_parking_fee_cents),
                             },
+                            clock.clone(),
                         )
                         .with_intel(intel),
                     ),
@@ -303,7 +331,8 @@ impl Application {
                     auth,
                     commands,
                     bus: bus.clone(),
-                    demand: Arc::new(crate::reactions::DemandRelay::default()),
+                    demand: Arc::new(mobility_live::relay::DemandRelay::default()),
+                    clock: clock.clone(),
                 })
             },
             mqtt,
@@ -353,7 +382,7 @@ impl Application {
 
     /// The live fleet state.
     #[must_use]
-    pub fn fleet(&self) -> Arc<crate::fleet::Fleet> {
+    pub fn fleet(&self) -> Arc<mobility_live::fleet::Fleet> {
         self.state.fleet.clone()
     }
 
@@ -384,20 +413,22 @@ impl Application {
         let commands = self.state.commands.clone();
         let bookings = self.state.bookings.clone();
         let notifier = self.state.notifier.clone();
+        let clock = self.state.clock.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(COMMAND_SWEEP_INTERVAL);
             loop {
                 tick.tick().await;
-                commands.expire(http::now()).await;
-                if let Err(e) = bookings.expire(http::now()).await {
+                commands.expire(clock.now()).await;
+                if let Err(e) = bookings.expire(clock.now()).await {
                     tracing::warn!(error = %e, "cannot expire reservation holds; will retry");
                 }
-                if let Err(e) = notifier.deliver_due(http::now()).await {
+                if let Err(e) = notifier.deliver_due(clock.now()).await {
                     tracing::warn!(error = %e, "cannot deliver notifications; will retry");
                 }
             }
         });
         let intel = self.state.intel.clone();
+        let clock = self.state.clock.clone();
         let thinker = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -405,7 +436,8 @@ impl Application {
                 // Each tick in its own task: a bug in one city's update is logged, and the next
                 // minute runs again.
                 let intel = intel.clone();
-                if let Err(e) = tokio::spawn(async move { intel.tick(http::now()).await }).await {
+                let now = clock.now();
+                if let Err(e) = tokio::spawn(async move { intel.tick(now).await }).await {
                     tracing::error!(error = %e, "fleet intelligence update failed; it runs again next minute");
                 }
             }
@@ -451,11 +483,11 @@ impl Application {
         });
         // The reactions: consumers of the bus, stopped after the last publisher. Each exists
         // before the first request, so none misses an event.
-        if let Err(e) = crate::reactions::ensure_consumers(self.state.bus.as_ref()).await {
+        if let Err(e) = crate::workers::ensure_consumers(self.state.bus.as_ref()).await {
             tracing::error!(error = %e, "cannot open the event bus's consumers; they retry in the background");
         }
         let (reactions_stop, reactions_rx) = tokio::sync::watch::channel(false);
-        let intel_consumers = tokio::spawn(crate::reactions::intel(
+        let intel_consumers = tokio::spawn(crate::workers::intel(
             self.state.bus.clone(),
             self.state.fleet.clone(),
             reactions_rx.clone(),
@@ -467,24 +499,25 @@ impl Application {
                 .clone()
                 .run(self.state.bus.clone(), demand_rx),
         );
-        let geofence_actions = tokio::spawn(crate::reactions::geofence_actions(
+        let geofence_actions = tokio::spawn(crate::workers::geofence_actions(
             self.state.bus.clone(),
             self.state.live.events().clone(),
             self.state.commands.clone(),
+            self.state.clock.clone(),
             reactions_rx.clone(),
         ));
-        let notify = tokio::spawn(crate::reactions::notifications(
+        let notify = tokio::spawn(crate::workers::notifications(
             self.state.bus.clone(),
             self.state.store.clone(),
             self.state.notifier.clone(),
             reactions_rx.clone(),
         ));
-        let lag = tokio::spawn(crate::reactions::lag_metrics(
+        let lag = tokio::spawn(crate::workers::lag_metrics(
             self.state.bus.clone(),
             reactions_rx.clone(),
         ));
         let (outbox_stop, outbox_rx) = tokio::sync::watch::channel(false);
-        let outbox = tokio::spawn(crate::reactions::outbox_relay(
+        let outbox = tokio::spawn(crate::workers::outbox_relay(
             self.state.store.clone(),
             self.state.bus.clone(),
             outbox_rx,

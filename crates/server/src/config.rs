@@ -394,7 +394,7 @@ impl Settings {
             }
         }
         if let Some(t) = &self.map_tile_url
-            && crate::http::ui::tile_origin(t).is_none()
+            && mobility_api::ui::tile_origin(t).is_none()
         {
             return Err(ConfigError(format!(
                 "map_tile_url {t:?} is not a tile URL template: give http(s)://host/…{{z}}/{{x}}/{{y}}…"
@@ -409,7 +409,7 @@ impl Settings {
                 mobility_store::redact_url(u)
             )));
         }
-        if self.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
+        if !mobility_services::notifications::is_sender_address(&self.smtp_from) {
             return Err(ConfigError(format!(
                 "smtp_from {:?} is not a sender address (e.g. \"Mobility <no-reply@example.com>\")",
                 self.smtp_from
@@ -606,6 +606,20 @@ fn describe(err: figment::Error) -> ConfigError {
         other => format!("setting `{key}` in {place} is invalid: {other}"),
     };
     ConfigError(msg)
+}
+
+impl Settings {
+    /// What the open-data feeds are configured with.
+    #[must_use]
+    pub fn feeds(&self) -> mobility_services::open_data::FeedSettings {
+        mobility_services::open_data::FeedSettings {
+            operator_name: self.operator_name.clone(),
+            feed_contact_email: self.feed_contact_email.clone(),
+            public_url: self.public_url.clone(),
+            data_dir: self.data_dir.clone(),
+            history_retention_days: self.history_retention_days,
+        }
+    }
 }
 
 #[cfg(test)]

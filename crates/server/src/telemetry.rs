@@ -86,7 +86,7 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             tracer_provider = Some(provider);
             // Request spans are DEBUG (free for logs at info); the exporter always wants them.
             let otel_filter =
-                EnvFilter::try_new(format!("{},mobility_server::http=debug", settings.log))
+                EnvFilter::try_new(format!("{},mobility_api=debug", settings.log))
                     .map_err(|e| TelemetryError::Filter(e.to_string()))?;
             Some(
                 tracing_opentelemetry::layer()

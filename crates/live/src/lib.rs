@@ -1,0 +1,21 @@
+//! The live fleet at runtime: what the platform knows of its vehicles right now and how it
+//! learns it.
+//!
+//! - [`fleet`]: the in-memory fleet (the pure index of `mobility-fleet` per city, sharded), the
+//!   dashboard's recent-events feed and the changes live views follow;
+//! - [`state`]: [`state::LiveState`], ingest made durable through the [`live_log`] and handed to
+//!   the [`relay`];
+//! - [`ingest`]: parsing and checking vehicle reports (JSON and the binary frame) at the edge;
+//! - [`vehicle_link`]: the platform's side of the MQTT vehicle channel;
+//! - [`commands`]: unlock, lock, speed limits, sent and acknowledged;
+//! - [`relay`]: what ingest accepted (and riders' searches), published to the event bus.
+//!
+//! No HTTP and no SQL here: the store is reached through its seam, the bus through its.
+
+pub mod commands;
+pub mod fleet;
+pub mod ingest;
+pub mod live_log;
+pub mod relay;
+pub mod state;
+pub mod vehicle_link;

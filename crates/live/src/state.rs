@@ -1,0 +1,175 @@
+//! [`LiveState`]: the fleet with its durability. Ingest goes through here: reports are
+//! applied to the in-memory [`Fleet`], written to the [`crate::live_log`] (and, for
+//! [`Durability::Synced`], fsync'd) before the call returns, then handed to the
+//! [`crate::relay`] for the bus.
+
+use std::sync::Arc;
+
+use mobility_core::{TimestampMs, VehicleId};
+use mobility_fleet::{Reject, Telemetry, Verdict};
+
+use crate::{
+    fleet::{CHANGE_BATCHES_BUFFERED, Change, Fleet, FleetEvents, INGEST_BATCH_MAX},
+    live_log::{LiveLog, REPLAY_NOW, Recovered},
+    relay::Relay,
+};
+
+/// When [`LiveState::submit`] returns, relative to the write-ahead log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the reports are fsync'd: for anything that is acknowledged (HTTP, MQTT QoS 1).
+    Synced,
+    /// Once they are queued for the log writer (it still applies back-pressure when its queue
+    /// is full): for MQTT QoS 0, which nobody acknowledges, so a vehicle's stream is not paced
+    /// by group commits. A crash loses at most the last group, as QoS 0 allows.
+    Queued,
+}
+
+/// The fleet plus its durability: [`LiveState::submit`] applies reports and, for
+/// [`Durability::Synced`], returns only after the applied ones are in the write-ahead log.
+#[derive(Debug)]
+pub struct LiveState {
+    /// The in-memory state.
+    pub fleet: Arc<Fleet>,
+    /// Every applied batch, for live views (the WebSocket stream).
+    pub changes: tokio::sync::broadcast::Sender<Arc<Vec<Change>>>,
+    log: LiveLog,
+    history_dir: Option<std::path::PathBuf>,
+    events: Arc<FleetEvents>,
+    relay: Relay,
+}
+
+impl LiveState {
+    /// Opens the log in `dir` and replays what it holds into `fleet`.
+    pub fn open(
+        fleet: Arc<Fleet>,
+        dir: &std::path::Path,
+        history_dir: Option<&std::path::Path>,
+        events: Arc<FleetEvents>,
+        relay: Relay,
+    ) -> std::io::Result<(Self, Recovered)> {
+        let (log, recovered) = LiveLog::open(dir, history_dir)?;
+        // Replay restores state only: crossings were reacted to when the reports first came.
+        for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
+            fleet.ingest(chunk, REPLAY_NOW);
+        }
+        let (changes, _) = tokio::sync::broadcast::channel(CHANGE_BATCHES_BUFFERED);
+        Ok((
+            Self {
+                fleet,
+                changes,
+                log,
+                history_dir: history_dir.map(std::path::Path::to_path_buf),
+                events,
+                relay,
+            },
+            recovered,
+        ))
+    }
+
+    /// A vehicle's current state as a stream change.
+    #[must_use]
+    pub fn change_of(&self, id: &VehicleId) -> Option<Change> {
+        let (_, v) = self.fleet.vehicle(id)?;
+        Change::of(&v)
+    }
+
+    /// The geofence events and alerts feed.
+    #[must_use]
+    pub fn events(&self) -> &Arc<FleetEvents> {
+        &self.events
+    }
+
+    /// The relay that publishes what ingest accepted to the bus.
+    #[must_use]
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// Applies reports (in order) and logs them; with [`Durability::Synced`] they are on disk
+    /// before it returns.
+    pub async fn submit(
+        &self,
+        reports: &[Telemetry],
+        now: TimestampMs,
+        durability: Durability,
+    ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
+        let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
+        // The log keeps every valid report of a known vehicle: applied ones for the live state,
+        // late (stale) ones for history, since they are real measurements. Replaying a stale one
+        // is a no-op.
+        let applied: Vec<&Telemetry> = reports
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Ok(Verdict::Applied)))
+            .map(|(t, _)| t)
+            .collect();
+        let kept: Vec<&Telemetry> = reports
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Ok(Verdict::Applied) | Err(Reject::Stale)))
+            .map(|(t, _)| t)
+            .collect();
+        let logged = match durability {
+            Durability::Synced => self.log.append(&kept).await,
+            Durability::Queued => self.log.append_queued(&kept).await,
+        };
+        if let Err(e) = logged {
+            metrics::counter!("live_log_errors_total").increment(1);
+            tracing::error!(error = %e, "cannot persist live state; reports are applied but not durable");
+            return Err(e);
+        }
+        // Durable in the live log: now it happened, so it is published (the relay coalesces
+        // batches and never drops one; a full relay slows ingest down instead).
+        if !kept.is_empty() || !reactions.is_empty() {
+            let reports: Vec<Telemetry> = kept.iter().map(|t| (*t).clone()).collect();
+            self.relay.accepted(reports, reactions).await;
+        }
+        if !applied.is_empty() && self.changes.receiver_count() > 0 {
+            let batch: Vec<Change> = applied
+                .iter()
+                .filter_map(|t| self.change_of(&t.vehicle_id))
+                .collect();
+            let _ = self.changes.send(Arc::new(batch));
+        }
+        Ok(verdicts)
+    }
+
+    /// Deletes raw history last written more than `days` days ago.
+    pub async fn prune_history(&self, days: u32) -> std::io::Result<usize> {
+        let Some(dir) = self.history_dir.clone() else {
+            return Ok(0);
+        };
+        let max_age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+        tokio::task::spawn_blocking(move || crate::live_log::prune_history(&dir, max_age))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Writes a snapshot of every vehicle's latest report and drops the log it covers.
+    pub async fn snapshot(&self) -> std::io::Result<usize> {
+        let fleet = self.fleet.clone();
+        self.log
+            .snapshot(move || {
+                let mut all = Vec::new();
+                for shard in fleet.shards() {
+                    let index = shard.index.read();
+                    all.extend(index.iter().filter_map(|v| {
+                        Some(Telemetry {
+                            vehicle_id: v.id,
+                            at: v.at?,
+                            position: v.position?,
+                            battery: v.battery,
+                            speed_m_s: v.speed_m_s,
+                            heading_deg: v.heading_deg,
+                            odometer_m: v.odometer_m,
+                            locked: v.locked,
+                            error_codes: v.error_codes,
+                        })
+                    }));
+                }
+                all
+            })
+            .await
+    }
+}
