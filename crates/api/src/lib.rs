@@ -115,6 +115,21 @@ impl AppStateInner {
     }
 }
 
+/// Serves `router` on `listener` until `stop` resolves; then no new connections are taken and
+/// the future completes when in-flight requests have finished.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = std::io::Result<()>> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .into_future()
+}
+
 /// CORS for browser apps on other origins (`cors_origins`); `None` when no origin is allowed.
 /// Credentials travel in the Authorization header, never in cookies, so none are allowed.
 #[must_use]

@@ -17,8 +17,6 @@ use mobility_store::{GeofenceRecord, Store, StoreError};
 use parking_lot::RwLock;
 use serde::Serialize;
 
-
-
 /// Most reports applied under one write lock.
 pub const INGEST_BATCH_MAX: usize = 1_024;
 

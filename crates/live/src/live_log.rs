@@ -437,11 +437,14 @@ impl LiveLog {
     }
 }
 
-/// Deletes archived history segments last written more than `max_age` ago; returns how many.
-pub fn prune_history(history_dir: &Path, max_age: std::time::Duration) -> io::Result<usize> {
-    let cutoff = std::time::SystemTime::now()
-        .checked_sub(max_age)
-        .unwrap_or(std::time::UNIX_EPOCH);
+/// Deletes archived history segments last written more than `max_age` before `now`; returns how
+/// many.
+pub fn prune_history(
+    history_dir: &Path,
+    max_age: std::time::Duration,
+    now: std::time::SystemTime,
+) -> io::Result<usize> {
+    let cutoff = now.checked_sub(max_age).unwrap_or(std::time::UNIX_EPOCH);
     let mut removed = 0;
     for entry in fs::read_dir(history_dir)? {
         let entry = entry?;
@@ -643,12 +646,22 @@ mod tests {
         let all = read_telemetry(&live, &history).unwrap();
         assert_eq!(all, vec![report(1, 10), report(1, 5), report(1, 11)]);
         assert_eq!(
-            prune_history(&history, std::time::Duration::from_secs(3600)).unwrap(),
+            prune_history(
+                &history,
+                std::time::Duration::from_secs(3600),
+                std::time::SystemTime::now()
+            )
+            .unwrap(),
             0
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(
-            prune_history(&history, std::time::Duration::from_millis(10)).unwrap(),
+            prune_history(
+                &history,
+                std::time::Duration::from_millis(10),
+                std::time::SystemTime::now()
+            )
+            .unwrap(),
             1
         );
         assert_eq!(

@@ -135,13 +135,15 @@ impl LiveState {
         Ok(verdicts)
     }
 
-    /// Deletes raw history last written more than `days` days ago.
-    pub async fn prune_history(&self, days: u32) -> std::io::Result<usize> {
+    /// Deletes raw history last written more than `days` days before `now`.
+    pub async fn prune_history(&self, days: u32, now: TimestampMs) -> std::io::Result<usize> {
         let Some(dir) = self.history_dir.clone() else {
             return Ok(0);
         };
         let max_age = std::time::Duration::from_secs(u64::from(days) * 86_400);
-        tokio::task::spawn_blocking(move || crate::live_log::prune_history(&dir, max_age))
+        let now = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(now.0).unwrap_or(0));
+        tokio::task::spawn_blocking(move || crate::live_log::prune_history(&dir, max_age, now))
             .await
             .map_err(std::io::Error::other)?
     }

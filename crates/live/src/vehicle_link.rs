@@ -15,8 +15,8 @@ use mobility_core::{Clock, digest::sha256_hex};
 
 use crate::{
     commands::{CommandChannel, Commands},
-    state::{Durability, LiveState},
     ingest::{IngestCounters, count_invalid, decode_binary, decode_json},
+    state::{Durability, LiveState},
 };
 
 /// Connects vehicles to the fleet state.

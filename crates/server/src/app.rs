@@ -445,6 +445,7 @@ impl Application {
         let retention_days = self.settings.history_retention_days;
         let pruner = tokio::spawn({
             let live = self.state.live.clone();
+            let clock = self.state.clock.clone();
             async move {
                 if retention_days == 0 {
                     return;
@@ -452,7 +453,7 @@ impl Application {
                 let mut tick = tokio::time::interval(Duration::from_secs(3_600));
                 loop {
                     tick.tick().await;
-                    match live.prune_history(retention_days).await {
+                    match live.prune_history(retention_days, clock.now()).await {
                         Ok(0) => {}
                         Ok(n) => {
                             tracing::info!(files = n, retention_days, "pruned telemetry history")
@@ -537,14 +538,9 @@ impl Application {
         );
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let server = http::serve(self.listener, router, async move {
             let _ = stop_rx.await;
-        })
-        .into_future();
+        });
         tokio::pin!(server);
         tokio::pin!(shutdown);
         let result = tokio::select! {

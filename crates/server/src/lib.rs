@@ -12,6 +12,9 @@ pub mod config;
 pub mod telemetry;
 pub mod workers;
 
+#[cfg(test)]
+mod layout;
+
 pub use app::{Application, StartupError};
 pub use clock::SystemClock;
 pub use config::{ConfigError, LogFormat, Settings};

@@ -85,9 +85,8 @@ pub fn init(settings: &Settings) -> Result<TelemetryGuard, TelemetryError> {
             let tracer = provider.tracer("mobility");
             tracer_provider = Some(provider);
             // Request spans are DEBUG (free for logs at info); the exporter always wants them.
-            let otel_filter =
-                EnvFilter::try_new(format!("{},mobility_api=debug", settings.log))
-                    .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+            let otel_filter = EnvFilter::try_new(format!("{},mobility_api=debug", settings.log))
+                .map_err(|e| TelemetryError::Filter(e.to_string()))?;
             Some(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)

@@ -1,0 +1,126 @@
+//! The workspace's layering, checked: which crate may depend on which, and who may read the wall
+//! clock (ARCHITECTURE.md, "Invariants"). A new dependency that breaks a rule fails here, with
+//! the rule it breaks.
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+fn crates_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The normal (not dev) dependencies of `crates/<dir>`.
+fn deps(dir: &str) -> BTreeSet<String> {
+    let path = crates_dir().join(dir).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest: toml::Table = text
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .map(|t| t.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+const CRATES: [&str; 12] = [
+    "core", "store", "bus", "fleet", "mqtt", "sim", "intel", "live", "services", "api", "server",
+    "mobility",
+];
+
+fn who_depends_on(dep: &str) -> BTreeSet<&'static str> {
+    CRATES
+        .iter()
+        .copied()
+        .filter(|c| deps(c).contains(dep))
+        .collect()
+}
+
+#[test]
+fn each_engine_is_known_to_its_seam_alone() {
+    assert_eq!(
+        who_depends_on("sqlx"),
+        BTreeSet::from(["store"]),
+        "only the store knows SQL"
+    );
+    assert_eq!(
+        who_depends_on("async-nats"),
+        BTreeSet::from(["bus"]),
+        "only the bus knows NATS"
+    );
+    assert_eq!(
+        who_depends_on("axum"),
+        BTreeSet::from(["api"]),
+        "only the API serves HTTP"
+    );
+}
+
+#[test]
+fn the_pure_crates_do_no_io() {
+    for pure in ["core", "fleet", "sim", "intel"] {
+        for io in ["tokio", "sqlx", "async-nats", "axum", "reqwest", "rumqttc"] {
+            assert!(
+                !deps(pure).contains(io),
+                "{pure} is pure but depends on {io}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dependencies_point_down() {
+    // Each layer, and what it must never import (the layers above it).
+    let rules: [(&str, &[&str]); 6] = [
+        (
+            "live",
+            &["mobility-services", "mobility-api", "mobility-server"],
+        ),
+        ("services", &["mobility-api", "mobility-server"]),
+        ("api", &["mobility-server"]),
+        (
+            "store",
+            &["mobility-bus", "mobility-live", "mobility-services"],
+        ),
+        (
+            "bus",
+            &["mobility-store", "mobility-live", "mobility-services"],
+        ),
+        // The server wires; the demo and load drivers live in the binary crate.
+        ("server", &["mobility-sim", "rumqttc", "reqwest"]),
+    ];
+    for (krate, forbidden) in rules {
+        let d = deps(krate);
+        for f in forbidden {
+            assert!(!d.contains(*f), "{krate} must not depend on {f}");
+        }
+    }
+}
+
+#[test]
+fn only_the_server_reads_the_wall_clock() {
+    for krate in ["services", "api", "live"] {
+        let dir = crates_dir().join(krate).join("src");
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    // Tests may make files and stamp them; product code asks its Clock.
+                    let product = text.split("#[cfg(test)]").next().unwrap_or("");
+                    for needle in ["SystemTime::now", "Utc::now", "OffsetDateTime::now"] {
+                        assert!(
+                            !product.contains(needle),
+                            "{} reads the wall clock ({needle}); take a mobility_core::Clock",
+                            p.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
