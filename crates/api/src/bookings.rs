@@ -351,17 +351,20 @@ async fn refund(
         Ok(p) => p,
         Err(e) => return store_problem(&e),
     };
-    let Some(charge) = payments
-        .iter()
-        .find(|p| p.kind == "charge" && p.state == "succeeded")
-    else {
+    let Some(charge) = payments.iter().find(|p| {
+        p.kind == mobility_core::payments::PaymentKind::Charge
+            && p.state == mobility_core::payments::PaymentState::Succeeded
+    }) else {
         return problem(&BookingError::WrongState(
             "not paid: nothing to refund".into(),
         ));
     };
     let refunded: i64 = payments
         .iter()
-        .filter(|p| p.kind == "refund" && p.state == "succeeded")
+        .filter(|p| {
+            p.kind == mobility_core::payments::PaymentKind::Refund
+                && p.state == mobility_core::payments::PaymentState::Succeeded
+        })
         .map(|p| p.amount.minor)
         .sum();
     let amount = body.amount.unwrap_or(charge.amount.minor - refunded);

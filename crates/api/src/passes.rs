@@ -250,7 +250,7 @@ async fn buy(
         Err(e) => Err(e),
     };
     match paid {
-        Ok(p) if p.state == "succeeded" => {}
+        Ok(p) if p.state == mobility_core::payments::PaymentState::Succeeded => {}
         Ok(p) => {
             return problem(
                 StatusCode::PAYMENT_REQUIRED,

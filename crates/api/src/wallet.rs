@@ -88,7 +88,7 @@ async fn top_up(
         .top_up(&key, &caller.user_id, Money::new(body.amount, currency))
         .await
     {
-        Ok(p) if p.state == "succeeded" => {
+        Ok(p) if p.state == mobility_core::payments::PaymentState::Succeeded => {
             let balance = payments
                 .wallet(&caller.user_id, currency)
                 .await

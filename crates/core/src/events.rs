@@ -238,10 +238,10 @@ pub enum DomainEvent {
         /// The booking it belongs to, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         booking: Option<String>,
-        /// `authorization`, `capture`, `charge`, `refund`, `void`.
-        kind: String,
-        /// Its state (`succeeded`, `failed`, …).
-        state: String,
+        /// What it is.
+        kind: crate::payments::PaymentKind,
+        /// How it ended.
+        state: crate::payments::PaymentState,
         /// The amount.
         amount: Money,
         /// The provider that took it.

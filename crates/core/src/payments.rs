@@ -8,6 +8,99 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Currency, Money, TimestampMs};
 
+/// What a payment record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// A fare, a pass or a fee, taken from the rider's card (or wallet).
+    Charge,
+    /// Money given back for an earlier charge.
+    Refund,
+    /// Money put into the rider's wallet.
+    TopUp,
+    /// A hold on the rider's card at unlock: no money moves until it is captured.
+    Authorization,
+}
+
+/// How a payment attempt ended. A record is written once, with its outcome: there are no later
+/// moves on a record (a hold is settled by a new `charge` record that captures it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentState {
+    /// The money moved.
+    Succeeded,
+    /// Every provider refused or was down; nothing moved.
+    Failed,
+    /// The hold is placed (authorizations only).
+    Authorized,
+}
+
+impl PaymentKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Charge, Self::Refund, Self::TopUp, Self::Authorization];
+
+    /// Stable name (the store's and the API's).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Charge => "charge",
+            Self::Refund => "refund",
+            Self::TopUp => "top_up",
+            Self::Authorization => "authorization",
+        }
+    }
+
+    /// The kind named `s`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether an attempt of this kind may end in `state`: an authorization is `authorized` or
+    /// `failed`, anything else `succeeded` or `failed`.
+    #[must_use]
+    pub const fn may_end_in(self, state: PaymentState) -> bool {
+        match (self, state) {
+            (_, PaymentState::Failed) => true,
+            (Self::Authorization, s) => matches!(s, PaymentState::Authorized),
+            (_, s) => matches!(s, PaymentState::Succeeded),
+        }
+    }
+}
+
+impl PaymentState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Succeeded, Self::Failed, Self::Authorized];
+
+    /// Stable name (the store's and the API's).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Authorized => "authorized",
+        }
+    }
+
+    /// The state named `s`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for PaymentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for PaymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One side of a journal entry: an account and a signed amount (debit positive, credit
 /// negative).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -874,10 +874,10 @@ macro_rules! impl_store {
                 .bind(&p.idempotency_key)
                 .bind(&p.user_id)
                 .bind(p.booking_id.as_deref())
-                .bind(&p.kind)
+                .bind(p.kind.as_str())
                 .bind(p.amount.minor)
                 .bind(p.amount.currency.code())
-                .bind(&p.state)
+                .bind(p.state.as_str())
                 .bind(p.provider.as_deref())
                 .bind(p.provider_ref.as_deref())
                 .bind(p.detail.as_deref())
@@ -941,13 +941,19 @@ macro_rules! impl_store {
                 row.map(|r| -> Result<PaymentRecord, StoreError> {
                     let cur: String = r.try_get("currency")?;
                     let currency = Currency::parse(&cur).map_err(|e| corrupt("payment currency", e))?;
+                    let kind: String = r.try_get("kind")?;
+                    let kind = mobility_core::payments::PaymentKind::parse(&kind)
+                        .ok_or_else(|| corrupt("payment kind", &kind))?;
+                    let state: String = r.try_get("state")?;
+                    let state = mobility_core::payments::PaymentState::parse(&state)
+                        .ok_or_else(|| corrupt("payment state", &state))?;
                     Ok(PaymentRecord {
                         idempotency_key: r.try_get("idempotency_key")?,
                         user_id: r.try_get("user_id")?,
                         booking_id: r.try_get("booking_id")?,
-                        kind: r.try_get("kind")?,
+                        kind,
                         amount: mobility_core::Money::new(r.try_get("amount_minor")?, currency),
-                        state: r.try_get("state")?,
+                        state,
                         provider: r.try_get("provider")?,
                         provider_ref: r.try_get("provider_ref")?,
                         detail: r.try_get("detail")?,

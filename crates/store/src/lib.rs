@@ -399,12 +399,12 @@ pub struct PaymentRecord {
     pub user_id: String,
     /// The booking it pays for, if any.
     pub booking_id: Option<String>,
-    /// `charge`, `refund` or `top_up`.
-    pub kind: String,
+    /// What it is.
+    pub kind: mobility_core::payments::PaymentKind,
     /// Amount (positive).
     pub amount: mobility_core::Money,
-    /// `succeeded` or `failed`.
-    pub state: String,
+    /// How it ended (one its kind may end in).
+    pub state: mobility_core::payments::PaymentState,
     /// Provider that took it.
     pub provider: Option<String>,
     /// The provider's reference.
@@ -620,8 +620,8 @@ pub mod outbox {
                 key: p.idempotency_key.clone(),
                 user: p.user_id.clone(),
                 booking: p.booking_id.clone(),
-                kind: p.kind.clone(),
-                state: p.state.clone(),
+                kind: p.kind,
+                state: p.state,
                 amount: p.amount,
                 provider: p.provider.clone().unwrap_or_default(),
                 at: p.created_at,

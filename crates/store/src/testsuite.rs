@@ -13,6 +13,7 @@ use std::{
 use mobility_core::{
     City, CityId, CommandKind, CommandState, Currency, EventType, LatLon, OperatingArea, Role,
     TimestampMs, Vehicle, VehicleId, VehicleState, VehicleType,
+    payments::{PaymentKind, PaymentState},
 };
 use uuid::Uuid;
 
@@ -1153,9 +1154,9 @@ pub async fn payments_are_idempotent_and_the_ledger_balances(store: Arc<dyn Stor
         idempotency_key: key.into(),
         user_id: "u1".into(),
         booking_id: Some("b1".into()),
-        kind: "charge".into(),
+        kind: PaymentKind::Charge,
         amount: eur(amount),
-        state: "succeeded".into(),
+        state: PaymentState::Succeeded,
         provider: Some(provider.into()),
         provider_ref: Some(format!("{provider}-{key}")),
         detail: None,

@@ -1082,7 +1082,7 @@ async fn wallets_top_up_once_per_key_and_pay_for_trips_first() {
             .await
             .unwrap()
             .iter()
-            .all(|p| p.kind != "authorization"),
+            .all(|p| p.kind.as_str() != "authorization"),
         "a wallet that covers the trip needs no hold"
     );
     let (_, w) = call(
@@ -1250,14 +1250,14 @@ async fn a_pass_covers_unlocks_and_first_minutes_and_is_bought_once_per_key() {
     let paid = app.store.booking_payments(&booking).await.unwrap();
     let hold = paid
         .iter()
-        .find(|p| p.kind == "authorization")
+        .find(|p| p.kind.as_str() == "authorization")
         .expect("a hold at unlock");
     assert_eq!(
         (hold.state.as_str(), hold.amount.minor),
         ("authorized", 100 + 30 * 25),
         "{paid:?}"
     );
-    let charge = paid.iter().find(|p| p.kind == "charge").unwrap();
+    let charge = paid.iter().find(|p| p.kind.as_str() == "charge").unwrap();
     assert_eq!(
         (charge.state.as_str(), charge.amount.minor),
         ("succeeded", 0)

@@ -76,7 +76,7 @@ async fn scenario(t: Option<TestStore>) {
         .charge("trip:5", "u1", Some("5"), eur(100))
         .await
         .unwrap();
-    assert_eq!(p.state, "failed");
+    assert_eq!(p.state.as_str(), "failed");
     assert!(p.detail.as_deref().unwrap().contains("primary"), "{p:?}");
     primary.fail_next(0);
     fallback.fail_next(0);
@@ -162,7 +162,7 @@ async fn scenario(t: Option<TestStore>) {
         .charge("trip:6", "u1", None, eur(50))
         .await
         .unwrap();
-    assert_eq!(p.state, "succeeded");
+    assert_eq!(p.state.as_str(), "succeeded");
 
     // Refunds go back through the provider that charged, once per key, never above the charge.
     let r = payments
@@ -318,7 +318,7 @@ async fn holds(t: Option<TestStore>) {
         .authorize("auth:5", "u1", Some("5"), eur(850))
         .await
         .unwrap();
-    assert_eq!(refused.state, "failed");
+    assert_eq!(refused.state.as_str(), "failed");
     assert!(refused.detail.unwrap().contains("declined"));
 
     let balances = t.store.ledger_balances().await.unwrap();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mobility_core::{
     BookingState, CityId, Clock, CommandKind, CommandState, Currency, EventType, Money, Tariff,
     TimestampMs, VehicleId, VehicleState, VehicleType, fare,
+    payments::{PaymentKind, PaymentState},
 };
 use mobility_fleet::geofence::ZoneKind;
 use mobility_store::{BookingRecord, Store, StoreError, TripFacts};
@@ -337,7 +338,7 @@ impl Bookings {
             .booking_payments(&b.id)
             .await?
             .into_iter()
-            .find(|p| p.kind == "authorization" && p.state == "authorized")
+            .find(|p| p.kind == PaymentKind::Authorization && p.state == PaymentState::Authorized)
         {
             return Ok(Some(held));
         }
@@ -371,7 +372,7 @@ impl Bookings {
             .authorize(&key, &b.user_id, Some(&b.id), expected)
             .await
         {
-            Ok(h) if h.state == "authorized" => Ok(Some(h)),
+            Ok(h) if h.state == PaymentState::Authorized => Ok(Some(h)),
             Ok(h) => Err(BookingError::PaymentDeclined(h.detail.unwrap_or_default())),
             Err(e) => Err(BookingError::PaymentPending(e.to_string())),
         }
@@ -712,7 +713,7 @@ impl Bookings {
             .booking_payments(&done.id)
             .await?
             .into_iter()
-            .find(|p| p.kind == "authorization" && p.state == "authorized");
+            .find(|p| p.kind == PaymentKind::Authorization && p.state == PaymentState::Authorized);
         let paid = if let Some(hold) = hold {
             self.payments.capture(&key, &hold, f.total).await
         } else {
@@ -731,7 +732,7 @@ impl Bookings {
             }
         };
         let note = match paid {
-            Ok(p) if p.state == "succeeded" => format!(
+            Ok(p) if p.state == PaymentState::Succeeded => format!(
                 "paid {} via {}",
                 f.total,
                 p.provider

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use mobility_core::{
     Clock, Money,
     payments::{Breaker, JournalEntry},
+    payments::{PaymentKind, PaymentState},
 };
 use mobility_store::{PaymentRecord, Store, StoreError};
 use parking_lot::Mutex;
@@ -325,7 +326,7 @@ impl Payments {
         booking_id: Option<&str>,
         amount: Money,
     ) -> Result<PaymentRecord, PaymentError> {
-        self.collect(key, user_id, booking_id, amount, "charge")
+        self.collect(key, user_id, booking_id, amount, PaymentKind::Charge)
             .await
     }
 
@@ -335,21 +336,21 @@ impl Payments {
         user_id: &str,
         booking_id: Option<&str>,
         amount: Money,
-        kind: &str,
+        kind: PaymentKind,
     ) -> Result<PaymentRecord, PaymentError> {
         if let Some(done) = self.store.payment(key).await? {
             return Ok(done);
         }
-        let record = |state: &str,
+        let record = |state: PaymentState,
                       provider: Option<&str>,
                       reference: Option<String>,
                       detail: Option<String>| PaymentRecord {
             idempotency_key: key.to_owned(),
             user_id: user_id.to_owned(),
             booking_id: booking_id.map(str::to_owned),
-            kind: kind.into(),
+            kind,
             amount,
-            state: state.into(),
+            state,
             provider: provider.map(str::to_owned),
             provider_ref: reference,
             detail,
@@ -359,7 +360,7 @@ impl Payments {
             // Nothing to charge (a free trip): recorded, no provider, no ledger movement.
             return Ok(self
                 .store
-                .record_payment(&record("succeeded", None, None, None), None)
+                .record_payment(&record(PaymentState::Succeeded, None, None, None), None)
                 .await?);
         }
         let mut problems = Vec::new();
@@ -375,7 +376,7 @@ impl Payments {
                         breaker.lock().on_success();
                         return self
                             .settle(
-                                record("succeeded", Some(name), Some(reference), None),
+                                record(PaymentState::Succeeded, Some(name), Some(reference), None),
                                 name,
                                 amount,
                             )
@@ -383,8 +384,12 @@ impl Payments {
                     }
                     Ok(Err(ProviderError::Declined(why))) => {
                         breaker.lock().on_success();
-                        let failed =
-                            record("failed", Some(name), None, Some(format!("declined: {why}")));
+                        let failed = record(
+                            PaymentState::Failed,
+                            Some(name),
+                            None,
+                            Some(format!("declined: {why}")),
+                        );
                         metrics::counter!("payments_total", "outcome" => "declined").increment(1);
                         return Ok(self.store.record_payment(&failed, None).await?);
                     }
@@ -400,7 +405,12 @@ impl Payments {
                             Ok(Ok(Some(reference))) => {
                                 return self
                                     .settle(
-                                        record("succeeded", Some(name), Some(reference), None),
+                                        record(
+                                            PaymentState::Succeeded,
+                                            Some(name),
+                                            Some(reference),
+                                            None,
+                                        ),
                                         name,
                                         amount,
                                     )
@@ -421,7 +431,7 @@ impl Payments {
             }
         }
         metrics::counter!("payments_total", "outcome" => "failed").increment(1);
-        let failed = record("failed", None, None, Some(problems.join("; ")));
+        let failed = record(PaymentState::Failed, None, None, Some(problems.join("; ")));
         Ok(self.store.record_payment(&failed, None).await?)
     }
 
@@ -438,7 +448,7 @@ impl Payments {
         if let Some(done) = self.store.payment(key).await? {
             return Ok(done);
         }
-        let record = |state: &str,
+        let record = |state: PaymentState,
                       provider: Option<&str>,
                       reference: Option<String>,
                       detail: Option<String>| {
@@ -446,9 +456,9 @@ impl Payments {
                 idempotency_key: key.to_owned(),
                 user_id: user_id.to_owned(),
                 booking_id: booking_id.map(str::to_owned),
-                kind: "authorization".into(),
+                kind: PaymentKind::Authorization,
                 amount,
-                state: state.into(),
+                state,
                 provider: provider.map(str::to_owned),
                 provider_ref: reference,
                 detail,
@@ -469,7 +479,7 @@ impl Payments {
                     return Ok(self
                         .store
                         .record_payment(
-                            &record("authorized", Some(name), Some(reference), None),
+                            &record(PaymentState::Authorized, Some(name), Some(reference), None),
                             None,
                         )
                         .await?);
@@ -477,8 +487,12 @@ impl Payments {
                 Ok(Err(ProviderError::Declined(why))) => {
                     breaker.lock().on_success();
                     metrics::counter!("payments_total", "outcome" => "declined").increment(1);
-                    let failed =
-                        record("failed", Some(name), None, Some(format!("declined: {why}")));
+                    let failed = record(
+                        PaymentState::Failed,
+                        Some(name),
+                        None,
+                        Some(format!("declined: {why}")),
+                    );
                     return Ok(self.store.record_payment(&failed, None).await?);
                 }
                 // A hold that may or may not have been placed lapses at the provider by itself.
@@ -493,7 +507,7 @@ impl Payments {
             }
         }
         metrics::counter!("payments_total", "outcome" => "failed").increment(1);
-        let failed = record("failed", None, None, Some(problems.join("; ")));
+        let failed = record(PaymentState::Failed, None, None, Some(problems.join("; ")));
         Ok(self.store.record_payment(&failed, None).await?)
     }
 
@@ -553,9 +567,9 @@ impl Payments {
                     idempotency_key: key.to_owned(),
                     user_id: hold.user_id.clone(),
                     booking_id: hold.booking_id.clone(),
-                    kind: "charge".into(),
+                    kind: PaymentKind::Charge,
                     amount: covered,
-                    state: "succeeded".into(),
+                    state: PaymentState::Succeeded,
                     provider: Some(name.clone()),
                     provider_ref: Some(reference),
                     detail: Some(format!("captured from hold {hold_ref}")),
@@ -575,7 +589,7 @@ impl Payments {
                     Money::new(rest, amount.currency),
                 )
                 .await?;
-            if extra.state != "succeeded" {
+            if extra.state != PaymentState::Succeeded {
                 return Ok(extra);
             }
         }
@@ -604,7 +618,8 @@ impl Payments {
         user_id: &str,
         amount: Money,
     ) -> Result<PaymentRecord, PaymentError> {
-        self.collect(key, user_id, None, amount, "top_up").await
+        self.collect(key, user_id, None, amount, PaymentKind::TopUp)
+            .await
     }
 
     /// A rider's wallet credit (minor units).
@@ -640,9 +655,9 @@ impl Payments {
             idempotency_key: key.to_owned(),
             user_id: user_id.to_owned(),
             booking_id: booking_id.map(str::to_owned),
-            kind: "charge".into(),
+            kind: PaymentKind::Charge,
             amount,
-            state: "succeeded".into(),
+            state: PaymentState::Succeeded,
             provider: Some("wallet".into()),
             provider_ref: None,
             detail: None,
@@ -669,7 +684,7 @@ impl Payments {
         let Some(charge) = self.store.payment(charge_key).await? else {
             return Ok(Err("nothing was charged for this".into()));
         };
-        if charge.state != "succeeded" || charge.kind != "charge" {
+        if charge.state != PaymentState::Succeeded || charge.kind != PaymentKind::Charge {
             return Ok(Err("nothing was charged for this".into()));
         }
         if amount.currency != charge.amount.currency
@@ -698,9 +713,9 @@ impl Payments {
                 idempotency_key: key.to_owned(),
                 user_id: charge.user_id.clone(),
                 booking_id: charge.booking_id.clone(),
-                kind: "refund".into(),
+                kind: PaymentKind::Refund,
                 amount,
-                state: "succeeded".into(),
+                state: PaymentState::Succeeded,
                 provider: Some("wallet".into()),
                 provider_ref: None,
                 detail: None,
@@ -732,9 +747,9 @@ impl Payments {
             idempotency_key: key.to_owned(),
             user_id: charge.user_id.clone(),
             booking_id: charge.booking_id.clone(),
-            kind: "refund".into(),
+            kind: PaymentKind::Refund,
             amount,
-            state: "succeeded".into(),
+            state: PaymentState::Succeeded,
             provider: Some(name.to_owned()),
             provider_ref: Some(reference),
             detail: None,
@@ -750,7 +765,7 @@ impl Payments {
         provider: &str,
         amount: Money,
     ) -> Result<PaymentRecord, PaymentError> {
-        let entry = if p.kind == "top_up" {
+        let entry = if p.kind == PaymentKind::TopUp {
             JournalEntry::top_up(provider, &p.user_id, amount)
         } else {
             JournalEntry::trip_charge(provider, amount)
