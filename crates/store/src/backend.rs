@@ -19,11 +19,13 @@ use sqlx::{
 };
 
 use crate::{
-    AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, CityEventRecord, CommandRecord,
-    DemandSlot, GeofenceRecord, KycRecord, MdsToken, NotificationPreference, OpenOptions,
-    OutboxEvent, OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PricingPlan, Readiness,
-    RecordedEvent, RefreshToken, RiderPass, Rotation, Store, StoreError, TripFacts, UserRecord,
-    WeatherHour, redact_url,
+    AccountStore, AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, BookingStore,
+    CityEventRecord, CityStore, CommandRecord, CommandStore, DemandSlot, EventStore,
+    GeofenceRecord, GeofenceStore, IntelStore, KycRecord, KycStore, MdsToken,
+    NotificationPreference, NotificationStore, OpenDataStore, OpenOptions, OutboxEvent,
+    OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PaymentStore, PricingPlan,
+    PricingStore, Readiness, RecordedEvent, RefreshToken, RiderPass, Rotation, Store, StoreError,
+    TripFacts, UserRecord, VehicleStore, WeatherHour, redact_url,
 };
 
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -603,6 +605,13 @@ macro_rules! impl_store {
                 })
             }
 
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        #[async_trait]
+        impl CityStore for $ty {
             async fn put_city(&self, city: &City, now: TimestampMs) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO cities (id, name, timezone, currency, operating_area, created_at_ms, updated_at_ms) \
@@ -643,624 +652,10 @@ macro_rules! impl_store {
                     .map(|r| -> Result<City, StoreError> { city_row!(r).into_domain() })
                     .collect()
             }
+        }
 
-            async fn insert_booking(&self, b: &BookingRecord) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let result = sqlx::query(
-                    "INSERT INTO bookings (id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
-                )
-                .bind(&b.id)
-                .bind(&b.user_id)
-                .bind(b.vehicle_id.to_string())
-                .bind(b.city.as_str())
-                .bind(&b.state)
-                .bind(b.created_at.0)
-                .bind(b.hold_until.0)
-                .execute(&mut *tx)
-                .await;
-                match result {
-                    Ok(_) => {
-                        emit!(tx, &crate::outbox::booking(b, None, &b.state, b.created_at));
-                        tx.commit().await?;
-                        Ok(())
-                    }
-                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
-                        Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists(
-                            "an active booking of this vehicle or by this rider".into(),
-                        ),
-                        Some(ErrorKind::ForeignKeyViolation) => {
-                            StoreError::MissingReference("unknown rider, vehicle or city".into())
-                        }
-                        _ => StoreError::Database(e),
-                    }),
-                }
-            }
-
-            async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
-                    .transpose()
-            }
-
-            async fn update_booking(
-                &self,
-                id: &str,
-                from: &str,
-                to: &str,
-                f: &TripFacts,
-                now: TimestampMs,
-            ) -> Result<Option<BookingRecord>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let changed = sqlx::query(
-                    "UPDATE bookings SET state = $1, updated_at_ms = $2, \
-                     started_at_ms = COALESCE(started_at_ms, $5), ended_at_ms = COALESCE(ended_at_ms, $6), \
-                     start_odometer_m = COALESCE(start_odometer_m, $7), distance_m = COALESCE(distance_m, $8), \
-                     receipt = COALESCE(receipt, $9), detail = COALESCE(detail, $10), \
-                     pricing = COALESCE(pricing, $11) \
-                     WHERE id = $3 AND state = $4",
-                )
-                .bind(to)
-                .bind(now.0)
-                .bind(id)
-                .bind(from)
-                .bind(f.started_at.map(|t| t.0))
-                .bind(f.ended_at.map(|t| t.0))
-                .bind(f.start_odometer_m)
-                .bind(f.distance_m)
-                .bind(f.receipt.as_deref())
-                .bind(f.detail.as_deref())
-                .bind(f.pricing.as_deref())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if changed == 0 {
-                    return Ok(None);
-                }
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let b = booking_row!(row);
-                emit!(tx, &crate::outbox::booking(&b, Some(from), to, now));
-                tx.commit().await?;
-                Ok(Some(b))
-            }
-
-            async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE bookings SET state = 'expired', updated_at_ms = $1 \
-                     WHERE state = 'reserved' AND hold_until_ms <= $1 RETURNING {BOOKING_COLUMNS}"
-                )))
-                .bind(now.0)
-                .fetch_all(&mut *tx)
-                .await?;
-                let expired: Vec<BookingRecord> = rows
-                    .iter()
-                    .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
-                    .collect::<Result<_, _>>()?;
-                for b in &expired {
-                    emit!(tx, &crate::outbox::booking(b, Some("reserved"), "expired", now));
-                }
-                tx.commit().await?;
-                Ok(expired)
-            }
-
-            async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError> {
-                let n = sqlx::query(
-                    "INSERT INTO outbox (id, event_key, user_id, channel, template, payload, state, attempts, \
-                     next_attempt_at_ms, last_error, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (event_key) DO NOTHING",
-                )
-                .bind(&m.id)
-                .bind(&m.event_key)
-                .bind(&m.user_id)
-                .bind(&m.channel)
-                .bind(&m.template)
-                .bind(&m.payload)
-                .bind(&m.state)
-                .bind(m.attempts)
-                .bind(m.next_attempt_at.0)
-                .bind(m.last_error.as_deref())
-                .bind(m.created_at.0)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                Ok(n == 1)
-            }
-
-            async fn due_notifications(&self, now: TimestampMs, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
-                     ORDER BY next_attempt_at_ms, id LIMIT $2"
-                )))
-                .bind(now.0)
-                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
-                    .collect()
-            }
-
-            async fn finish_notification(
-                &self,
-                id: &str,
-                state: &str,
-                next: TimestampMs,
-                error: Option<&str>,
-                now: TimestampMs,
-            ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at_ms = $2, last_error = $3, \
-                     sent_at_ms = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at_ms END WHERE id = $5 AND state = 'pending'",
-                )
-                .bind(state)
-                .bind(next.0)
-                .bind(error)
-                .bind(now.0)
-                .bind(id)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn notification(&self, event_key: &str) -> Result<Option<OutboxMessage>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_key = $1"
-                )))
-                .bind(event_key)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
-                    .transpose()
-            }
-
-            async fn set_notification_preference(
-                &self,
-                user_id: &str,
-                p: &NotificationPreference,
-            ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO notification_preferences (user_id, channel, enabled, address) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (user_id, channel) DO UPDATE SET enabled = excluded.enabled, address = excluded.address",
-                )
-                .bind(user_id)
-                .bind(&p.channel)
-                .bind(i64::from(p.enabled))
-                .bind(p.address.as_deref())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn notification_preferences(&self, user_id: &str) -> Result<Vec<NotificationPreference>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT channel, enabled, address FROM notification_preferences WHERE user_id = $1 ORDER BY channel",
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<NotificationPreference, StoreError> {
-                        Ok(NotificationPreference {
-                            channel: r.try_get("channel")?,
-                            enabled: r.try_get::<i64, _>("enabled")? != 0,
-                            address: r.try_get("address")?,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn record_payment(
-                &self,
-                p: &PaymentRecord,
-                entry: Option<&mobility_core::payments::JournalEntry>,
-            ) -> Result<PaymentRecord, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO payments (idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, \
-                     provider, provider_ref, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (idempotency_key) DO NOTHING",
-                )
-                .bind(&p.idempotency_key)
-                .bind(&p.user_id)
-                .bind(p.booking_id.as_deref())
-                .bind(p.kind.as_str())
-                .bind(p.amount.minor)
-                .bind(p.amount.currency.code())
-                .bind(p.state.as_str())
-                .bind(p.provider.as_deref())
-                .bind(p.provider_ref.as_deref())
-                .bind(p.detail.as_deref())
-                .bind(p.created_at.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    drop(tx);
-                    return self
-                        .payment(&p.idempotency_key)
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(format!("payment {}", p.idempotency_key)));
-                }
-                if let Some(e) = entry {
-                    for (seq, posting) in e.postings().iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO ledger_postings (journal_id, seq, account, amount_minor, currency, at_ms) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(&p.idempotency_key)
-                        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                        .bind(&posting.account)
-                        .bind(posting.amount.minor)
-                        .bind(posting.amount.currency.code())
-                        .bind(p.created_at.0)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                emit!(tx, &crate::outbox::payment(p));
-                tx.commit().await?;
-                Ok(p.clone())
-            }
-
-            async fn booking_payments(&self, booking_id: &str) -> Result<Vec<PaymentRecord>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT idempotency_key FROM payments WHERE booking_id = $1 ORDER BY created_at_ms, idempotency_key",
-                )
-                .bind(booking_id)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let key: String = r.try_get("idempotency_key")?;
-                    if let Some(p) = self.payment(&key).await? {
-                        out.push(p);
-                    }
-                }
-                Ok(out)
-            }
-
-            async fn payment(&self, key: &str) -> Result<Option<PaymentRecord>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, provider, \
-                     provider_ref, detail, created_at_ms FROM payments WHERE idempotency_key = $1",
-                )
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<PaymentRecord, StoreError> {
-                    let cur: String = r.try_get("currency")?;
-                    let currency = Currency::parse(&cur).map_err(|e| corrupt("payment currency", e))?;
-                    let kind: String = r.try_get("kind")?;
-                    let kind = mobility_core::payments::PaymentKind::parse(&kind)
-                        .ok_or_else(|| corrupt("payment kind", &kind))?;
-                    let state: String = r.try_get("state")?;
-                    let state = mobility_core::payments::PaymentState::parse(&state)
-                        .ok_or_else(|| corrupt("payment state", &state))?;
-                    Ok(PaymentRecord {
-                        idempotency_key: r.try_get("idempotency_key")?,
-                        user_id: r.try_get("user_id")?,
-                        booking_id: r.try_get("booking_id")?,
-                        kind,
-                        amount: mobility_core::Money::new(r.try_get("amount_minor")?, currency),
-                        state,
-                        provider: r.try_get("provider")?,
-                        provider_ref: r.try_get("provider_ref")?,
-                        detail: r.try_get("detail")?,
-                        created_at: TimestampMs(r.try_get("created_at_ms")?),
-                    })
-                })
-                .transpose()
-            }
-
-            async fn account_balance(&self, account: &str, currency: &str) -> Result<i64, StoreError> {
-                let row = sqlx::query(
-                    "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS balance FROM ledger_postings \
-                     WHERE account = $1 AND currency = $2",
-                )
-                .bind(account)
-                .bind(currency)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row.try_get("balance")?)
-            }
-
-            async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS balance FROM ledger_postings \
-                     GROUP BY account, currency ORDER BY account, currency",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<(String, String, i64), StoreError> {
-                        Ok((r.try_get("account")?, r.try_get("currency")?, r.try_get("balance")?))
-                    })
-                    .collect()
-            }
-
-            async fn put_pricing_plan(&self, p: &PricingPlan) -> Result<(), StoreError> {
-                let t = &p.tariff;
-                let result = sqlx::query(
-                    "INSERT INTO pricing_plans (city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, \
-                     per_km_minor, daily_cap_minor, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (city_id, vehicle_type) DO UPDATE SET name = excluded.name, currency = excluded.currency, \
-                     unlock_fee_minor = excluded.unlock_fee_minor, per_minute_minor = excluded.per_minute_minor, \
-                     per_km_minor = excluded.per_km_minor, daily_cap_minor = excluded.daily_cap_minor, \
-                     updated_at_ms = excluded.updated_at_ms",
-                )
-                .bind(p.city.as_str())
-                .bind(p.vehicle_type.as_str())
-                .bind(&p.name)
-                .bind(t.unlock_fee.currency.code())
-                .bind(t.unlock_fee.minor)
-                .bind(t.per_minute.minor)
-                .bind(t.per_km.minor)
-                .bind(t.daily_cap.map(|c| c.minor))
-                .bind(p.updated_at.0)
-                .execute(&self.pool)
-                .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
-                        Some(ErrorKind::ForeignKeyViolation) => {
-                            StoreError::MissingReference(format!("city {} does not exist", p.city))
-                        }
-                        _ => StoreError::Database(e),
-                    }),
-                }
-            }
-
-            async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, per_km_minor, \
-                     daily_cap_minor, updated_at_ms FROM pricing_plans WHERE city_id = $1 ORDER BY vehicle_type",
-                )
-                .bind(city.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<PricingPlan, StoreError> {
-                        let city: String = r.try_get("city_id")?;
-                        let vt: String = r.try_get("vehicle_type")?;
-                        let cur: String = r.try_get("currency")?;
-                        let currency = Currency::parse(&cur).map_err(|e| corrupt("plan currency", e))?;
-                        let money = |m: i64| mobility_core::Money::new(m, currency);
-                        Ok(PricingPlan {
-                            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
-                            vehicle_type: VehicleType::parse(&vt).map_err(|e| corrupt("vehicle type", e))?,
-                            name: r.try_get("name")?,
-                            tariff: mobility_core::Tariff {
-                                unlock_fee: money(r.try_get("unlock_fee_minor")?),
-                                per_minute: money(r.try_get("per_minute_minor")?),
-                                per_km: money(r.try_get("per_km_minor")?),
-                                daily_cap: r.try_get::<Option<i64>, _>("daily_cap_minor")?.map(money),
-                            },
-                            updated_at: TimestampMs(r.try_get("updated_at_ms")?),
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO kyc_submissions (id, user_id, kind, state, full_name, date_of_birth, document_number, \
-                     expires_on, provider, reason, submitted_at_ms, decided_at_ms, decided_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                )
-                .bind(&k.id)
-                .bind(&k.user_id)
-                .bind(&k.kind)
-                .bind(&k.state)
-                .bind(&k.full_name)
-                .bind(&k.date_of_birth)
-                .bind(&k.document_number)
-                .bind(k.expires_on.as_deref())
-                .bind(&k.provider)
-                .bind(k.reason.as_deref())
-                .bind(k.submitted_at.0)
-                .bind(k.decided_at.map(|t| t.0))
-                .bind(k.decided_by.as_deref())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn user_kyc(&self, user_id: &str) -> Result<Vec<KycRecord>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE user_id = $1 ORDER BY submitted_at_ms DESC, id DESC"
-                )))
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
-                    .collect()
-            }
-
-            async fn kyc_queue(&self, limit: u32) -> Result<Vec<KycRecord>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE state = 'pending' ORDER BY submitted_at_ms, id LIMIT $1"
-                )))
-                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
-                    .collect()
-            }
-
-            async fn decide_kyc(
-                &self,
-                id: &str,
-                state: &str,
-                reason: Option<&str>,
-                by: &str,
-                now: TimestampMs,
-            ) -> Result<Option<KycRecord>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE kyc_submissions SET state = $1, reason = $2, decided_by = $3, decided_at_ms = $4 \
-                     WHERE id = $5 AND state = 'pending' RETURNING {KYC_COLUMNS}"
-                )))
-                .bind(state)
-                .bind(reason)
-                .bind(by)
-                .bind(now.0)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(r) = row else {
-                    return Ok(None);
-                };
-                let k = kyc_row!(r);
-                emit!(tx, &crate::outbox::kyc(&k, now));
-                tx.commit().await?;
-                Ok(Some(k))
-            }
-
-            async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
-                let result = sqlx::query(
-                    "INSERT INTO users (id, email, password_hash, role, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&u.id)
-                .bind(&u.email)
-                .bind(&u.password_hash)
-                .bind(u.role.as_str())
-                .bind(u.created_at.0)
-                .execute(&self.pool)
-                .await;
-                match result {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
-                        Some(ErrorKind::UniqueViolation) => {
-                            StoreError::AlreadyExists("an account with this e-mail".into())
-                        }
-                        _ => StoreError::Database(e),
-                    }),
-                }
-            }
-
-            async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE email = $1",
-                )
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
-                    .transpose()
-            }
-
-            async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
-                    .transpose()
-            }
-
-            async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&t.token_sha256)
-                .bind(&t.user_id)
-                .bind(&t.family_id)
-                .bind(t.created_at.0)
-                .bind(t.expires_at.0)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn rotate_refresh_token(
-                &self,
-                presented: &str,
-                next_sha256: &str,
-                next_expires_at: TimestampMs,
-                now: TimestampMs,
-            ) -> Result<Rotation, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                // The write comes first so SQLite takes its write lock at once, and two
-                // concurrent refreshes with one token cannot both succeed.
-                let used = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at_ms = $1 \
-                     WHERE token_sha256 = $2 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $1",
-                )
-                .bind(now.0)
-                .bind(presented)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let row = sqlx::query(
-                    "SELECT user_id, family_id, used_at_ms FROM refresh_tokens WHERE token_sha256 = $1",
-                )
-                .bind(presented)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Ok(Rotation::Invalid);
-                };
-                let user_id: String = row.try_get("user_id")?;
-                let family_id: String = row.try_get("family_id")?;
-                if used == 1 {
-                    sqlx::query(
-                        "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(next_sha256)
-                    .bind(&user_id)
-                    .bind(&family_id)
-                    .bind(now.0)
-                    .bind(next_expires_at.0)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    return Ok(Rotation::Rotated { user_id });
-                }
-                let used_at: Option<i64> = row.try_get("used_at_ms")?;
-                if used_at.is_some() {
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE family_id = $2 AND revoked_at_ms IS NULL",
-                    )
-                    .bind(now.0)
-                    .bind(&family_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    return Ok(Rotation::ReuseDetected);
-                }
-                Ok(Rotation::Invalid)
-            }
-
-            async fn revoke_refresh_family(&self, token_sha256: &str, now: TimestampMs) -> Result<bool, StoreError> {
-                let revoked = sqlx::query(
-                    "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE revoked_at_ms IS NULL AND family_id = \
-                     (SELECT family_id FROM refresh_tokens WHERE token_sha256 = $2)",
-                )
-                .bind(now.0)
-                .bind(token_sha256)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                Ok(revoked > 0)
-            }
-
+        #[async_trait]
+        impl VehicleStore for $ty {
             async fn insert_vehicle(&self, v: &Vehicle, secret_sha256: &str) -> Result<(), StoreError> {
                 self.insert_vehicles(&[(v.clone(), secret_sha256.to_owned())]).await
             }
@@ -1331,67 +726,6 @@ macro_rules! impl_store {
                 rows.iter()
                     .map(|r| -> Result<Vehicle, StoreError> { vehicle_row!(r).into_domain() })
                     .collect()
-            }
-
-            async fn insert_api_token(&self, t: &ApiToken) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO api_tokens (id, role, label, secret_sha256, created_at_ms, revoked_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&t.id)
-                .bind(t.role.as_str())
-                .bind(&t.label)
-                .bind(&t.secret_sha256)
-                .bind(t.created_at.0)
-                .bind(t.revoked_at.map(|x| x.0))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
-                    Some(ErrorKind::UniqueViolation) => {
-                        StoreError::AlreadyExists(format!("api token {}", t.id))
-                    }
-                    _ => StoreError::Database(e),
-                })?;
-                Ok(())
-            }
-
-            async fn api_token_by_secret(&self, secret_sha256: &str) -> Result<Option<ApiToken>, StoreError> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_sha256 = $1"
-                )))
-                .bind(secret_sha256)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).transpose()
-            }
-
-            async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_ms DESC, id"
-                )))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter().map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).collect()
-            }
-
-            async fn revoke_api_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError> {
-                let n = sqlx::query(
-                    "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
-                )
-                .bind(at.0)
-                .bind(id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                if n > 0 {
-                    return Ok(true);
-                }
-                let exists = sqlx::query("SELECT 1 FROM api_tokens WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .is_some();
-                Ok(exists)
             }
 
             async fn vehicles(
@@ -1593,6 +927,119 @@ macro_rules! impl_store {
                     })
                     .collect()
             }
+        }
+
+        #[async_trait]
+        impl BookingStore for $ty {
+            async fn insert_booking(&self, b: &BookingRecord) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let result = sqlx::query(
+                    "INSERT INTO bookings (id, user_id, vehicle_id, city_id, state, created_at_ms, hold_until_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $6)",
+                )
+                .bind(&b.id)
+                .bind(&b.user_id)
+                .bind(b.vehicle_id.to_string())
+                .bind(b.city.as_str())
+                .bind(&b.state)
+                .bind(b.created_at.0)
+                .bind(b.hold_until.0)
+                .execute(&mut *tx)
+                .await;
+                match result {
+                    Ok(_) => {
+                        emit!(tx, &crate::outbox::booking(b, None, &b.state, b.created_at));
+                        tx.commit().await?;
+                        Ok(())
+                    }
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists(
+                            "an active booking of this vehicle or by this rider".into(),
+                        ),
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference("unknown rider, vehicle or city".into())
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .transpose()
+            }
+
+            async fn update_booking(
+                &self,
+                id: &str,
+                from: &str,
+                to: &str,
+                f: &TripFacts,
+                now: TimestampMs,
+            ) -> Result<Option<BookingRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let changed = sqlx::query(
+                    "UPDATE bookings SET state = $1, updated_at_ms = $2, \
+                     started_at_ms = COALESCE(started_at_ms, $5), ended_at_ms = COALESCE(ended_at_ms, $6), \
+                     start_odometer_m = COALESCE(start_odometer_m, $7), distance_m = COALESCE(distance_m, $8), \
+                     receipt = COALESCE(receipt, $9), detail = COALESCE(detail, $10), \
+                     pricing = COALESCE(pricing, $11) \
+                     WHERE id = $3 AND state = $4",
+                )
+                .bind(to)
+                .bind(now.0)
+                .bind(id)
+                .bind(from)
+                .bind(f.started_at.map(|t| t.0))
+                .bind(f.ended_at.map(|t| t.0))
+                .bind(f.start_odometer_m)
+                .bind(f.distance_m)
+                .bind(f.receipt.as_deref())
+                .bind(f.detail.as_deref())
+                .bind(f.pricing.as_deref())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Ok(None);
+                }
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let b = booking_row!(row);
+                emit!(tx, &crate::outbox::booking(&b, Some(from), to, now));
+                tx.commit().await?;
+                Ok(Some(b))
+            }
+
+            async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE bookings SET state = 'expired', updated_at_ms = $1 \
+                     WHERE state = 'reserved' AND hold_until_ms <= $1 RETURNING {BOOKING_COLUMNS}"
+                )))
+                .bind(now.0)
+                .fetch_all(&mut *tx)
+                .await?;
+                let expired: Vec<BookingRecord> = rows
+                    .iter()
+                    .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
+                    .collect::<Result<_, _>>()?;
+                for b in &expired {
+                    emit!(tx, &crate::outbox::booking(b, Some("reserved"), "expired", now));
+                }
+                tx.commit().await?;
+                Ok(expired)
+            }
 
             async fn trips_between(
                 &self,
@@ -1634,29 +1081,71 @@ macro_rules! impl_store {
                     .map(|r| -> Result<BookingRecord, StoreError> { Ok(booking_row!(r)) })
                     .collect()
             }
+        }
 
-            async fn users(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRecord>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id > $1 \
-                     ORDER BY id LIMIT $2",
+        #[async_trait]
+        impl PricingStore for $ty {
+            async fn put_pricing_plan(&self, p: &PricingPlan) -> Result<(), StoreError> {
+                let t = &p.tariff;
+                let result = sqlx::query(
+                    "INSERT INTO pricing_plans (city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, \
+                     per_km_minor, daily_cap_minor, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (city_id, vehicle_type) DO UPDATE SET name = excluded.name, currency = excluded.currency, \
+                     unlock_fee_minor = excluded.unlock_fee_minor, per_minute_minor = excluded.per_minute_minor, \
+                     per_km_minor = excluded.per_km_minor, daily_cap_minor = excluded.daily_cap_minor, \
+                     updated_at_ms = excluded.updated_at_ms",
                 )
-                .bind(after.unwrap_or_default())
-                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .bind(p.city.as_str())
+                .bind(p.vehicle_type.as_str())
+                .bind(&p.name)
+                .bind(t.unlock_fee.currency.code())
+                .bind(t.unlock_fee.minor)
+                .bind(t.per_minute.minor)
+                .bind(t.per_km.minor)
+                .bind(t.daily_cap.map(|c| c.minor))
+                .bind(p.updated_at.0)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::ForeignKeyViolation) => {
+                            StoreError::MissingReference(format!("city {} does not exist", p.city))
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT city_id, vehicle_type, name, currency, unlock_fee_minor, per_minute_minor, per_km_minor, \
+                     daily_cap_minor, updated_at_ms FROM pricing_plans WHERE city_id = $1 ORDER BY vehicle_type",
+                )
+                .bind(city.as_str())
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()
-                    .map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .map(|r| -> Result<PricingPlan, StoreError> {
+                        let city: String = r.try_get("city_id")?;
+                        let vt: String = r.try_get("vehicle_type")?;
+                        let cur: String = r.try_get("currency")?;
+                        let currency = Currency::parse(&cur).map_err(|e| corrupt("plan currency", e))?;
+                        let money = |m: i64| mobility_core::Money::new(m, currency);
+                        Ok(PricingPlan {
+                            city: CityId::parse(&city).map_err(|e| corrupt("city id", e))?,
+                            vehicle_type: VehicleType::parse(&vt).map_err(|e| corrupt("vehicle type", e))?,
+                            name: r.try_get("name")?,
+                            tariff: mobility_core::Tariff {
+                                unlock_fee: money(r.try_get("unlock_fee_minor")?),
+                                per_minute: money(r.try_get("per_minute_minor")?),
+                                per_km: money(r.try_get("per_km_minor")?),
+                                daily_cap: r.try_get::<Option<i64>, _>("daily_cap_minor")?.map(money),
+                            },
+                            updated_at: TimestampMs(r.try_get("updated_at_ms")?),
+                        })
+                    })
                     .collect()
-            }
-
-            async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
-                let n = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-                    .bind(role.as_str())
-                    .bind(id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                Ok(n > 0)
             }
 
             async fn put_pass_plan(&self, p: &PassPlan) -> Result<(), StoreError> {
@@ -1771,7 +1260,551 @@ macro_rules! impl_store {
                     .map(|r| -> Result<RiderPass, StoreError> { Ok(rider_pass_row!(r)) })
                     .collect()
             }
+        }
 
+        #[async_trait]
+        impl PaymentStore for $ty {
+            async fn record_payment(
+                &self,
+                p: &PaymentRecord,
+                entry: Option<&mobility_core::payments::JournalEntry>,
+            ) -> Result<PaymentRecord, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO payments (idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, \
+                     provider, provider_ref, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .bind(&p.idempotency_key)
+                .bind(&p.user_id)
+                .bind(p.booking_id.as_deref())
+                .bind(p.kind.as_str())
+                .bind(p.amount.minor)
+                .bind(p.amount.currency.code())
+                .bind(p.state.as_str())
+                .bind(p.provider.as_deref())
+                .bind(p.provider_ref.as_deref())
+                .bind(p.detail.as_deref())
+                .bind(p.created_at.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    drop(tx);
+                    return self
+                        .payment(&p.idempotency_key)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("payment {}", p.idempotency_key)));
+                }
+                if let Some(e) = entry {
+                    for (seq, posting) in e.postings().iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO ledger_postings (journal_id, seq, account, amount_minor, currency, at_ms) \
+                             VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(&p.idempotency_key)
+                        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+                        .bind(&posting.account)
+                        .bind(posting.amount.minor)
+                        .bind(posting.amount.currency.code())
+                        .bind(p.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                emit!(tx, &crate::outbox::payment(p));
+                tx.commit().await?;
+                Ok(p.clone())
+            }
+
+            async fn booking_payments(&self, booking_id: &str) -> Result<Vec<PaymentRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT idempotency_key FROM payments WHERE booking_id = $1 ORDER BY created_at_ms, idempotency_key",
+                )
+                .bind(booking_id)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let key: String = r.try_get("idempotency_key")?;
+                    if let Some(p) = self.payment(&key).await? {
+                        out.push(p);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn payment(&self, key: &str) -> Result<Option<PaymentRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT idempotency_key, user_id, booking_id, kind, amount_minor, currency, state, provider, \
+                     provider_ref, detail, created_at_ms FROM payments WHERE idempotency_key = $1",
+                )
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<PaymentRecord, StoreError> {
+                    let cur: String = r.try_get("currency")?;
+                    let currency = Currency::parse(&cur).map_err(|e| corrupt("payment currency", e))?;
+                    let kind: String = r.try_get("kind")?;
+                    let kind = mobility_core::payments::PaymentKind::parse(&kind)
+                        .ok_or_else(|| corrupt("payment kind", &kind))?;
+                    let state: String = r.try_get("state")?;
+                    let state = mobility_core::payments::PaymentState::parse(&state)
+                        .ok_or_else(|| corrupt("payment state", &state))?;
+                    Ok(PaymentRecord {
+                        idempotency_key: r.try_get("idempotency_key")?,
+                        user_id: r.try_get("user_id")?,
+                        booking_id: r.try_get("booking_id")?,
+                        kind,
+                        amount: mobility_core::Money::new(r.try_get("amount_minor")?, currency),
+                        state,
+                        provider: r.try_get("provider")?,
+                        provider_ref: r.try_get("provider_ref")?,
+                        detail: r.try_get("detail")?,
+                        created_at: TimestampMs(r.try_get("created_at_ms")?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn account_balance(&self, account: &str, currency: &str) -> Result<i64, StoreError> {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS balance FROM ledger_postings \
+                     WHERE account = $1 AND currency = $2",
+                )
+                .bind(account)
+                .bind(currency)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get("balance")?)
+            }
+
+            async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS balance FROM ledger_postings \
+                     GROUP BY account, currency ORDER BY account, currency",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<(String, String, i64), StoreError> {
+                        Ok((r.try_get("account")?, r.try_get("currency")?, r.try_get("balance")?))
+                    })
+                    .collect()
+            }
+        }
+
+        #[async_trait]
+        impl NotificationStore for $ty {
+            async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "INSERT INTO outbox (id, event_key, user_id, channel, template, payload, state, attempts, \
+                     next_attempt_at_ms, last_error, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                     ON CONFLICT (event_key) DO NOTHING",
+                )
+                .bind(&m.id)
+                .bind(&m.event_key)
+                .bind(&m.user_id)
+                .bind(&m.channel)
+                .bind(&m.template)
+                .bind(&m.payload)
+                .bind(&m.state)
+                .bind(m.attempts)
+                .bind(m.next_attempt_at.0)
+                .bind(m.last_error.as_deref())
+                .bind(m.created_at.0)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn due_notifications(&self, now: TimestampMs, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1 \
+                     ORDER BY next_attempt_at_ms, id LIMIT $2"
+                )))
+                .bind(now.0)
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
+                    .collect()
+            }
+
+            async fn finish_notification(
+                &self,
+                id: &str,
+                state: &str,
+                next: TimestampMs,
+                error: Option<&str>,
+                now: TimestampMs,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE outbox SET state = $1, attempts = attempts + 1, next_attempt_at_ms = $2, last_error = $3, \
+                     sent_at_ms = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at_ms END WHERE id = $5 AND state = 'pending'",
+                )
+                .bind(state)
+                .bind(next.0)
+                .bind(error)
+                .bind(now.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn notification(&self, event_key: &str) -> Result<Option<OutboxMessage>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE event_key = $1"
+                )))
+                .bind(event_key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<OutboxMessage, StoreError> { Ok(outbox_row!(r)) })
+                    .transpose()
+            }
+
+            async fn set_notification_preference(
+                &self,
+                user_id: &str,
+                p: &NotificationPreference,
+            ) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO notification_preferences (user_id, channel, enabled, address) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (user_id, channel) DO UPDATE SET enabled = excluded.enabled, address = excluded.address",
+                )
+                .bind(user_id)
+                .bind(&p.channel)
+                .bind(i64::from(p.enabled))
+                .bind(p.address.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn notification_preferences(&self, user_id: &str) -> Result<Vec<NotificationPreference>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT channel, enabled, address FROM notification_preferences WHERE user_id = $1 ORDER BY channel",
+                )
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<NotificationPreference, StoreError> {
+                        Ok(NotificationPreference {
+                            channel: r.try_get("channel")?,
+                            enabled: r.try_get::<i64, _>("enabled")? != 0,
+                            address: r.try_get("address")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+
+        #[async_trait]
+        impl KycStore for $ty {
+            async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO kyc_submissions (id, user_id, kind, state, full_name, date_of_birth, document_number, \
+                     expires_on, provider, reason, submitted_at_ms, decided_at_ms, decided_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&k.id)
+                .bind(&k.user_id)
+                .bind(&k.kind)
+                .bind(&k.state)
+                .bind(&k.full_name)
+                .bind(&k.date_of_birth)
+                .bind(&k.document_number)
+                .bind(k.expires_on.as_deref())
+                .bind(&k.provider)
+                .bind(k.reason.as_deref())
+                .bind(k.submitted_at.0)
+                .bind(k.decided_at.map(|t| t.0))
+                .bind(k.decided_by.as_deref())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn user_kyc(&self, user_id: &str) -> Result<Vec<KycRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE user_id = $1 ORDER BY submitted_at_ms DESC, id DESC"
+                )))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
+                    .collect()
+            }
+
+            async fn kyc_queue(&self, limit: u32) -> Result<Vec<KycRecord>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {KYC_COLUMNS} FROM kyc_submissions WHERE state = 'pending' ORDER BY submitted_at_ms, id LIMIT $1"
+                )))
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<KycRecord, StoreError> { Ok(kyc_row!(r)) })
+                    .collect()
+            }
+
+            async fn decide_kyc(
+                &self,
+                id: &str,
+                state: &str,
+                reason: Option<&str>,
+                by: &str,
+                now: TimestampMs,
+            ) -> Result<Option<KycRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE kyc_submissions SET state = $1, reason = $2, decided_by = $3, decided_at_ms = $4 \
+                     WHERE id = $5 AND state = 'pending' RETURNING {KYC_COLUMNS}"
+                )))
+                .bind(state)
+                .bind(reason)
+                .bind(by)
+                .bind(now.0)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(r) = row else {
+                    return Ok(None);
+                };
+                let k = kyc_row!(r);
+                emit!(tx, &crate::outbox::kyc(&k, now));
+                tx.commit().await?;
+                Ok(Some(k))
+            }
+        }
+
+        #[async_trait]
+        impl AccountStore for $ty {
+            async fn insert_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+                let result = sqlx::query(
+                    "INSERT INTO users (id, email, password_hash, role, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&u.id)
+                .bind(&u.email)
+                .bind(&u.password_hash)
+                .bind(u.role.as_str())
+                .bind(u.created_at.0)
+                .execute(&self.pool)
+                .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(match e.as_database_error().map(|d| d.kind()) {
+                        Some(ErrorKind::UniqueViolation) => {
+                            StoreError::AlreadyExists("an account with this e-mail".into())
+                        }
+                        _ => StoreError::Database(e),
+                    }),
+                }
+            }
+
+            async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE email = $1",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .transpose()
+            }
+
+            async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .transpose()
+            }
+
+            async fn insert_refresh_token(&self, t: &RefreshToken) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&t.token_sha256)
+                .bind(&t.user_id)
+                .bind(&t.family_id)
+                .bind(t.created_at.0)
+                .bind(t.expires_at.0)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                presented: &str,
+                next_sha256: &str,
+                next_expires_at: TimestampMs,
+                now: TimestampMs,
+            ) -> Result<Rotation, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // The write comes first so SQLite takes its write lock at once, and two
+                // concurrent refreshes with one token cannot both succeed.
+                let used = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at_ms = $1 \
+                     WHERE token_sha256 = $2 AND used_at_ms IS NULL AND revoked_at_ms IS NULL AND expires_at_ms > $1",
+                )
+                .bind(now.0)
+                .bind(presented)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let row = sqlx::query(
+                    "SELECT user_id, family_id, used_at_ms FROM refresh_tokens WHERE token_sha256 = $1",
+                )
+                .bind(presented)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Ok(Rotation::Invalid);
+                };
+                let user_id: String = row.try_get("user_id")?;
+                let family_id: String = row.try_get("family_id")?;
+                if used == 1 {
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_sha256, user_id, family_id, created_at_ms, expires_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(next_sha256)
+                    .bind(&user_id)
+                    .bind(&family_id)
+                    .bind(now.0)
+                    .bind(next_expires_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::Rotated { user_id });
+                }
+                let used_at: Option<i64> = row.try_get("used_at_ms")?;
+                if used_at.is_some() {
+                    sqlx::query(
+                        "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE family_id = $2 AND revoked_at_ms IS NULL",
+                    )
+                    .bind(now.0)
+                    .bind(&family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::ReuseDetected);
+                }
+                Ok(Rotation::Invalid)
+            }
+
+            async fn revoke_refresh_family(&self, token_sha256: &str, now: TimestampMs) -> Result<bool, StoreError> {
+                let revoked = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE revoked_at_ms IS NULL AND family_id = \
+                     (SELECT family_id FROM refresh_tokens WHERE token_sha256 = $2)",
+                )
+                .bind(now.0)
+                .bind(token_sha256)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(revoked > 0)
+            }
+
+            async fn insert_api_token(&self, t: &ApiToken) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, role, label, secret_sha256, created_at_ms, revoked_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.id)
+                .bind(t.role.as_str())
+                .bind(&t.label)
+                .bind(&t.secret_sha256)
+                .bind(t.created_at.0)
+                .bind(t.revoked_at.map(|x| x.0))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::UniqueViolation) => {
+                        StoreError::AlreadyExists(format!("api token {}", t.id))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn api_token_by_secret(&self, secret_sha256: &str) -> Result<Option<ApiToken>, StoreError> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE secret_sha256 = $1"
+                )))
+                .bind(secret_sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).transpose()
+            }
+
+            async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_ms DESC, id"
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(|r| -> Result<ApiToken, StoreError> { Ok(token_row!(r)) }).collect()
+            }
+
+            async fn revoke_api_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError> {
+                let n = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+                )
+                .bind(at.0)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    return Ok(true);
+                }
+                let exists = sqlx::query("SELECT 1 FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                Ok(exists)
+            }
+
+            async fn users(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, email, password_hash, role, created_at_ms FROM users WHERE id > $1 \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(after.unwrap_or_default())
+                .bind(i64::from(limit.min(PAGE_LIMIT_MAX)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<UserRecord, StoreError> { Ok(user_row!(r)) })
+                    .collect()
+            }
+
+            async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
+                let n = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role.as_str())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n > 0)
+            }
+        }
+
+        #[async_trait]
+        impl OpenDataStore for $ty {
             async fn insert_mds_token(&self, t: &MdsToken) -> Result<(), StoreError> {
                 sqlx::query(
                     "INSERT INTO mds_tokens (id, agency, city_id, created_at_ms, expires_at_ms, revoked_at_ms) \
@@ -1832,6 +1865,63 @@ macro_rules! impl_store {
                 Ok(self.mds_token(id).await?.is_some())
             }
 
+            async fn put_alert(&self, a: &AlertRecord) -> Result<(), StoreError> {
+                sqlx::query(
+                    "INSERT INTO system_alerts (id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET city_id = excluded.city_id, alert_type = excluded.alert_type, \
+                     summary = excluded.summary, description = excluded.description, url = excluded.url, \
+                     starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )
+                .bind(&a.id)
+                .bind(a.city.as_str())
+                .bind(&a.alert_type)
+                .bind(&a.summary)
+                .bind(a.description.as_deref())
+                .bind(a.url.as_deref())
+                .bind(a.starts_at.map(|t| t.0))
+                .bind(a.ends_at.map(|t| t.0))
+                .bind(a.updated_at.0)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
+                    Some(ErrorKind::ForeignKeyViolation) => {
+                        StoreError::MissingReference(format!("city {} does not exist", a.city))
+                    }
+                    _ => StoreError::Database(e),
+                })?;
+                Ok(())
+            }
+
+            async fn alerts(&self, city: &CityId) -> Result<Vec<AlertRecord>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms \
+                     FROM system_alerts WHERE city_id = $1 ORDER BY id",
+                )
+                .bind(city.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| -> Result<AlertRecord, StoreError> { Ok(alert_row!(r)) })
+                    .collect()
+            }
+
+            async fn delete_alert(&self, id: &str) -> Result<Option<CityId>, StoreError> {
+                let row = sqlx::query("DELETE FROM system_alerts WHERE id = $1 RETURNING city_id")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|r| -> Result<CityId, StoreError> {
+                    let c: String = r.try_get(0)?;
+                    CityId::parse(&c).map_err(|e| corrupt("city id", e))
+                })
+                .transpose()
+            }
+        }
+
+        #[async_trait]
+        impl IntelStore for $ty {
             async fn add_demand(&self, city: &CityId, slots: &[DemandSlot]) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 for d in slots {
@@ -2054,61 +2144,10 @@ macro_rules! impl_store {
                     None => 0,
                 })
             }
+        }
 
-            async fn put_alert(&self, a: &AlertRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO system_alerts (id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (id) DO UPDATE SET city_id = excluded.city_id, alert_type = excluded.alert_type, \
-                     summary = excluded.summary, description = excluded.description, url = excluded.url, \
-                     starts_at_ms = excluded.starts_at_ms, ends_at_ms = excluded.ends_at_ms, \
-                     updated_at_ms = excluded.updated_at_ms",
-                )
-                .bind(&a.id)
-                .bind(a.city.as_str())
-                .bind(&a.alert_type)
-                .bind(&a.summary)
-                .bind(a.description.as_deref())
-                .bind(a.url.as_deref())
-                .bind(a.starts_at.map(|t| t.0))
-                .bind(a.ends_at.map(|t| t.0))
-                .bind(a.updated_at.0)
-                .execute(&self.pool)
-                .await
-                .map_err(|e| match e.as_database_error().map(|d| d.kind()) {
-                    Some(ErrorKind::ForeignKeyViolation) => {
-                        StoreError::MissingReference(format!("city {} does not exist", a.city))
-                    }
-                    _ => StoreError::Database(e),
-                })?;
-                Ok(())
-            }
-
-            async fn alerts(&self, city: &CityId) -> Result<Vec<AlertRecord>, StoreError> {
-                let rows = sqlx::query(
-                    "SELECT id, city_id, alert_type, summary, description, url, starts_at_ms, ends_at_ms, updated_at_ms \
-                     FROM system_alerts WHERE city_id = $1 ORDER BY id",
-                )
-                .bind(city.as_str())
-                .fetch_all(&self.pool)
-                .await?;
-                rows.iter()
-                    .map(|r| -> Result<AlertRecord, StoreError> { Ok(alert_row!(r)) })
-                    .collect()
-            }
-
-            async fn delete_alert(&self, id: &str) -> Result<Option<CityId>, StoreError> {
-                let row = sqlx::query("DELETE FROM system_alerts WHERE id = $1 RETURNING city_id")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                row.map(|r| -> Result<CityId, StoreError> {
-                    let c: String = r.try_get(0)?;
-                    CityId::parse(&c).map_err(|e| corrupt("city id", e))
-                })
-                .transpose()
-            }
-
+        #[async_trait]
+        impl CommandStore for $ty {
             async fn insert_command(&self, c: &CommandRecord) -> Result<(), StoreError> {
                 let kind = serde_json::to_string(&c.kind).map_err(|e| corrupt("command kind", e))?;
                 sqlx::query(
@@ -2204,7 +2243,10 @@ macro_rules! impl_store {
                 .await?;
                 rows.iter().map(|r| -> Result<CommandRecord, StoreError> { Ok(command_row!(r)) }).collect()
             }
+        }
 
+        #[async_trait]
+        impl GeofenceStore for $ty {
             async fn put_geofence(&self, f: &GeofenceRecord) -> Result<(), StoreError> {
                 let ring = serde_json::to_string(&f.ring).map_err(|e| corrupt("geofence ring", e))?;
                 sqlx::query(
@@ -2268,7 +2310,10 @@ macro_rules! impl_store {
                 })
                 .transpose()
             }
+        }
 
+        #[async_trait]
+        impl EventStore for $ty {
             async fn record_event(&self, event: &mobility_core::NewEvent) -> Result<(), StoreError> {
                 let mut conn = self.pool.acquire().await?;
                 emit!(conn, event);
@@ -2307,10 +2352,6 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?
                     .rows_affected())
-            }
-
-            async fn close(&self) {
-                self.pool.close().await;
             }
         }
     };

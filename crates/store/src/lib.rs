@@ -1,4 +1,5 @@
-//! Transactional storage: one [`Store`] trait, two backends chosen by URL.
+//! Transactional storage: a trait per domain (each in its folder, beside its conformance
+//! cases), [`Store`] over all of them, and two backends chosen by URL.
 //!
 //! - `sqlite://PATH` — the embedded default: one file (WAL mode), created on first start.
 //! - `postgres://…` / `postgresql://…` — PostgreSQL 13 or later, for scale-out.
@@ -13,6 +14,27 @@
 
 mod backend;
 mod url_redact;
+
+pub mod accounts;
+pub mod bookings;
+pub mod cities;
+pub mod commands;
+pub mod events;
+pub mod geofences;
+pub mod intel;
+pub mod kyc;
+pub mod notifications;
+pub mod open_data;
+pub mod payments;
+pub mod pricing;
+pub mod vehicles;
+
+pub use {
+    accounts::AccountStore, bookings::BookingStore, cities::CityStore, commands::CommandStore,
+    events::EventStore, geofences::GeofenceStore, intel::IntelStore, kyc::KycStore,
+    notifications::NotificationStore, open_data::OpenDataStore, payments::PaymentStore,
+    pricing::PricingStore, vehicles::VehicleStore,
+};
 
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -677,9 +699,30 @@ pub mod outbox {
     }
 }
 
-/// Transactional storage used by every service of the platform.
+/// Transactional storage used by every service of the platform: every per-domain store (one
+/// trait and its conformance cases per folder: `cities/`, `vehicles/`, `bookings/`, …) on one
+/// database, so a change and its outbox event commit in one transaction. A service that needs
+/// one domain can be handed that trait alone.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    CityStore
+    + VehicleStore
+    + BookingStore
+    + PricingStore
+    + PaymentStore
+    + NotificationStore
+    + KycStore
+    + AccountStore
+    + OpenDataStore
+    + IntelStore
+    + CommandStore
+    + GeofenceStore
+    + EventStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     /// The backend behind this store.
     fn backend(&self) -> Backend;
 
@@ -688,405 +731,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks the database answers and reports migration status.
     async fn readiness(&self) -> Result<Readiness, StoreError>;
-
-    /// Creates or replaces a city.
-    async fn put_city(&self, city: &City, now: TimestampMs) -> Result<(), StoreError>;
-
-    /// One city.
-    async fn city(&self, id: &CityId) -> Result<Option<City>, StoreError>;
-
-    /// All cities, by id.
-    async fn cities(&self) -> Result<Vec<City>, StoreError>;
-
-    /// Registers a new vehicle with the SHA-256 (hex) of its device secret. Fails with
-    /// `AlreadyExists` or `MissingReference` (unknown city).
-    async fn insert_vehicle(
-        &self,
-        vehicle: &Vehicle,
-        device_secret_sha256: &str,
-    ) -> Result<(), StoreError>;
-
-    /// Stores a new booking. Fails with `AlreadyExists` when the vehicle or the rider already has
-    /// an active booking (decided by the database, so concurrent attempts cannot both win).
-    async fn insert_booking(&self, booking: &BookingRecord) -> Result<(), StoreError>;
-
-    /// A booking by id.
-    async fn booking(&self, id: &str) -> Result<Option<BookingRecord>, StoreError>;
-
-    /// Moves a booking from `from` to `to` if it is still in `from` (compare-and-set). Returns
-    /// the booking after the change, or `None` if it was not in `from`.
-    async fn transition_booking(
-        &self,
-        id: &str,
-        from: &str,
-        to: &str,
-        now: TimestampMs,
-    ) -> Result<Option<BookingRecord>, StoreError> {
-        self.update_booking(id, from, to, &TripFacts::default(), now)
-            .await
-    }
-
-    /// Like [`Store::transition_booking`], also setting the trip facts given (`Some`); facts
-    /// already set are kept.
-    async fn update_booking(
-        &self,
-        id: &str,
-        from: &str,
-        to: &str,
-        facts: &TripFacts,
-        now: TimestampMs,
-    ) -> Result<Option<BookingRecord>, StoreError>;
-
-    /// Expires reserved bookings whose hold lapsed by `now`; returns them (now `expired`).
-    async fn expire_holds(&self, now: TimestampMs) -> Result<Vec<BookingRecord>, StoreError>;
-
-    /// Creates or replaces the plan of a city and vehicle type (`MissingReference` for an
-    /// unknown city).
-    async fn put_pricing_plan(&self, plan: &PricingPlan) -> Result<(), StoreError>;
-
-    /// A city's plans, by vehicle type.
-    async fn pricing_plans(&self, city: &CityId) -> Result<Vec<PricingPlan>, StoreError>;
-
-    /// Records a payment outcome and, if given, its journal entry, in one transaction. If the
-    /// idempotency key is already recorded, nothing is written and the first record is returned.
-    async fn record_payment(
-        &self,
-        payment: &PaymentRecord,
-        entry: Option<&mobility_core::payments::JournalEntry>,
-    ) -> Result<PaymentRecord, StoreError>;
-
-    /// A booking's payments (charges and refunds), oldest first.
-    async fn booking_payments(&self, booking_id: &str) -> Result<Vec<PaymentRecord>, StoreError>;
-
-    /// A payment by idempotency key.
-    async fn payment(&self, idempotency_key: &str) -> Result<Option<PaymentRecord>, StoreError>;
-
-    /// One account's balance in a currency (minor units; 0 when it has no postings).
-    async fn account_balance(&self, account: &str, currency: &str) -> Result<i64, StoreError>;
-
-    /// Every account's balance per currency (minor units), by account.
-    async fn ledger_balances(&self) -> Result<Vec<(String, String, i64)>, StoreError>;
-
-    /// Writes a message to the outbox; `false` (and nothing written) if its event key exists.
-    async fn enqueue_notification(&self, m: &OutboxMessage) -> Result<bool, StoreError>;
-
-    /// Pending messages due by `now`, oldest first.
-    async fn due_notifications(
-        &self,
-        now: TimestampMs,
-        limit: u32,
-    ) -> Result<Vec<OutboxMessage>, StoreError>;
-
-    /// Records a delivery attempt: `sent`, `failed` (given up) or `pending` again at `next`.
-    async fn finish_notification(
-        &self,
-        id: &str,
-        state: &str,
-        next: TimestampMs,
-        error: Option<&str>,
-        now: TimestampMs,
-    ) -> Result<(), StoreError>;
-
-    /// A message by event key.
-    async fn notification(&self, event_key: &str) -> Result<Option<OutboxMessage>, StoreError>;
-
-    /// Sets a rider's preference for a channel.
-    async fn set_notification_preference(
-        &self,
-        user_id: &str,
-        pref: &NotificationPreference,
-    ) -> Result<(), StoreError>;
-
-    /// A rider's preferences.
-    async fn notification_preferences(
-        &self,
-        user_id: &str,
-    ) -> Result<Vec<NotificationPreference>, StoreError>;
-
-    /// Stores a KYC submission.
-    async fn insert_kyc(&self, k: &KycRecord) -> Result<(), StoreError>;
-
-    /// A rider's submissions, newest first.
-    async fn user_kyc(&self, user_id: &str) -> Result<Vec<KycRecord>, StoreError>;
-
-    /// Pending submissions, oldest first (the review queue).
-    async fn kyc_queue(&self, limit: u32) -> Result<Vec<KycRecord>, StoreError>;
-
-    /// Decides a pending submission (compare-and-set); `None` if it was not pending.
-    async fn decide_kyc(
-        &self,
-        id: &str,
-        state: &str,
-        reason: Option<&str>,
-        by: &str,
-        now: TimestampMs,
-    ) -> Result<Option<KycRecord>, StoreError>;
-
-    /// Creates a user. Fails with `AlreadyExists` when the e-mail is taken.
-    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-
-    /// A user by e-mail (lower-case).
-    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
-
-    /// A user by id.
-    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
-
-    /// Stores a refresh token (the first of a family at login).
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<(), StoreError>;
-
-    /// Presents the refresh token with digest `presented` at `now`. If it is valid and unused, it
-    /// is marked used and its successor (digest `next_sha256`, same user and family, expiring at
-    /// `next_expires_at`) is stored, in one transaction. A token presented twice revokes its
-    /// family (a stolen token is useless to both holders).
-    async fn rotate_refresh_token(
-        &self,
-        presented: &str,
-        next_sha256: &str,
-        next_expires_at: TimestampMs,
-        now: TimestampMs,
-    ) -> Result<Rotation, StoreError>;
-
-    /// Revokes the family of the refresh token with this digest (logout). Returns whether the
-    /// token was known.
-    async fn revoke_refresh_family(
-        &self,
-        token_sha256: &str,
-        now: TimestampMs,
-    ) -> Result<bool, StoreError>;
-
-    /// Registers many vehicles (each with its secret's SHA-256) in one transaction: all or none.
-    async fn insert_vehicles(&self, vehicles: &[(Vehicle, String)]) -> Result<(), StoreError>;
-
-    /// The SHA-256 (hex) of a vehicle's device secret, if the vehicle exists and has one.
-    async fn device_secret_sha256(&self, id: &VehicleId) -> Result<Option<String>, StoreError>;
-
-    /// A page of all vehicles of all cities, ordered by id (for loading live state at start).
-    async fn all_vehicles(
-        &self,
-        after: Option<&VehicleId>,
-        limit: u32,
-    ) -> Result<Vec<Vehicle>, StoreError>;
-
-    /// Stores a newly issued API token.
-    async fn insert_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
-
-    /// The token whose secret hashes to `secret_sha256`, revoked or not.
-    async fn api_token_by_secret(
-        &self,
-        secret_sha256: &str,
-    ) -> Result<Option<ApiToken>, StoreError>;
-
-    /// All tokens, newest first.
-    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
-
-    /// Revokes a token; returns false if there is no such token.
-    async fn revoke_api_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError>;
-
-    /// One vehicle.
-    async fn vehicle(&self, id: &VehicleId) -> Result<Option<Vehicle>, StoreError>;
-
-    /// A page of a city's vehicles ordered by id, starting after `after`. `limit` is capped at
-    /// [`PAGE_LIMIT_MAX`].
-    async fn vehicles(
-        &self,
-        city: &CityId,
-        after: Option<&VehicleId>,
-        limit: u32,
-    ) -> Result<Vec<Vehicle>, StoreError>;
-
-    /// Atomically applies a state change decided from `change.from_version` and appends it to the
-    /// event log. Fails with `VersionConflict` if the vehicle moved on, `NotFound` if it is unknown.
-    async fn record_state_change(&self, change: &StateChange) -> Result<Vehicle, StoreError>;
-
-    /// [`Store::record_state_change`] for many changes in one transaction: all apply or none
-    /// (the first conflict or unknown vehicle fails the batch). Returns the vehicles in order.
-    async fn record_state_changes(
-        &self,
-        changes: &[StateChange],
-    ) -> Result<Vec<Vehicle>, StoreError>;
-
-    /// The most recent events of a vehicle, newest first.
-    async fn vehicle_events(
-        &self,
-        id: &VehicleId,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
-
-    /// Events of a city's vehicles with `from <= at < to` and `seq > after_seq`, in `seq` order.
-    async fn city_events(
-        &self,
-        city: &CityId,
-        from: TimestampMs,
-        to: TimestampMs,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<RecordedEvent>, StoreError>;
-
-    /// A page of a city's vehicles (by id, after `after`), each with the event that produced its
-    /// current version (none for a vehicle never changed since registration).
-    async fn vehicles_with_last_event(
-        &self,
-        city: &CityId,
-        after: Option<&VehicleId>,
-        limit: u32,
-    ) -> Result<Vec<(Vehicle, Option<RecordedEvent>)>, StoreError>;
-
-    /// Bookings of a city whose trip started before `to` and had not ended before `from`.
-    async fn trips_between(
-        &self,
-        city: &CityId,
-        from: TimestampMs,
-        to: TimestampMs,
-    ) -> Result<Vec<BookingRecord>, StoreError>;
-
-    /// Bookings matching a filter, newest first.
-    async fn list_bookings(&self, filter: &BookingFilter)
-    -> Result<Vec<BookingRecord>, StoreError>;
-
-    /// Accounts in id order (ids are time-ordered), after `after`.
-    async fn users(&self, after: Option<&str>, limit: u32) -> Result<Vec<UserRecord>, StoreError>;
-
-    /// Changes an account's role; false if there is no such account.
-    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError>;
-
-    /// Creates or replaces a pass plan.
-    async fn put_pass_plan(&self, plan: &PassPlan) -> Result<(), StoreError>;
-
-    /// A city's pass plans (sold or not).
-    async fn pass_plans(&self, city: &CityId) -> Result<Vec<PassPlan>, StoreError>;
-
-    /// One pass plan.
-    async fn pass_plan(&self, id: &str) -> Result<Option<PassPlan>, StoreError>;
-
-    /// Records a bought pass; [`StoreError::AlreadyExists`] when its payment key was used.
-    async fn insert_rider_pass(&self, pass: &RiderPass) -> Result<(), StoreError>;
-
-    /// The pass bought with a payment key.
-    async fn rider_pass_by_key(&self, payment_key: &str) -> Result<Option<RiderPass>, StoreError>;
-
-    /// A rider's passes, newest first.
-    async fn rider_passes(&self, user_id: &str) -> Result<Vec<RiderPass>, StoreError>;
-
-    /// Stores a newly issued MDS token.
-    async fn insert_mds_token(&self, token: &MdsToken) -> Result<(), StoreError>;
-
-    /// One MDS token.
-    async fn mds_token(&self, id: &str) -> Result<Option<MdsToken>, StoreError>;
-
-    /// Every MDS token, newest first.
-    async fn mds_tokens(&self) -> Result<Vec<MdsToken>, StoreError>;
-
-    /// Revokes an MDS token; false if there is no such token.
-    async fn revoke_mds_token(&self, id: &str, at: TimestampMs) -> Result<bool, StoreError>;
-
-    /// Adds riders' searches to a city's demand slots (counts add up: several processes may
-    /// report the same slot).
-    async fn add_demand(&self, city: &CityId, slots: &[DemandSlot]) -> Result<(), StoreError>;
-
-    /// Creates or replaces a city's weather for the given hours.
-    async fn put_weather(&self, city: &CityId, hours: &[WeatherHour]) -> Result<(), StoreError>;
-
-    /// A city's weather for hours in `[from, to)`, oldest first.
-    async fn weather_between(
-        &self,
-        city: &CityId,
-        from: TimestampMs,
-        to: TimestampMs,
-    ) -> Result<Vec<WeatherHour>, StoreError>;
-
-    /// Creates or replaces an event of a city's calendar.
-    async fn put_calendar_event(&self, event: &CityEventRecord) -> Result<(), StoreError>;
-
-    /// A city's events that end at `from` or later, by end.
-    async fn calendar_events(
-        &self,
-        city: &CityId,
-        from: TimestampMs,
-    ) -> Result<Vec<CityEventRecord>, StoreError>;
-
-    /// Deletes an event; its city, if it existed.
-    async fn delete_calendar_event(&self, id: &str) -> Result<Option<CityId>, StoreError>;
-
-    /// A city's demand slots from `from` on, oldest first.
-    async fn demand_since(
-        &self,
-        city: &CityId,
-        from: TimestampMs,
-    ) -> Result<Vec<DemandSlot>, StoreError>;
-
-    /// Spends `amount_minor` of a city's incentive budget for local `day` if what was spent that
-    /// day plus this stays within `budget_minor`; true if it was spent. Atomic.
-    async fn spend_incentive(
-        &self,
-        city: &CityId,
-        day: i64,
-        amount_minor: i64,
-        budget_minor: i64,
-    ) -> Result<bool, StoreError>;
-
-    /// What a city spent on incentives on local `day`.
-    async fn incentive_spent(&self, city: &CityId, day: i64) -> Result<i64, StoreError>;
-
-    /// Creates or replaces an alert.
-    async fn put_alert(&self, alert: &AlertRecord) -> Result<(), StoreError>;
-
-    /// A city's alerts.
-    async fn alerts(&self, city: &CityId) -> Result<Vec<AlertRecord>, StoreError>;
-
-    /// Deletes an alert; its city, if it existed.
-    async fn delete_alert(&self, id: &str) -> Result<Option<CityId>, StoreError>;
-
-    /// Stores a new (pending) command.
-    async fn insert_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
-
-    /// One command.
-    async fn command(&self, id: &str) -> Result<Option<CommandRecord>, StoreError>;
-
-    /// Moves a command from `pending` to `to` (acked, failed or timed out); false if it was no
-    /// longer pending (so two deciders never both win).
-    async fn resolve_command(
-        &self,
-        id: &str,
-        to: CommandState,
-        detail: Option<&str>,
-        at: TimestampMs,
-    ) -> Result<bool, StoreError>;
-
-    /// Notes an acknowledgement that came after the command had timed out.
-    async fn note_late_ack(&self, id: &str, at: TimestampMs) -> Result<(), StoreError>;
-
-    /// Times out every pending command whose deadline is before `now`; returns their ids.
-    async fn expire_commands(&self, now: TimestampMs) -> Result<Vec<String>, StoreError>;
-
-    /// A vehicle's most recent commands, newest first.
-    async fn vehicle_commands(
-        &self,
-        vehicle: &VehicleId,
-        limit: u32,
-    ) -> Result<Vec<CommandRecord>, StoreError>;
-
-    /// Creates or replaces a geofence (its city must exist).
-    async fn put_geofence(&self, fence: &GeofenceRecord) -> Result<(), StoreError>;
-
-    /// A city's geofences, by id.
-    async fn geofences(&self, city: &CityId) -> Result<Vec<GeofenceRecord>, StoreError>;
-
-    /// Deletes a geofence; returns its city if it existed.
-    async fn delete_geofence(&self, id: &str) -> Result<Option<CityId>, StoreError>;
-
-    /// Appends an event to the outbox on its own (a fact with no other row, such as an admin
-    /// change). Changes with rows of their own write their events in their own transaction.
-    async fn record_event(&self, event: &mobility_core::NewEvent) -> Result<(), StoreError>;
-
-    /// Up to `limit` outbox events after `after_seq`, oldest first.
-    async fn outbox_events(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<OutboxEvent>, StoreError>;
-
-    /// Deletes the outbox events up to and including `through_seq` (they were relayed).
-    async fn delete_outbox_events(&self, through_seq: i64) -> Result<u64, StoreError>;
 
     /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
     async fn close(&self);
