@@ -413,27 +413,6 @@ impl Fleet {
         self.versions.read().get(id).copied().unwrap_or_default()
     }
 
-    /// Moves reports into per-city groups (one lock, one city id clone per group); reports of
-    /// unknown vehicles are dropped.
-    pub fn group_by_city_owned(
-        &self,
-        reports: impl IntoIterator<Item = Telemetry>,
-        into: &mut std::collections::BTreeMap<CityId, Vec<Telemetry>>,
-    ) {
-        let routes = self.routes.read();
-        for t in reports {
-            let Some(city) = routes.get(&t.vehicle_id) else {
-                continue;
-            };
-            match into.get_mut(city) {
-                Some(v) => v.push(t),
-                None => {
-                    into.insert(city.clone(), vec![t]);
-                }
-            }
-        }
-    }
-
     /// The city a vehicle belongs to.
     #[must_use]
     pub fn city_of(&self, id: &VehicleId) -> Option<CityId> {
@@ -469,15 +448,12 @@ impl Fleet {
 
     /// Like [`Fleet::ingest`], and also reports the geofence crossings of the applied reports,
     /// computed under the same write lock from the vehicle's previous applied position.
-    pub fn ingest_tracked(
-        &self,
-        reports: &[Telemetry],
-        now: TimestampMs,
-    ) -> (Vec<Result<Verdict, Reject>>, Vec<Reaction>) {
+    pub fn ingest_tracked(&self, reports: &[Telemetry], now: TimestampMs) -> Tracked {
         let mut verdicts = vec![Err(Reject::UnknownVehicle); reports.len()];
         let mut reactions = Vec::new();
-        for (city, indices) in self.group_by_city(reports) {
-            let Some(shard) = self.shard(&city) else {
+        let cities = self.group_by_city(reports);
+        for (city, indices) in &cities {
+            let Some(shard) = self.shard(city) else {
                 continue;
             };
             let fences = shard.fences.read().clone();
@@ -524,7 +500,11 @@ impl Fleet {
                 }
             }
         }
-        (verdicts, reactions)
+        Tracked {
+            verdicts,
+            reactions,
+            cities,
+        }
     }
 
     /// Report indices grouped by city. A single report (one vehicle's MQTT message, the common
@@ -538,13 +518,19 @@ impl Fleet {
                 .into_iter()
                 .collect();
         }
-        let mut by_city: HashMap<CityId, Vec<usize>> = HashMap::new();
+        // Cities are few: a short list scanned by reference, one city id cloned per group (a
+        // map keyed by city hashed and cloned the id for every report).
+        let mut by_city: Vec<(&CityId, Vec<usize>)> = Vec::new();
         for (i, r) in reports.iter().enumerate() {
-            if let Some(city) = routes.get(&r.vehicle_id) {
-                by_city.entry(city.clone()).or_default().push(i);
+            let Some(city) = routes.get(&r.vehicle_id) else {
+                continue;
+            };
+            match by_city.iter_mut().find(|(c, _)| *c == city) {
+                Some((_, v)) => v.push(i),
+                None => by_city.push((city, vec![i])),
             }
         }
-        by_city.into_iter().collect()
+        by_city.into_iter().map(|(c, v)| (c.clone(), v)).collect()
     }
 
     /// One vehicle's live state and city.
@@ -594,6 +580,17 @@ impl Fleet {
             StateFilter::Only(mobility_core::VehicleState::Available),
         ))
     }
+}
+
+/// What [`Fleet::ingest_tracked`] did with a batch.
+#[derive(Debug)]
+pub struct Tracked {
+    /// One verdict per report, in input order.
+    pub verdicts: Vec<Result<Verdict, Reject>>,
+    /// The geofence crossings applied reports caused.
+    pub reactions: Vec<Reaction>,
+    /// The reports' indices by city (reports of unknown vehicles in none).
+    pub cities: Vec<(CityId, Vec<usize>)>,
 }
 
 /// Most events the feed keeps (the oldest are dropped first).

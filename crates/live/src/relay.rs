@@ -22,7 +22,7 @@ use mobility_fleet::{
 };
 use tokio::sync::mpsc;
 
-use crate::fleet::{Fleet, Reaction};
+use crate::fleet::Reaction;
 /// Batches queued for the relay before ingest waits.
 pub const RELAY_QUEUE_MAX: usize = 1_024;
 /// Most reports in one `telemetry.accepted` event (well under the bus's event size).
@@ -33,7 +33,7 @@ const RELAY_LINGER: Duration = Duration::from_millis(10);
 const RELAY_REPORTS_MAX: usize = 20_000;
 
 enum Item {
-    Accepted(Vec<Telemetry>, Vec<Reaction>),
+    Accepted(Vec<(CityId, Vec<Telemetry>)>, Vec<Reaction>),
 }
 
 /// The sending side of the relay.
@@ -53,16 +53,16 @@ impl Relay {
     #[must_use]
     pub fn start(
         bus: Arc<dyn EventBus>,
-        fleet: Arc<Fleet>,
         clock: Arc<dyn Clock>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(RELAY_QUEUE_MAX);
-        let task = tokio::spawn(run_relay(bus, fleet, clock, rx));
+        let task = tokio::spawn(run_relay(bus, clock, rx));
         (Self { tx }, task)
     }
 
-    /// Queues accepted reports and the crossings they caused (waits while the queue is full).
-    pub async fn accepted(&self, reports: Vec<Telemetry>, reactions: Vec<Reaction>) {
+    /// Queues accepted reports, by city, and the crossings they caused (waits while the queue
+    /// is full).
+    pub async fn accepted(&self, reports: Vec<(CityId, Vec<Telemetry>)>, reactions: Vec<Reaction>) {
         if self
             .tx
             .send(Item::Accepted(reports, reactions))
@@ -135,12 +135,7 @@ pub fn crossing_events(r: &Reaction) -> Vec<NewEvent> {
     out
 }
 
-async fn run_relay(
-    bus: Arc<dyn EventBus>,
-    fleet: Arc<Fleet>,
-    clock: Arc<dyn Clock>,
-    mut rx: mpsc::Receiver<Item>,
-) {
+async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Item>) {
     let published = metrics::counter!("bus_relay_reports_total");
     while let Some(first) = rx.recv().await {
         // Under load, wait a moment for more: fewer, larger events and group commits cost
@@ -154,7 +149,7 @@ async fn run_relay(
             match rx.try_recv() {
                 Ok(item) => {
                     let Item::Accepted(r, _) = &item;
-                    n += r.len();
+                    n += r.iter().map(|(_, r)| r.len()).sum::<usize>();
                     items.push(item);
                 }
                 Err(_) => break,
@@ -166,8 +161,10 @@ async fn run_relay(
         let mut events = Vec::new();
         let mut reports_n = 0u64;
         for Item::Accepted(reports, reactions) in items {
-            reports_n += reports.len() as u64;
-            fleet.group_by_city_owned(reports, &mut by_city);
+            for (city, reports) in reports {
+                reports_n += reports.len() as u64;
+                by_city.entry(city).or_default().extend(reports);
+            }
             for r in &reactions {
                 events.extend(crossing_events(r));
             }

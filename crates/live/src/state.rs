@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use mobility_core::{TimestampMs, VehicleId};
+use mobility_core::{CityId, TimestampMs, VehicleId};
 use mobility_fleet::{Reject, Telemetry, Verdict};
 
 use crate::{
@@ -94,7 +94,11 @@ impl LiveState {
         now: TimestampMs,
         durability: Durability,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
-        let (verdicts, reactions) = self.fleet.ingest_tracked(reports, now);
+        let crate::fleet::Tracked {
+            verdicts,
+            reactions,
+            cities,
+        } = self.fleet.ingest_tracked(reports, now);
         // The log keeps every valid report of a known vehicle: applied ones for the live state,
         // late (stale) ones for history, since they are real measurements. Replaying a stale one
         // is a no-op.
@@ -122,8 +126,22 @@ impl LiveState {
         // Durable in the live log: now it happened, so it is published (the relay coalesces
         // batches and never drops one; a full relay slows ingest down instead).
         if !kept.is_empty() || !reactions.is_empty() {
-            let reports: Vec<Telemetry> = kept.iter().map(|t| (*t).clone()).collect();
-            self.relay.accepted(reports, reactions).await;
+            // Grouped by city as ingest grouped them (no second lookup of each vehicle's city).
+            let by_city: Vec<(CityId, Vec<Telemetry>)> = cities
+                .into_iter()
+                .map(|(city, indices)| {
+                    let kept: Vec<Telemetry> = indices
+                        .into_iter()
+                        .filter(|&i| {
+                            matches!(verdicts[i], Ok(Verdict::Applied) | Err(Reject::Stale))
+                        })
+                        .map(|i| reports[i].clone())
+                        .collect();
+                    (city, kept)
+                })
+                .filter(|(_, kept)| !kept.is_empty())
+                .collect();
+            self.relay.accepted(by_city, reactions).await;
         }
         if !applied.is_empty() && self.changes.receiver_count() > 0 {
             let batch: Vec<Change> = applied

@@ -200,8 +200,7 @@ impl Application {
             .await
             .map_err(StartupError::Bus)?;
         tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
-        let (relay, relay_task) =
-            mobility_live::relay::Relay::start(bus.clone(), fleet.clone(), clock.clone());
+        let (relay, relay_task) = mobility_live::relay::Relay::start(bus.clone(), clock.clone());
         let (live, recovered) = mobility_live::state::LiveState::open(
             fleet.clone(),
             &live_dir,
