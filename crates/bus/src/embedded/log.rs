@@ -273,9 +273,35 @@ struct Writer {
     dedup_order: VecDeque<(i64, uuid::Uuid)>,
     buf: Vec<u8>,
     records_in_segment: u64,
+    sync: SyncPolicy,
+    /// Written since the last fsync (for [`SyncPolicy::Interval`]).
+    unsynced: bool,
+    last_sync: std::time::Instant,
+}
+
+/// When a stream's writes are made durable (fsync'd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Before each group's publishers hear back: what they published survives a power loss.
+    EveryCommit,
+    /// At most this long after a write, and at each segment's end. A process crash loses
+    /// nothing (the writes are in the page cache); a power loss may lose the last interval.
+    /// For streams derived from another durable record (telemetry: the live log), whose second
+    /// fsync per group commit would double ingest's disk flushes.
+    Interval(Duration),
 }
 
 impl Writer {
+    /// Makes what was written durable now.
+    fn sync_now(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.get_ref().sync_data()?;
+            self.unsynced = false;
+        }
+        self.last_sync = std::time::Instant::now();
+        Ok(())
+    }
+
     fn remember(&mut self, id: uuid::Uuid, seq: u64, ms: i64) {
         self.dedup.insert(id, seq);
         self.dedup_order.push_back((ms, id));
@@ -329,7 +355,14 @@ impl Writer {
             if !self.buf.is_empty() {
                 self.file.write_all(&self.buf)?;
                 self.file.flush()?;
-                self.file.get_ref().sync_data()?;
+                self.unsynced = true;
+                match self.sync {
+                    SyncPolicy::EveryCommit => self.sync_now()?,
+                    SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => {
+                        self.sync_now()?;
+                    }
+                    SyncPolicy::Interval(_) => {}
+                }
             }
             Ok::<_, io::Error>(())
         })();
@@ -371,6 +404,8 @@ impl Writer {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
+        // The segment being sealed is durable before the next one starts.
+        self.sync_now()?;
         let path = segment_path(&self.dir, self.next_seq);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&self.dir)?;
@@ -432,13 +467,24 @@ impl Writer {
     fn run(mut self, rx: &std::sync::mpsc::Receiver<(Pending, Reply)>) {
         loop {
             // Wake at least once a second so age retention runs on a quiet stream too.
-            let first = match rx.recv_timeout(Duration::from_secs(1)) {
+            let wait = match self.sync {
+                SyncPolicy::Interval(every) if self.unsynced => every.min(Duration::from_secs(1)),
+                _ => Duration::from_secs(1),
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(first) => first,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.sync_now() {
+                        metrics::counter!("bus_log_errors_total").increment(1);
+                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot sync the event log");
+                    }
                     self.apply_retention(wall_now().0);
                     continue;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.sync_now();
+                    return;
+                }
             };
             let mut group = vec![first];
             let mut n = group[0].0.len();
@@ -525,7 +571,7 @@ impl Log {
     }
 
     /// Opens (or creates) the log in `dir`.
-    pub fn open(dir: &Path, retention: Retention) -> Result<Self, BusError> {
+    pub fn open(dir: &Path, retention: Retention, sync: SyncPolicy) -> Result<Self, BusError> {
         fs::create_dir_all(dir)?;
         let now = wall_now().0;
         let (mut segments, mut ids) = scan_dir(dir, true, now)?;
@@ -565,6 +611,9 @@ impl Log {
             dedup_order: VecDeque::new(),
             buf: Vec::new(),
             records_in_segment,
+            sync,
+            unsynced: false,
+            last_sync: std::time::Instant::now(),
         };
         ids.sort_by_key(|(_, seq, _)| *seq);
         for (id, seq, ms) in ids {
@@ -745,7 +794,7 @@ mod tests {
     async fn appends_come_back_in_order_after_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().expect("dir");
         {
-            let log = Log::open(dir.path(), small()).expect("open");
+            let log = Log::open(dir.path(), small(), SyncPolicy::EveryCommit).expect("open");
             let r = log.append(evs(1..=1000)).await.expect("append");
             assert_eq!(r[0], (1, false));
             assert_eq!(r[999], (1000, false));
@@ -755,7 +804,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&seg).expect("seg");
         f.write_all(&[40, 0, 0, 0, 1, 2]).expect("write");
         drop(f);
-        let log = Log::open(dir.path(), small()).expect("reopen");
+        let log = Log::open(dir.path(), small(), SyncPolicy::EveryCommit).expect("reopen");
         let (records, next) = log.read(990, 100, |_| true).expect("read");
         assert_eq!(records.len(), 11);
         assert_eq!(records[0].bytes, b"event 990");
@@ -763,6 +812,28 @@ mod tests {
         // The same ids again are duplicates (within the window, across the reopen).
         let again = log.append(evs([5, 2000])).await.expect("append");
         assert_eq!(again, vec![(5, true), (1001, false)]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_synced_by_interval_is_readable_at_once_and_after_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let log = Log::open(
+                dir.path(),
+                small(),
+                SyncPolicy::Interval(Duration::from_secs(3_600)),
+            )
+            .expect("open");
+            log.append(evs(1..=100)).await.expect("append");
+            // Written, not yet fsync'd: readers see it (it is in the page cache).
+            let (records, _) = log.read(1, 1000, |_| true).expect("read");
+            assert_eq!(records.len(), 100);
+        }
+        // Closing syncs what was left; reopening finds every record.
+        let log = Log::open(dir.path(), small(), SyncPolicy::EveryCommit).expect("reopen");
+        let (records, next) = log.read(1, 1000, |_| true).expect("read");
+        assert_eq!(records.len(), 100);
+        assert_eq!(next, 101);
     }
 
     #[test]

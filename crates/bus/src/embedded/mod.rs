@@ -142,7 +142,7 @@ impl EmbeddedBus {
         for d in Domain::ALL {
             logs.insert(
                 d,
-                log::Log::open(&dir.join(d.as_str()), config.retention_of(d))?,
+                log::Log::open(&dir.join(d.as_str()), config.retention_of(d), sync_of(d))?,
             );
         }
         let inner = Arc::new(Inner {
@@ -580,6 +580,17 @@ impl Consumer for EmbeddedConsumer {
 
     fn spec(&self) -> &ConsumerSpec {
         &self.spec
+    }
+}
+
+/// When a domain's writes are fsync'd. Telemetry is a copy of what the live log made durable
+/// before it was published (so a second fsync per group commit only doubled ingest's disk
+/// flushes); it is synced every second and at each segment's end, and a process crash loses
+/// none of it. Every other stream is synced before its publishers hear back.
+fn sync_of(d: Domain) -> log::SyncPolicy {
+    match d {
+        Domain::Telemetry => log::SyncPolicy::Interval(Duration::from_secs(1)),
+        _ => log::SyncPolicy::EveryCommit,
     }
 }
 
