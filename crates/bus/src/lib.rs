@@ -336,6 +336,17 @@ pub trait Consumer: Send + Sync + fmt::Debug {
     fn spec(&self) -> &ConsumerSpec;
 }
 
+/// A reader that follows one stream from a point on, without a cursor kept by the bus: it ends
+/// with its process, and the events it saw are not acknowledged to anyone. What a process's
+/// live views follow (the vehicle stream); reactions that must not miss an event are durable
+/// [`Consumer`]s instead.
+#[async_trait]
+pub trait Subscription: Send + fmt::Debug {
+    /// The events after the last ones returned (at most `max`, in stream order), waiting up to
+    /// `wait` for the first.
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError>;
+}
+
 /// The event bus.
 #[async_trait]
 pub trait EventBus: Send + Sync + fmt::Debug {
@@ -358,6 +369,13 @@ pub trait EventBus: Send + Sync + fmt::Debug {
         from: StartAt,
         max: usize,
     ) -> Result<Vec<Envelope>, BusError>;
+    /// Follows a stream (one city's subject, or all) from `from` on.
+    async fn subscribe(
+        &self,
+        domain: Domain,
+        city: Option<&CityId>,
+        from: StartAt,
+    ) -> Result<Box<dyn Subscription>, BusError>;
     /// What a stream holds.
     async fn stream_info(&self, domain: Domain) -> Result<StreamInfo, BusError>;
     /// Which backend, for logs and `/readyz`.

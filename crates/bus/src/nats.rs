@@ -21,7 +21,7 @@ use mobility_core::{CityId, Domain, NewEvent, TimestampMs};
 
 use crate::{
     Acker, BusConfig, BusError, Consumer, ConsumerSpec, Delivery, Envelope, EventBus, FETCH_MAX,
-    PUBLISH_BATCH_MAX, Published, StartAt, StreamInfo, codec,
+    PUBLISH_BATCH_MAX, Published, StartAt, StreamInfo, Subscription, codec,
 };
 
 fn nats_err(e: impl std::fmt::Display) -> BusError {
@@ -313,6 +313,31 @@ impl EventBus for NatsBus {
         Ok(out)
     }
 
+    async fn subscribe(
+        &self,
+        domain: Domain,
+        city: Option<&CityId>,
+        from: StartAt,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        // An ordered consumer: ephemeral, no acks, recreated by the client on a gap; the server
+        // drops it a while after this process stops asking.
+        let consumer = self
+            .stream(domain)
+            .await?
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: self.filter(domain, city),
+                deliver_policy: deliver_policy(from)?,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_err)?;
+        let messages = consumer.messages().await.map_err(nats_err)?;
+        Ok(Box::new(NatsSubscription {
+            bus: self.clone(),
+            messages,
+        }))
+    }
+
     async fn stream_info(&self, domain: Domain) -> Result<StreamInfo, BusError> {
         let info = self
             .stream(domain)
@@ -331,6 +356,47 @@ impl EventBus for NatsBus {
 
     fn backend(&self) -> &'static str {
         "nats"
+    }
+}
+
+/// A reader following a stream through an ordered consumer.
+struct NatsSubscription {
+    bus: NatsBus,
+    messages: pull::Ordered,
+}
+
+impl std::fmt::Debug for NatsSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSubscription").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Subscription for NatsSubscription {
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError> {
+        use futures_util::FutureExt;
+        let max = max.clamp(1, FETCH_MAX);
+        let mut out = Vec::new();
+        let Ok(first) = tokio::time::timeout(wait, self.messages.next()).await else {
+            return Ok(out);
+        };
+        let mut next = first;
+        loop {
+            match next {
+                Some(Ok(m)) => out.push(self.bus.envelope(&m)?.0),
+                Some(Err(e)) => return Err(nats_err(e)),
+                None => return Err(BusError::Nats("the subscription ended".into())),
+            }
+            if out.len() >= max {
+                break;
+            }
+            // Whatever else has arrived already, without waiting.
+            match self.messages.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -532,6 +532,76 @@ pub async fn consumer_lag(h: Harness) {
 }
 
 /// Instantiates every conformance case for one backend: `conformance_tests!(embedded)`.
+/// A subscription from now sees only later events, in order, as they are published; one of a
+/// city sees only that city's; one from a sequence starts there.
+pub async fn subscriptions_follow_the_stream(h: Harness) {
+    h.bus
+        .publish(&(1..=10).map(|n| booking(n, "bcn")).collect::<Vec<_>>())
+        .await
+        .expect("publish");
+    let mut all = h
+        .bus
+        .subscribe(Domain::Booking, None, StartAt::New)
+        .await
+        .expect("subscribe");
+    let mut mad = h
+        .bus
+        .subscribe(Domain::Booking, Some(&city("mad")), StartAt::New)
+        .await
+        .expect("subscribe");
+    // Nothing yet: it waits, then says so.
+    assert!(
+        all.next(10, Duration::from_millis(50))
+            .await
+            .expect("next")
+            .is_empty()
+    );
+    let later: Vec<NewEvent> = (11..=40)
+        .map(|n| booking(n, if n % 2 == 0 { "mad" } else { "bcn" }))
+        .collect();
+    let published = h.bus.publish(&later).await.expect("publish");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 30 && tokio::time::Instant::now() < deadline {
+        seen.extend(all.next(7, Duration::from_millis(500)).await.expect("next"));
+    }
+    assert_eq!(
+        seen.iter().map(number).collect::<Vec<_>>(),
+        (11..=40).collect::<Vec<_>>()
+    );
+    let mut seen_mad = Vec::new();
+    while seen_mad.len() < 15 && tokio::time::Instant::now() < deadline {
+        seen_mad.extend(
+            mad.next(100, Duration::from_millis(500))
+                .await
+                .expect("next"),
+        );
+    }
+    assert_eq!(
+        seen_mad.iter().map(number).collect::<Vec<_>>(),
+        (11..=40).filter(|n| n % 2 == 0).collect::<Vec<_>>()
+    );
+    // And from a sequence: the last five.
+    let mut tail = h
+        .bus
+        .subscribe(Domain::Booking, None, StartAt::Seq(published[25].seq))
+        .await
+        .expect("subscribe");
+    let mut last = Vec::new();
+    while last.len() < 5 && tokio::time::Instant::now() < deadline {
+        last.extend(
+            tail.next(100, Duration::from_millis(500))
+                .await
+                .expect("next"),
+        );
+    }
+    assert_eq!(
+        last.iter().map(number).collect::<Vec<_>>(),
+        (36..=40).collect::<Vec<_>>()
+    );
+    h.close().await;
+}
+
 #[macro_export]
 macro_rules! conformance_tests {
     ($backend:ident) => {
@@ -544,6 +614,7 @@ macro_rules! conformance_tests {
                 retention_by_size_and_age,
                 dead_lettering,
                 consumer_lag,
+                subscriptions_follow_the_stream,
             );
         }
     };

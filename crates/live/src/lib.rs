@@ -8,11 +8,13 @@
 //! - [`ingest`]: parsing and checking vehicle reports (JSON and the binary frame) at the edge;
 //! - [`vehicle_link`]: the platform's side of the MQTT vehicle channel;
 //! - [`commands`]: unlock, lock, speed limits, sent and acknowledged;
-//! - [`relay`]: what ingest accepted (and riders' searches), published to the event bus.
+//! - [`relay`]: what ingest accepted (and riders' searches), published to the event bus;
+//! - [`feed`]: the live views' changes, followed from the bus's telemetry stream.
 //!
 //! No HTTP and no SQL here: the store is reached through its seam, the bus through its.
 
 pub mod commands;
+pub mod feed;
 pub mod fleet;
 pub mod ingest;
 pub mod live_log;

@@ -31,7 +31,8 @@ pub enum Durability {
 pub struct LiveState {
     /// The in-memory state.
     pub fleet: Arc<Fleet>,
-    /// Every applied batch, for live views (the WebSocket stream).
+    /// Changes for live views (the WebSocket stream), sent by the [`crate::feed`] as the
+    /// telemetry stream brings them.
     pub changes: tokio::sync::broadcast::Sender<Arc<Vec<Change>>>,
     log: LiveLog,
     history_dir: Option<std::path::PathBuf>,
@@ -102,12 +103,6 @@ impl LiveState {
         // The log keeps every valid report of a known vehicle: applied ones for the live state,
         // late (stale) ones for history, since they are real measurements. Replaying a stale one
         // is a no-op.
-        let applied: Vec<&Telemetry> = reports
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| matches!(v, Ok(Verdict::Applied)))
-            .map(|(t, _)| t)
-            .collect();
         let kept: Vec<&Telemetry> = reports
             .iter()
             .zip(&verdicts)
@@ -142,13 +137,6 @@ impl LiveState {
                 .filter(|(_, kept)| !kept.is_empty())
                 .collect();
             self.relay.accepted(by_city, reactions).await;
-        }
-        if !applied.is_empty() && self.changes.receiver_count() > 0 {
-            let batch: Vec<Change> = applied
-                .iter()
-                .filter_map(|t| self.change_of(&t.vehicle_id))
-                .collect();
-            let _ = self.changes.send(Arc::new(batch));
         }
         Ok(verdicts)
     }

@@ -516,6 +516,11 @@ impl Application {
             self.state.bus.clone(),
             reactions_rx.clone(),
         ));
+        let feed = tokio::spawn(mobility_live::feed::run(
+            self.state.bus.clone(),
+            self.state.live.clone(),
+            reactions_rx.clone(),
+        ));
         let (outbox_stop, outbox_rx) = tokio::sync::watch::channel(false);
         let outbox = tokio::spawn(crate::workers::outbox_relay(
             self.state.store.clone(),
@@ -571,6 +576,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(2), notify).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), intel_consumers).await;
         lag.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), feed).await;
         self.relay_task.abort();
         drop(bus);
         snapshots.abort();

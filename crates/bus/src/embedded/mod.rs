@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     Acker, BusConfig, BusError, Consumer, ConsumerSpec, Delivery, Envelope, EventBus, FETCH_MAX,
-    PUBLISH_BATCH_MAX, Published, StartAt, StreamInfo, codec,
+    PUBLISH_BATCH_MAX, Published, StartAt, StreamInfo, Subscription, codec,
 };
 
 /// How often changed consumer cursors are written.
@@ -379,6 +379,20 @@ impl EventBus for EmbeddedBus {
             .collect())
     }
 
+    async fn subscribe(
+        &self,
+        domain: Domain,
+        city: Option<&CityId>,
+        from: StartAt,
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        Ok(Box::new(EmbeddedSubscription {
+            inner: self.inner.clone(),
+            domain,
+            subject: city.map(|c| crate::subject_of(domain, Some(c))),
+            next: self.inner.start_seq(domain, from)?,
+        }))
+    }
+
     async fn stream_info(&self, domain: Domain) -> Result<StreamInfo, BusError> {
         let (first, last, bytes) = self.inner.log(domain).extent();
         let messages = (last + 1).saturating_sub(first);
@@ -580,6 +594,74 @@ impl Consumer for EmbeddedConsumer {
 
     fn spec(&self) -> &ConsumerSpec {
         &self.spec
+    }
+}
+
+/// A reader following one stream of the embedded log: the next sequence to read, and a wake-up
+/// on every commit of the stream's writer.
+#[derive(Debug)]
+struct EmbeddedSubscription {
+    inner: Arc<Inner>,
+    domain: Domain,
+    subject: Option<String>,
+    next: u64,
+}
+
+#[async_trait]
+impl Subscription for EmbeddedSubscription {
+    async fn next(&mut self, max: usize, wait: Duration) -> Result<Vec<Envelope>, BusError> {
+        let max = max.clamp(1, FETCH_MAX);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut durable = self.inner.log(self.domain).durable();
+        loop {
+            durable.borrow_and_update();
+            // Retention may have dropped what this reader had not reached: go on from the
+            // oldest kept.
+            let (first, last, _) = self.inner.log(self.domain).extent();
+            self.next = self.next.max(first);
+            if self.next <= last {
+                let (inner, domain, subject, from) = (
+                    self.inner.clone(),
+                    self.domain,
+                    self.subject.clone(),
+                    self.next,
+                );
+                let (records, next) = tokio::task::spawn_blocking(move || {
+                    inner
+                        .log(domain)
+                        .read(from, max, |b| matches_city(b, subject.as_deref()))
+                })
+                .await
+                .map_err(|e| BusError::Io(e.to_string()))??;
+                self.next = next.max(self.next);
+                if !records.is_empty() {
+                    return Ok(records
+                        .into_iter()
+                        .map(|r| {
+                            codec::decode(&r.bytes, r.seq, r.stored).unwrap_or_else(|_| {
+                                codec::undecodable(&r.bytes, r.seq, r.stored, domain.as_str())
+                            })
+                        })
+                        .collect());
+                }
+                if self.next <= last {
+                    // Only other cities' events so far: read on.
+                    continue;
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        return Err(BusError::Io("the event log writer stopped".into()));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 }
 
