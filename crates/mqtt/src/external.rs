@@ -3,15 +3,29 @@
 //! Vehicles authenticate to that broker, which must enforce the per-vehicle ACLs described in
 //! docs/vehicle-protocol.md. The platform subscribes with a *shared* subscription
 //! (`$share/mobility-ingest/v1/vehicles/+/…`), so each message goes to one of the ingest
-//! processes. The session is persistent (clean session off) and acknowledgements are manual:
-//! a message is acknowledged only after [`VehicleLink::deliver`] returns, so a crash before
-//! processing leaves it with the broker to redeliver.
+//! processes. Acknowledgements are manual: a message is acknowledged only after
+//! [`VehicleLink::deliver`] returns, so a crash before processing leaves it with the broker to
+//! redeliver.
+//!
+//! Sessions, and why MQTT 5: a broker hands a shared subscription's messages to every session
+//! in the group, connected or not, and queues them for the absent ones. With MQTT 3.1.1's
+//! persistent sessions, which never expire, a process that had left (scaled down, renamed,
+//! crashed for good) kept taking its share of the vehicles' reports: acknowledged to the
+//! vehicle, never seen by the platform (Mosquitto gave 35 of 40 reports to dead sessions). So:
+//! - the session lives [`SessionOptions::expiry`] after a disconnect (60 s by default): a
+//!   process restarted within it gets what was queued for it meanwhile; one that stays away is
+//!   forgotten, and takes no more of the traffic;
+//! - leaving on purpose ([`ExternalBroker::shutdown`]) first unsubscribes from the group, so
+//!   from that moment every message goes to the processes that remain, then disconnects.
 
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mobility_core::VehicleId;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::v5::{
+    AsyncClient, Event, MqttOptions,
+    mqttbytes::{QoS, v5::Packet},
+};
 
 use crate::{Ack, Channel, MqttError, PACKET_BYTES_MAX, VehicleLink, commands_topic, parse_topic};
 
@@ -20,10 +34,27 @@ pub const SHARE_GROUP_DEFAULT: &str = "mobility-ingest";
 /// Requests queued towards the broker before `send_command` waits.
 const CLIENT_QUEUE_MAX: usize = 1_024;
 
+/// How the platform's session at the broker lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// How long the broker keeps the session (and queues its share of messages) after a
+    /// disconnect; zero: a clean session, forgotten at once (tests, throw-away processes).
+    pub expiry: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            expiry: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The platform's connection to an external broker.
 #[derive(Debug)]
 pub struct ExternalBroker {
     client: AsyncClient,
+    filters: Vec<String>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,17 +84,22 @@ impl ExternalBroker {
         share_group: &str,
         link: Arc<dyn VehicleLink>,
     ) -> Result<Self, MqttError> {
-        Self::connect_with(raw_url, client_id, share_group, link, true)
+        Self::connect_with(
+            raw_url,
+            client_id,
+            share_group,
+            link,
+            SessionOptions::default(),
+        )
     }
 
-    /// Like [`Self::connect`]; `persistent = false` asks for a clean session that the broker
-    /// forgets on disconnect (for tests and throw-away processes).
+    /// Like [`Self::connect`], with the session's lifetime given.
     pub fn connect_with(
         raw_url: &str,
         client_id: &str,
         share_group: &str,
         link: Arc<dyn VehicleLink>,
-        persistent: bool,
+        session: SessionOptions,
     ) -> Result<Self, MqttError> {
         let url = url::Url::parse(raw_url).map_err(|e| MqttError::Url {
             url: "<unparseable>".into(),
@@ -81,11 +117,13 @@ impl ExternalBroker {
         let host = url.host_str().ok_or_else(|| bad("no host"))?.to_owned();
         let port = url.port().unwrap_or(1883);
         let mut options = MqttOptions::new(client_id, host, port);
+        let expiry_s = u32::try_from(session.expiry.as_secs()).unwrap_or(u32::MAX);
         options
             .set_keep_alive(Duration::from_secs(15))
-            .set_clean_session(!persistent)
+            .set_clean_start(expiry_s == 0)
+            .set_session_expiry_interval((expiry_s > 0).then_some(expiry_s))
             .set_manual_acks(true)
-            .set_max_packet_size(PACKET_BYTES_MAX as usize, PACKET_BYTES_MAX as usize);
+            .set_max_packet_size(Some(PACKET_BYTES_MAX));
         if !url.username().is_empty() {
             options.set_credentials(url.username(), url.password().unwrap_or(""));
         }
@@ -93,10 +131,11 @@ impl ExternalBroker {
         // Commands to vehicles are small packets someone waits for: no Nagle delay.
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
+        eventloop.options.set_network_options(network);
         let shown = redact(&url);
         let filters = subscriptions(share_group);
         let subscriber = client.clone();
+        let to_subscribe = filters.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
@@ -104,7 +143,7 @@ impl ExternalBroker {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(100);
                         tracing::info!(broker = %shown, "connected to the MQTT broker");
-                        for filter in &filters {
+                        for filter in &to_subscribe {
                             if let Err(e) =
                                 subscriber.subscribe(filter.clone(), QoS::AtLeastOnce).await
                             {
@@ -113,7 +152,8 @@ impl ExternalBroker {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Some((vehicle, channel)) = parse_topic(&p.topic) {
+                        let topic = std::str::from_utf8(&p.topic).unwrap_or("");
+                        if let Some((vehicle, channel)) = parse_topic(topic) {
                             let ack = if p.qos == QoS::AtMostOnce {
                                 Ack::None
                             } else {
@@ -121,7 +161,7 @@ impl ExternalBroker {
                             };
                             link.deliver(vehicle, channel, p.payload.clone(), ack).await;
                         } else {
-                            tracing::debug!(topic = %p.topic, "ignoring message on a non-vehicle topic");
+                            tracing::debug!(topic, "ignoring message on a non-vehicle topic");
                         }
                         if let Err(e) = subscriber.ack(&p).await {
                             tracing::warn!(error = %e, "cannot queue MQTT acknowledgement");
@@ -136,7 +176,11 @@ impl ExternalBroker {
                 }
             }
         });
-        Ok(Self { client, task })
+        Ok(Self {
+            client,
+            filters,
+            task,
+        })
     }
 
     /// Publishes `payload` to a vehicle's commands topic (QoS 1).
@@ -151,8 +195,22 @@ impl ExternalBroker {
             })
     }
 
-    /// Disconnects (the persistent session keeps queued messages for the next start).
+    /// Drops the connection at once, without leaving the group or saying goodbye: what a crash
+    /// does (tests). The broker keeps the session until it expires.
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+
+    /// Leaves the share group, then disconnects: unsubscribing first means the broker hands
+    /// this process nothing more (what it already sent is delivered and acknowledged
+    /// meanwhile), so the processes that remain take all the traffic at once.
     pub async fn shutdown(&self) {
+        for filter in &self.filters {
+            let _ = self.client.unsubscribe(filter.clone()).await;
+        }
+        // The unsubscriptions reach the broker and its answers come back; messages it sent
+        // before are delivered and acknowledged by the event loop meanwhile.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = self.client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.task.abort();

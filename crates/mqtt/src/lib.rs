@@ -22,7 +22,7 @@ use bytes::Bytes;
 use mobility_core::VehicleId;
 
 pub use embedded::EmbeddedBroker;
-pub use external::{ExternalBroker, SHARE_GROUP_DEFAULT};
+pub use external::{ExternalBroker, SHARE_GROUP_DEFAULT, SessionOptions};
 
 /// Root of every vehicle topic.
 pub const TOPIC_ROOT: &str = "v1/vehicles";

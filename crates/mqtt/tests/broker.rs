@@ -328,7 +328,9 @@ async fn external_broker_delivers_through_a_shared_subscription_and_sends_comman
         &format!("mobility-test-{}", new_id()),
         &format!("test-{}", new_id()),
         Arc::new(link),
-        false,
+        mobility_mqtt::SessionOptions {
+            expiry: Duration::ZERO,
+        },
     )
     .unwrap();
     let parsed = url::Url::parse(&url).unwrap();

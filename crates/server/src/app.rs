@@ -231,11 +231,14 @@ impl Application {
         ));
         let mqtt = match &settings.mqtt_url {
             Some(url) => VehicleChannel::External(
-                mobility_mqtt::ExternalBroker::connect(
+                mobility_mqtt::ExternalBroker::connect_with(
                     url,
                     &settings.mqtt_client_id,
                     &settings.mqtt_share_group,
                     link,
+                    mobility_mqtt::SessionOptions {
+                        expiry: Duration::from_secs(u64::from(settings.mqtt_session_expiry_s)),
+                    },
                 )
                 .map_err(StartupError::Mqtt)?,
             ),

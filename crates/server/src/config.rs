@@ -74,6 +74,10 @@ pub struct Settings {
     /// Shared-subscription group at the external broker: processes in one group split the
     /// vehicles' messages between them.
     pub mqtt_share_group: String,
+    /// Seconds the external broker keeps this process's session after it disconnects: a
+    /// restart within it gets what was queued meanwhile; a process gone longer stops taking
+    /// a share of the group's messages. 0: a clean session, forgotten at once.
+    pub mqtt_session_expiry_s: u32,
     /// The event bus: `embedded` (a durable log under `data_dir/bus`, for one process) or
     /// `nats://[user:password@]host:port` (NATS JetStream, for several processes).
     pub bus_url: String,
@@ -199,6 +203,7 @@ impl Default for Settings {
             mqtt_url: None,
             mqtt_client_id: "mobility-platform".to_owned(),
             mqtt_share_group: mobility_mqtt::SHARE_GROUP_DEFAULT.to_owned(),
+            mqtt_session_expiry_s: 60,
             bus_url: "embedded".to_owned(),
             region: "local".to_owned(),
             bus_telemetry_retention_hours: 6,

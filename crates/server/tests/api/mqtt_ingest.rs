@@ -287,3 +287,143 @@ async fn external_broker_mode_ingests_from_mosquitto() {
     driver.abort();
     app.stop().await;
 }
+
+/// Issue 18's bug, shown fixed: a broker hands a shared subscription's messages to every
+/// session of the group, connected or not. A process that left on purpose (unsubscribed on
+/// shutdown) and one that vanished (its MQTT 5 session expired) take no share of the traffic:
+/// every report reaches the process that remains.
+#[tokio::test]
+async fn processes_that_left_the_share_group_take_none_of_its_traffic() {
+    let Ok(url) = std::env::var("MOBILITY_TEST_MQTT_URL") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: external MQTT broker test (MOBILITY_TEST_MQTT_URL is not set; e.g. mqtt://127.0.0.1:1883)"
+        );
+        return;
+    };
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let group = format!("test-{unique}");
+    let parsed = url::Url::parse(&url).unwrap();
+    let (host, port) = (
+        parsed.host_str().unwrap().to_owned(),
+        parsed.port().unwrap_or(1883),
+    );
+    let app = |who: &'static str| {
+        let (url, group, unique) = (url.clone(), group.clone(), unique.clone());
+        async move {
+            TestApp::spawn_with(mobility_store::testsuite::sqlite().await, move |s| {
+                s.mqtt_url = Some(url);
+                s.mqtt_client_id = format!("mobility-test-{who}-{unique}");
+                s.mqtt_share_group = group;
+                s.mqtt_session_expiry_s = 1;
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let stays = app("stays").await;
+
+    // A process that vanishes: the platform's own client of the broker (its session lives a
+    // second after a disconnect), whose connection then drops without a word. (With the MQTT
+    // 3.1.1 persistent session the platform used before, which never expires, 20 of these 40
+    // reports were queued for such a ghost and lost.)
+    {
+        #[derive(Debug)]
+        struct Nobody;
+        #[async_trait::async_trait]
+        impl mobility_mqtt::VehicleLink for Nobody {
+            async fn authenticate(&self, _: &VehicleId, _: &[u8]) -> bool {
+                false
+            }
+            async fn deliver(
+                &self,
+                _: VehicleId,
+                _: mobility_mqtt::Channel,
+                _: bytes::Bytes,
+                _: mobility_mqtt::Ack,
+            ) {
+            }
+        }
+        let ghost = mobility_mqtt::ExternalBroker::connect_with(
+            &url,
+            &format!("mobility-test-ghost-{unique}"),
+            &group,
+            std::sync::Arc::new(Nobody),
+            mobility_mqtt::SessionOptions {
+                expiry: Duration::from_secs(1),
+            },
+        )
+        .unwrap();
+        // Subscribed by now (the connection and its subscriptions take milliseconds).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ghost.abort();
+    }
+    // A process that leaves on purpose.
+    let leaves = app("leaves").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    leaves.stop().await;
+    // The ghost's session expires a second after its connection went.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+
+    let creds = registered_vehicle(&stays).await;
+    let id = creds["id"].as_str().unwrap().to_owned();
+    let broker: SocketAddr = format!("{host}:{port}").parse().unwrap();
+    let (client, eventloop) = vehicle_client(broker, &creds);
+    let driver = drive(eventloop);
+    let topic = creds["mqtt"]["telemetry_topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t0 = now_ms() - 60_000;
+    for i in 0..40 {
+        client
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                json!({"ts": t0 + i * 100, "lat": 41.39, "lon": 2.17 + (i as f64) * 1e-4})
+                    .to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    let kept = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let history = mobility_live::live_log::read_telemetry(
+                &stays.data_dir().join("live"),
+                &stays.data_dir().join("history"),
+            )
+            .unwrap();
+            let mine: Vec<i64> = history
+                .iter()
+                .filter(|t| t.vehicle_id.to_string() == id)
+                .map(|t| t.at.0)
+                .collect();
+            if mine.len() >= 40 {
+                return mine;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let kept = match kept {
+        Ok(k) => k,
+        Err(_) => {
+            let history = mobility_live::live_log::read_telemetry(
+                &stays.data_dir().join("live"),
+                &stays.data_dir().join("history"),
+            )
+            .unwrap();
+            panic!(
+                "only {} of 40 reports reached the process that stayed",
+                history
+                    .iter()
+                    .filter(|t| t.vehicle_id.to_string() == id)
+                    .count()
+            );
+        }
+    };
+    assert_eq!(kept.len(), 40, "each report once");
+    driver.abort();
+    stays.stop().await;
+}
