@@ -17,6 +17,7 @@ mod geofences;
 mod health;
 mod ingest;
 mod intel;
+mod jobs;
 mod kyc;
 mod lifecycle;
 pub mod limits;
@@ -105,6 +106,8 @@ pub struct AppStateInner {
     pub demand: Arc<mobility_live::relay::DemandRelay>,
     /// What time it is.
     pub clock: Arc<dyn mobility_core::Clock>,
+    /// The scheduled jobs this version runs, and how often (for `GET /v1/admin/jobs`).
+    pub jobs: Vec<(&'static str, Duration)>,
 }
 
 impl AppStateInner {
@@ -178,6 +181,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(ops::routes())
         .merge(passes::routes())
         .merge(intel::routes())
+        .merge(jobs::routes())
         .merge(
             // Open-data feeds are large and polled: gzip them when the client asks.
             gbfs::routes()

@@ -355,6 +355,14 @@ pub const OPS: &[Op] = &[
         204,
         "Revoke an API token",
     ),
+    op(
+        "get",
+        "/v1/admin/jobs",
+        "console",
+        Admin,
+        200,
+        "Scheduled jobs: lease holder, last run, duration, last error, next run",
+    ),
     // Live fleet.
     with_query(
         op(

@@ -57,6 +57,9 @@ enum Command {
     /// The event bus: tail a stream, replay a consumer from a time, list streams and lag.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// The scheduled jobs (run once across every process on the database): who holds each,
+    /// its last run, duration and error, its next run.
+    Jobs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +129,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.to_redacted_toml());
             Ok(())
         }
+        Command::Jobs => runtime()?.block_on(async {
+            let store = app::open_store(&settings).await?;
+            let statuses = store.job_statuses().await;
+            store.close().await;
+            print!("{}", jobs_table(&statuses?, mobility_server::clock::now()));
+            anyhow::Ok(())
+        }),
         Command::Migrate => {
             let guard = telemetry::init(&settings)?;
             let result = runtime()?.block_on(async {
@@ -173,4 +183,53 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .thread_name("mobility")
         .build()?)
+}
+
+/// The jobs as a table: every job this version runs, then any other the database knows.
+fn jobs_table(statuses: &[mobility_store::JobStatus], now: mobility_core::TimestampMs) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<22} {:>8} {:<30} {:>10} {:>9} {:>7} {:>8}  {}\n",
+        "JOB", "EVERY", "HELD BY", "LAST RUN", "DURATION", "RUNS", "FAILED", "LAST ERROR"
+    );
+    let mut names: Vec<&str> = mobility_server::jobs::JOBS.iter().map(|j| j.name).collect();
+    for s in statuses {
+        if !names.contains(&s.name.as_str()) {
+            names.push(&s.name);
+        }
+    }
+    let ago = |at: mobility_core::TimestampMs| {
+        let s = (now.0 - at.0).max(0) / 1_000;
+        if s < 120 {
+            format!("{s} s ago")
+        } else {
+            format!("{} min ago", s / 60)
+        }
+    };
+    for name in names {
+        let every = mobility_server::jobs::JOBS
+            .iter()
+            .find(|j| j.name == name)
+            .map_or_else(|| "-".to_owned(), |j| format!("{} ms", j.every.as_millis()));
+        let s = statuses.iter().find(|s| s.name == name);
+        let held = s
+            .and_then(|s| s.lease.as_ref())
+            .filter(|(_, until)| until.0 > now.0)
+            .map_or_else(|| "(free)".to_owned(), |(h, _)| h.clone());
+        let last = s.and_then(|s| s.last_run.as_ref());
+        let _ = writeln!(
+            out,
+            "{:<22} {:>8} {:<30} {:>10} {:>9} {:>7} {:>8}  {}",
+            name,
+            every,
+            held,
+            last.map_or_else(|| "never".to_owned(), |r| ago(r.started_at)),
+            last.map_or_else(|| "-".to_owned(), |r| format!("{} ms", r.duration_ms)),
+            s.map_or(0, |s| s.runs),
+            s.map_or(0, |s| s.failures),
+            s.and_then(|s| s.last_error.as_ref())
+                .map_or_else(String::new, |(e, at)| format!("{e} ({})", ago(*at))),
+        );
+    }
+    out
 }

@@ -389,7 +389,7 @@ fn config_prints_effective_settings_with_secrets_redacted() {
 }
 
 #[test]
-fn migrate_creates_the_schema_and_version_prints() {
+fn migrate_creates_the_schema_and_jobs_and_version_print() {
     let dir = tempfile::tempdir().unwrap();
     let out = mobility(dir.path()).arg("migrate").output().unwrap();
     assert!(
@@ -399,8 +399,30 @@ fn migrate_creates_the_schema_and_version_prints() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "sqlite database is at schema version 15"
+        "sqlite database is at schema version 16"
     );
+    // No job has run yet: each is listed, free, never run.
+    let out = mobility(dir.path()).arg("jobs").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("JOB"), "{table}");
+    for job in [
+        "command-timeouts",
+        "hold-expiry",
+        "notification-delivery",
+        "intel",
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(job))
+            .unwrap_or_else(|| panic!("{job}: {table}"));
+        assert!(line.contains("(free)") && line.contains("never"), "{line}");
+    }
     let out = mobility(dir.path()).arg("version").output().unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -13,9 +13,6 @@ use mobility_live::{commands::Commands, vehicle_link::VehicleChannel};
 
 use crate::{SystemClock, config::Settings, telemetry};
 
-/// How often overdue commands are timed out (acks past the deadline are refused regardless).
-const COMMAND_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Why the platform could not start, in words that say how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -335,6 +332,10 @@ impl Application {
                     bus: bus.clone(),
                     demand: Arc::new(mobility_live::relay::DemandRelay::default()),
                     clock: clock.clone(),
+                    jobs: crate::jobs::JOBS
+                        .iter()
+                        .map(|j| (j.name, j.every))
+                        .collect(),
                 })
             },
             mqtt,
@@ -412,38 +413,63 @@ impl Application {
         {
             metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
         }
-        let commands = self.state.commands.clone();
-        let bookings = self.state.bookings.clone();
-        let notifier = self.state.notifier.clone();
-        let clock = self.state.clock.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(COMMAND_SWEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                commands.expire(clock.now()).await;
-                if let Err(e) = bookings.expire(clock.now()).await {
-                    tracing::warn!(error = %e, "cannot expire reservation holds; will retry");
-                }
-                if let Err(e) = notifier.deliver_due(clock.now()).await {
-                    tracing::warn!(error = %e, "cannot deliver notifications; will retry");
-                }
-            }
-        });
-        let intel = self.state.intel.clone();
-        let clock = self.state.clock.clone();
-        let thinker = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                // Each tick in its own task: a bug in one city's update is logged, and the next
-                // minute runs again.
-                let intel = intel.clone();
-                let now = clock.now();
-                if let Err(e) = tokio::spawn(async move { intel.tick(now).await }).await {
-                    tracing::error!(error = %e, "fleet intelligence update failed; it runs again next minute");
-                }
-            }
-        });
+        // The scheduled jobs, each run by one process at a time (crate::jobs).
+        let holder = crate::jobs::holder_id();
+        let (jobs_stop, jobs_rx) = tokio::sync::watch::channel(false);
+        let mut jobs = Vec::new();
+        for spec in crate::jobs::JOBS {
+            let (store, clock, holder, stop) = (
+                self.state.store.clone(),
+                self.state.clock.clone(),
+                holder.clone(),
+                jobs_rx.clone(),
+            );
+            let (commands, bookings, notifier, intel) = (
+                self.state.commands.clone(),
+                self.state.bookings.clone(),
+                self.state.notifier.clone(),
+                self.state.intel.clone(),
+            );
+            jobs.push(tokio::spawn(crate::jobs::run(
+                store,
+                clock,
+                holder,
+                spec,
+                stop,
+                move |now| {
+                    let (commands, bookings, notifier, intel) = (
+                        commands.clone(),
+                        bookings.clone(),
+                        notifier.clone(),
+                        intel.clone(),
+                    );
+                    async move {
+                        match spec.name {
+                            "command-timeouts" => {
+                                commands.expire(now).await;
+                                Ok(())
+                            }
+                            "hold-expiry" => bookings
+                                .expire(now)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            "notification-delivery" => notifier
+                                .deliver_due(now)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            // In its own task: a bug in one city's update is a failed run, and
+                            // the next minute runs again.
+                            "intel" => tokio::spawn(async move { intel.tick(now).await })
+                                .await
+                                .map_err(|e| format!("the update panicked: {e}")),
+                            other => Err(format!("no job {other}")),
+                        }
+                    }
+                },
+            )));
+        }
         let retention_days = self.settings.history_retention_days;
         let pruner = tokio::spawn({
             let live = self.state.live.clone();
@@ -564,8 +590,10 @@ impl Application {
             }
         };
         upkeep.abort();
-        sweeper.abort();
-        thinker.abort();
+        let _ = jobs_stop.send(true);
+        for job in jobs {
+            let _ = tokio::time::timeout(Duration::from_secs(5), job).await;
+        }
         pruner.abort();
         self.mqtt.shutdown().await;
         // Everything accepted is published before the reactions stop.

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod jobs;
 pub mod telemetry;
 pub mod workers;
 

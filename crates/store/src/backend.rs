@@ -21,8 +21,8 @@ use sqlx::{
 use crate::{
     AccountStore, AlertRecord, ApiToken, Backend, BookingFilter, BookingRecord, BookingStore,
     CityEventRecord, CityStore, CommandRecord, CommandStore, DemandSlot, EventStore,
-    GeofenceRecord, GeofenceStore, IntelStore, KycRecord, KycStore, MdsToken,
-    NotificationPreference, NotificationStore, OpenDataStore, OpenOptions, OutboxEvent,
+    GeofenceRecord, GeofenceStore, IntelStore, JobRun, JobStatus, JobStore, KycRecord, KycStore,
+    MdsToken, NotificationPreference, NotificationStore, OpenDataStore, OpenOptions, OutboxEvent,
     OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PaymentStore, PricingPlan,
     PricingStore, Readiness, RecordedEvent, RefreshToken, RiderPass, Rotation, Store, StoreError,
     TripFacts, UserRecord, VehicleStore, WeatherHour, redact_url,
@@ -2309,6 +2309,106 @@ macro_rules! impl_store {
                     CityId::parse(&c).map_err(|e| corrupt("city id", e))
                 })
                 .transpose()
+            }
+        }
+
+        #[async_trait]
+        impl JobStore for $ty {
+            async fn acquire_job_lease(
+                &self,
+                name: &str,
+                holder: &str,
+                now: TimestampMs,
+                ttl_ms: i64,
+            ) -> Result<bool, StoreError> {
+                // One statement: insert, or take over if it is ours or ran out (the WHERE of
+                // the upsert is evaluated on the row as it is, so two racers cannot both win).
+                let n = sqlx::query(
+                    "INSERT INTO job_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = excluded.expires_at_ms \
+                     WHERE job_leases.holder = excluded.holder OR job_leases.expires_at_ms <= $4",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(now.0.saturating_add(ttl_ms.max(0)))
+                .bind(now.0)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn release_job_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM job_leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn record_job_run(&self, r: &JobRun, runs: i64, failures: i64) -> Result<(), StoreError> {
+                let failed = i64::from(r.error.is_some());
+                sqlx::query(
+                    "INSERT INTO job_runs (name, holder, started_at_ms, duration_ms, error, runs, failures, last_error, last_error_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $7, $8, $5, CASE WHEN $6 = 1 THEN $3 ELSE NULL END) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, started_at_ms = excluded.started_at_ms, \
+                     duration_ms = excluded.duration_ms, error = excluded.error, runs = job_runs.runs + $7, \
+                     failures = job_runs.failures + $8, \
+                     last_error = CASE WHEN $6 = 1 THEN excluded.error ELSE job_runs.last_error END, \
+                     last_error_at_ms = CASE WHEN $6 = 1 THEN excluded.started_at_ms ELSE job_runs.last_error_at_ms END",
+                )
+                .bind(&r.name)
+                .bind(&r.holder)
+                .bind(r.started_at.0)
+                .bind(r.duration_ms)
+                .bind(r.error.as_deref())
+                .bind(failed)
+                .bind(runs.max(0))
+                .bind(failures.max(0))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn job_statuses(&self) -> Result<Vec<JobStatus>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT n.name, l.holder AS lease_holder, l.expires_at_ms, r.holder, r.started_at_ms, \
+                     r.duration_ms, r.error, r.runs, r.failures, r.last_error, r.last_error_at_ms \
+                     FROM (SELECT name FROM job_leases UNION SELECT name FROM job_runs) n \
+                     LEFT JOIN job_leases l ON l.name = n.name LEFT JOIN job_runs r ON r.name = n.name \
+                     ORDER BY n.name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| -> Result<JobStatus, StoreError> {
+                        let name: String = row.try_get("name")?;
+                        let lease_holder: Option<String> = row.try_get("lease_holder")?;
+                        let expires: Option<i64> = row.try_get("expires_at_ms")?;
+                        let holder: Option<String> = row.try_get("holder")?;
+                        let started: Option<i64> = row.try_get("started_at_ms")?;
+                        let last_error: Option<String> = row.try_get("last_error")?;
+                        let last_error_at: Option<i64> = row.try_get("last_error_at_ms")?;
+                        Ok(JobStatus {
+                            lease: lease_holder.zip(expires.map(TimestampMs)),
+                            last_run: match (holder, started) {
+                                (Some(holder), Some(started)) => Some(JobRun {
+                                    name: name.clone(),
+                                    holder,
+                                    started_at: TimestampMs(started),
+                                    duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.unwrap_or(0),
+                                    error: row.try_get("error")?,
+                                }),
+                                _ => None,
+                            },
+                            runs: row.try_get::<Option<i64>, _>("runs")?.unwrap_or(0),
+                            failures: row.try_get::<Option<i64>, _>("failures")?.unwrap_or(0),
+                            last_error: last_error.zip(last_error_at.map(TimestampMs)),
+                            name,
+                        })
+                    })
+                    .collect()
             }
         }
 

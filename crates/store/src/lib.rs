@@ -22,6 +22,7 @@ pub mod commands;
 pub mod events;
 pub mod geofences;
 pub mod intel;
+pub mod jobs;
 pub mod kyc;
 pub mod notifications;
 pub mod open_data;
@@ -30,10 +31,20 @@ pub mod pricing;
 pub mod vehicles;
 
 pub use {
-    accounts::AccountStore, bookings::BookingStore, cities::CityStore, commands::CommandStore,
-    events::EventStore, geofences::GeofenceStore, intel::IntelStore, kyc::KycStore,
-    notifications::NotificationStore, open_data::OpenDataStore, payments::PaymentStore,
-    pricing::PricingStore, vehicles::VehicleStore,
+    accounts::AccountStore,
+    bookings::BookingStore,
+    cities::CityStore,
+    commands::CommandStore,
+    events::EventStore,
+    geofences::GeofenceStore,
+    intel::IntelStore,
+    jobs::{JobRun, JobStatus, JobStore},
+    kyc::KycStore,
+    notifications::NotificationStore,
+    open_data::OpenDataStore,
+    payments::PaymentStore,
+    pricing::PricingStore,
+    vehicles::VehicleStore,
 };
 
 #[cfg(feature = "testsuite")]
@@ -718,6 +729,7 @@ pub trait Store:
     + CommandStore
     + GeofenceStore
     + EventStore
+    + JobStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -41,8 +41,8 @@ mod sqlite {
             .await
             .unwrap();
         let r = store.readiness().await.unwrap();
-        assert_eq!((r.pending_migrations, r.schema_version), (15, None));
-        assert_eq!(store.migrate().await.unwrap(), 15);
+        assert_eq!((r.pending_migrations, r.schema_version), (16, None));
+        assert_eq!(store.migrate().await.unwrap(), 16);
         assert_eq!(store.readiness().await.unwrap().pending_migrations, 0);
         store.close().await;
     }

@@ -12,6 +12,7 @@ mod commands;
 mod fleet_api;
 mod geofences;
 mod intel_api;
+mod jobs;
 mod mqtt_ingest;
 mod no_5xx;
 mod notifications;

@@ -34,7 +34,7 @@ macro_rules! api_tests {
                 let body: Value = r.json().await.unwrap();
                 assert_eq!(body["status"], "ready");
                 assert_eq!(body["store"], $name);
-                assert_eq!(body["schema_version"], 15);
+                assert_eq!(body["schema_version"], 16);
                 assert_eq!(body["bus"], "embedded");
                 app.stop().await;
             }

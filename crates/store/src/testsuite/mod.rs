@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use crate::{
     AlertRecord, ApiToken, BookingFilter, BookingRecord, CityEventRecord, CommandRecord,
-    DemandSlot, GeofenceRecord, KycRecord, MdsToken, OpenOptions, PostgresStore, RefreshToken,
-    Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour,
+    DemandSlot, GeofenceRecord, JobRun, KycRecord, MdsToken, OpenOptions, PostgresStore,
+    RefreshToken, Rotation, Store, StoreError, TripFacts, UserRecord, WeatherHour,
 };
 
 /// The environment variable naming the PostgreSQL server for tests.
@@ -144,6 +144,8 @@ macro_rules! conformance_tests {
             passes_are_sold_per_city_and_bought_once_per_key,
             demand_adds_up_and_incentives_stay_within_the_budget,
             store_changes_and_their_events_commit_together,
+            job_leases_have_one_holder_and_pass_on_when_they_run_out,
+            job_runs_are_counted_and_the_last_error_kept,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -198,7 +200,7 @@ pub async fn migrations_apply_once_and_report_ready(store: Arc<dyn Store>) {
     );
     let r = store.readiness().await.unwrap();
     assert_eq!(r.pending_migrations, 0);
-    assert_eq!(r.schema_version, Some(15));
+    assert_eq!(r.schema_version, Some(16));
 }
 
 fn user(n: u32, email: &str) -> UserRecord {
@@ -283,3 +285,6 @@ pub use intel::*;
 #[path = "../events/conformance.rs"]
 mod events;
 pub use events::*;
+#[path = "../jobs/conformance.rs"]
+mod jobs;
+pub use jobs::*;
