@@ -95,15 +95,23 @@ pub async fn run(settings: Settings, a: DemoArgs) -> anyhow::Result<()> {
         a.speed,
         started.elapsed().as_secs_f64()
     );
+    let token_file = data_dir.join("admin-token");
+    let bearer = format!(
+        "-H \"Authorization: Bearer $(cat {})\"",
+        token_file.display()
+    );
     println!(
         "  API        {api}   (admin token in {})",
-        data_dir.join("admin-token").display()
+        token_file.display()
     );
-    println!("  nearby     {api}/v1/vehicles/nearby?lat=41.3870&lon=2.1700&radius_m=500");
-    println!("  fleet      {api}/v1/fleet/stats?city=barcelona");
     println!(
-        "  live map   ws://{}/v1/stream/vehicles?bbox=2.07,41.32,2.23,41.47",
-        api.trim_start_matches("http://")
+        "  nearby     curl {bearer} '{api}/v1/vehicles/nearby?lat=41.3870&lon=2.1700&radius_m=500'"
+    );
+    println!("  fleet      curl {bearer} '{api}/v1/fleet/stats?city=barcelona'");
+    println!(
+        "  live map   websocat \"ws://{}/v1/stream/vehicles?bbox=41.32,2.07,41.47,2.23&access_token=$(cat {})\"",
+        api.trim_start_matches("http://"),
+        token_file.display()
     );
     println!(
         "  dashboard  {api}/   (sign in as {ops_email}; the password is in {})",

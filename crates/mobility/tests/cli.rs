@@ -793,8 +793,9 @@ fn demo_shows_a_living_city_within_10_seconds() {
         if let Some(rest) = line.trim().strip_prefix("API") {
             api = rest.split_whitespace().next().map(str::to_owned);
         }
+        let last = line.contains("Ctrl-C");
         seen.push(line);
-        if api.is_some() {
+        if last {
             break;
         }
     }
@@ -803,6 +804,60 @@ fn demo_shows_a_living_city_within_10_seconds() {
         .unwrap()
         .trim()
         .to_owned();
+    // Every command and URL the demo prints works as printed: the token it names is the file
+    // it says, the query is one the API takes.
+    // (Paths are printed as the demo was given them: relative to where it runs.)
+    let token_of = |file: &str| {
+        std::fs::read_to_string(dir.path().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .to_owned()
+    };
+    let mut checked = 0;
+    for line in &seen {
+        if let Some(rest) = line
+            .split_once("curl -H \"Authorization: Bearer $(cat ")
+            .map(|(_, r)| r)
+        {
+            let (file, rest) = rest.split_once(")\" '").unwrap();
+            let url = rest.trim_end_matches('\'');
+            let (code, body) = call("GET", url, &token_of(file), None);
+            assert_eq!(code, 200, "{line}: {body}");
+            checked += 1;
+        } else if let Some(rest) = line.split_once("websocat \"").map(|(_, r)| r) {
+            let (url, file) = rest.split_once("$(cat ").unwrap();
+            let url = format!("{url}{}", token_of(file.trim_end_matches(")\"")));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let code = rt.block_on(async {
+                reqwest::Client::new()
+                    .get(url.replacen("ws://", "http://", 1))
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .header("sec-websocket-version", "13")
+                    .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            });
+            assert_eq!(code, 101, "{line}");
+            checked += 1;
+        } else if let Some(url) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") && (w.contains("/gbfs/") || w.ends_with("/metrics")))
+        {
+            assert_eq!(call("GET", url, "", None).0, 200, "{line}");
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked, 5,
+        "nearby, fleet, live map, GBFS and metrics lines: {seen:#?}"
+    );
     // Living: the platform knows where the vehicles are, and they move.
     while started.elapsed() < Duration::from_secs(10) {
         let (code, body) = call(
