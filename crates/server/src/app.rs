@@ -400,12 +400,19 @@ impl Application {
         let store = self.state.store.clone();
         let metrics = self.state.metrics.clone();
         let limits = self.state.limits.clone();
+        let pool_store = store.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 metrics.run_upkeep();
                 limits.housekeeping();
+                let pool = pool_store.pool_stats();
+                metrics::gauge!("store_pool_connections", "state" => "in_use")
+                    .set(f64::from(pool.size.saturating_sub(pool.idle)));
+                metrics::gauge!("store_pool_connections", "state" => "idle")
+                    .set(f64::from(pool.idle));
+                metrics::gauge!("store_pool_max").set(f64::from(pool.max));
             }
         });
         #[allow(clippy::cast_precision_loss)]

@@ -124,3 +124,78 @@ fn only_the_server_reads_the_wall_clock() {
         }
     }
 }
+
+/// Every metric the alert rules and the Grafana dashboard name is one the code exports (a
+/// renamed metric would otherwise leave an alert that never fires).
+#[test]
+fn the_deploy_files_name_only_metrics_the_binary_exports() {
+    let root = crates_dir()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let mut source = String::new();
+    let mut stack = vec![crates_dir()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() && !p.ends_with("tests") && !p.ends_with("target") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    let files = [
+        root.join("deploy/prometheus/alerts.yml"),
+        root.join("deploy/grafana/mobility.json"),
+    ];
+    let mut checked = 0;
+    for file in files {
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        // Metric names: snake_case words that a selector, a range or a grouping follows.
+        let bytes = text.as_bytes();
+        let mut names = BTreeSet::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let start = i;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_lowercase() || bytes[i].is_ascii_digit() || bytes[i] == b'_')
+            {
+                i += 1;
+            }
+            let word = &text[start..i];
+            let next = bytes.get(i).copied();
+            let before = start.checked_sub(1).and_then(|j| bytes.get(j)).copied();
+            let is_metric = word.contains('_')
+                && matches!(next, Some(b'{' | b'[' | b')' | b' ' | b'\n'))
+                && !matches!(before, Some(b'$' | b'.' | b'{' | b'"' | b'_'))
+                && !["histogram_quantile", "by", "le"].contains(&word)
+                && (word.ends_with("_total")
+                    || word.ends_with("_bucket")
+                    || word.ends_with("_ready")
+                    || word.ends_with("_lag")
+                    || word.ends_with("_connections")
+                    || word.ends_with("_connected")
+                    || word.ends_with("_max")
+                    || word.ends_with("_seconds"));
+            if is_metric {
+                names.insert(word.to_owned());
+            }
+            i += 1;
+        }
+        for name in names {
+            let base = name.strip_suffix("_bucket").unwrap_or(&name);
+            assert!(
+                source.contains(&format!("\"{base}\"")),
+                "{} names {name}, which no crate exports",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} metric names found in the deploy files"
+    );
+}

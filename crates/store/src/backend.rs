@@ -23,7 +23,7 @@ use crate::{
     CityEventRecord, CityStore, CommandRecord, CommandStore, DemandSlot, EventStore,
     GeofenceRecord, GeofenceStore, IntelStore, JobRun, JobStatus, JobStore, KycRecord, KycStore,
     MdsToken, NotificationPreference, NotificationStore, OpenDataStore, OpenOptions, OutboxEvent,
-    OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PaymentStore, PricingPlan,
+    OutboxMessage, PAGE_LIMIT_MAX, PassPlan, PaymentRecord, PaymentStore, PoolStats, PricingPlan,
     PricingStore, Readiness, RecordedEvent, RefreshToken, RiderPass, Rotation, Store, StoreError,
     TripFacts, UserRecord, VehicleStore, WeatherHour, redact_url,
 };
@@ -607,6 +607,14 @@ macro_rules! impl_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+            }
+
+            fn pool_stats(&self) -> PoolStats {
+                PoolStats {
+                    size: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
             }
         }
 

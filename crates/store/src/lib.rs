@@ -746,6 +746,21 @@ pub trait Store:
 
     /// Waits for in-flight queries and closes all connections (SQLite checkpoints its WAL).
     async fn close(&self);
+
+    /// The connection pool now: for `/metrics` (a pool always at its most, with none idle,
+    /// is saturated: requests wait for a connection).
+    fn pool_stats(&self) -> PoolStats;
+}
+
+/// A store's connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Most it may open.
+    pub max: u32,
 }
 
 /// The default database URL for a data directory: `sqlite://DATA_DIR/mobility.db`.

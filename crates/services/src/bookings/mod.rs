@@ -416,6 +416,9 @@ impl Bookings {
         user_id: Option<&str>,
         now: TimestampMs,
     ) -> Result<BookingRecord, BookingError> {
+        // Request to the vehicle's ack: what a rider waits for at the kerb (a duration, so a
+        // monotonic timer, not the clock).
+        let timer = std::time::Instant::now();
         let b = self.get(id, user_id).await?;
         if state_of(&b) != Some(BookingState::Reserved) {
             return Err(BookingError::WrongState(b.state));
@@ -458,6 +461,7 @@ impl Bookings {
             metrics::counter!("bookings_total", "outcome" => "unlock_failed").increment(1);
             return Err(BookingError::VehicleDidNot("unlock", why));
         }
+        metrics::histogram!("booking_unlock_seconds").record(timer.elapsed().as_secs_f64());
         let started = self.clock.now();
         let odometer = self
             .fleet
