@@ -8,6 +8,7 @@
 //! driver implements the same trait over MQTT and HTTP.
 
 pub mod city;
+mod field;
 pub mod local;
 pub mod ops;
 pub mod report;
