@@ -238,6 +238,9 @@ pub struct BusConfig {
     pub region: String,
     /// Retention per domain (domains not listed keep [`Retention::default_for`]).
     pub retention: Vec<(Domain, Retention)>,
+    /// NATS: the prefix of this platform's streams and subjects (several platforms, or tests,
+    /// may share a server). Lower-case letters, digits and `_`.
+    pub prefix: String,
 }
 
 impl Default for BusConfig {
@@ -245,6 +248,7 @@ impl Default for BusConfig {
         Self {
             region: "local".to_owned(),
             retention: Vec::new(),
+            prefix: "mobility".to_owned(),
         }
     }
 }
@@ -402,7 +406,9 @@ pub async fn open(
         return Ok(Arc::new(EmbeddedBus::open(&dir, config)?));
     }
     if url.starts_with("nats://") || url.starts_with("tls://") {
-        return Ok(Arc::new(NatsBus::connect(url, "mobility", config).await?));
+        return Ok(Arc::new(
+            NatsBus::connect(url, &config.prefix.clone(), config).await?,
+        ));
     }
     Err(BusError::Config(format!(
         "bus_url: expected \"embedded\" or nats://host:port, got {:?}",

@@ -35,6 +35,7 @@ impl Harness {
 pub fn test_config() -> BusConfig {
     BusConfig {
         region: "test".to_owned(),
+        prefix: "mobility".to_owned(),
         retention: vec![
             (
                 Domain::Telemetry,

@@ -9,7 +9,8 @@
 //! - [`vehicle_link`]: the platform's side of the MQTT vehicle channel;
 //! - [`commands`]: unlock, lock, speed limits, sent and acknowledged;
 //! - [`relay`]: what ingest accepted (and riders' searches), published to the event bus;
-//! - [`feed`]: the live views' changes, followed from the bus's telemetry stream.
+//! - [`feed`]: the live views' changes, followed from the bus's telemetry stream;
+//! - [`replica`]: on a shared bus, the telemetry and states other processes accepted.
 //!
 //! No HTTP and no SQL here: the store is reached through its seam, the bus through its.
 
@@ -19,5 +20,6 @@ pub mod fleet;
 pub mod ingest;
 pub mod live_log;
 pub mod relay;
+pub mod replica;
 pub mod state;
 pub mod vehicle_link;

@@ -557,6 +557,13 @@ impl Application {
             self.state.live.clone(),
             reactions_rx.clone(),
         ));
+        let replica = tokio::spawn(mobility_live::replica::run(
+            self.state.bus.clone(),
+            self.state.fleet.clone(),
+            self.state.store.clone(),
+            self.state.clock.clone(),
+            reactions_rx.clone(),
+        ));
         let (outbox_stop, outbox_rx) = tokio::sync::watch::channel(false);
         let outbox = tokio::spawn(crate::workers::outbox_relay(
             self.state.store.clone(),
@@ -615,6 +622,7 @@ impl Application {
         let _ = tokio::time::timeout(Duration::from_secs(2), intel_consumers).await;
         lag.abort();
         let _ = tokio::time::timeout(Duration::from_secs(2), feed).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), replica).await;
         self.relay_task.abort();
         drop(bus);
         snapshots.abort();

@@ -92,6 +92,9 @@ pub struct Settings {
     pub bus_retention_days: u32,
     /// Most bytes each stream keeps, in MiB (the oldest go first; telemetry keeps 4× this).
     pub bus_stream_max_mib: u32,
+    /// NATS only: the prefix of this platform's streams (`<PREFIX>_<DOMAIN>`) and subjects, so
+    /// several platforms can share one server.
+    pub bus_prefix: String,
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
     pub live_snapshot_interval_s: u64,
@@ -209,6 +212,7 @@ impl Default for Settings {
             bus_telemetry_retention_hours: 6,
             bus_retention_days: 30,
             bus_stream_max_mib: 1024,
+            bus_prefix: "mobility".to_owned(),
             live_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
@@ -371,6 +375,18 @@ impl Settings {
         if !(1..=3_650).contains(&self.bus_retention_days) {
             return Err(ConfigError("bus_retention_days must be 1 to 3650".into()));
         }
+        if self.bus_prefix.is_empty()
+            || self.bus_prefix.len() > 32
+            || !self
+                .bus_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ConfigError(format!(
+                "bus_prefix {:?}: 1 to 32 lower-case letters, digits or '_'",
+                self.bus_prefix
+            )));
+        }
         if !(1..=1_048_576).contains(&self.bus_stream_max_mib) {
             return Err(ConfigError(
                 "bus_stream_max_mib must be 1 to 1048576".into(),
@@ -496,6 +512,7 @@ impl Settings {
         mobility_bus::BusConfig {
             region: self.region.clone(),
             retention,
+            prefix: self.bus_prefix.clone(),
         }
     }
 

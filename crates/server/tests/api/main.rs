@@ -22,4 +22,5 @@ mod openapi;
 mod ops_api;
 mod payments;
 mod platform;
+mod scale_out;
 mod stream;

@@ -1,0 +1,134 @@
+//! Two processes on one PostgreSQL and one NATS: each keeps a replica of the live fleet fed
+//! from the bus, so a vehicle reported to either is found by nearby on both. Runs when
+//! `MOBILITY_TEST_POSTGRES_URL` and `MOBILITY_TEST_NATS_URL` are set.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+use crate::common;
+
+use std::{io::Write, time::Duration};
+
+use common::{ADMIN, TestApp, now_ms};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn nearby_ids(app: &TestApp, lat: f64, lon: f64) -> Vec<String> {
+    let body: Value = app
+        .authed(
+            Method::GET,
+            &format!("/v1/vehicles/nearby?lat={lat}&lon={lon}&radius_m=300&state=any"),
+            ADMIN,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["vehicles"]
+        .as_array()
+        .map(|vs| {
+            vs.iter()
+                .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `app`'s nearby at (lat, lon) lists `id`; returns how long it took.
+async fn found(app: &TestApp, id: &str, lat: f64, lon: f64) -> Duration {
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if nearby_ids(app, lat, lon).await.iter().any(|v| v == id) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{id} not found near {lat},{lon}"));
+    started.elapsed()
+}
+
+async fn ingest(app: &TestApp, id: &str, ts: i64, lat: f64, lon: f64) {
+    let r = app
+        .authed(Method::POST, "/v1/ingest/telemetry", ADMIN)
+        .json(&json!([{"vehicle_id": id, "ts": ts, "lat": lat, "lon": lon, "battery": 80}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
+    let Ok(nats) = std::env::var("MOBILITY_TEST_NATS_URL") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: scale-out test (MOBILITY_TEST_NATS_URL is not set; e.g. nats://127.0.0.1:4222)"
+        );
+        return;
+    };
+    let Some(shared) = mobility_store::testsuite::postgres().await else {
+        return;
+    };
+    let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[8..28]);
+    let spawn = || {
+        let (url, nats, prefix) = (shared.url.clone(), nats.clone(), prefix.clone());
+        async move {
+            TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
+                s.database_url = Some(url);
+                s.bus_url = nats;
+                s.bus_prefix = prefix;
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let a = spawn().await;
+    let b = spawn().await;
+    let r = a
+        .authed(Method::PUT, "/v1/admin/cities/barcelona", ADMIN)
+        .json(&json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Registered through one process after both started: the other learns of it from the
+    // store when its first report arrives.
+    let created: Value = a
+        .authed(Method::POST, "/v1/admin/vehicles", ADMIN)
+        .json(&json!({"city": "barcelona", "type": "scooter"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let t0 = now_ms();
+    ingest(&a, &id, t0, 41.3870, 2.1700).await;
+    let on_a = found(&a, &id, 41.3870, 2.1700).await;
+    let on_b = found(&b, &id, 41.3870, 2.1700).await;
+    // And the other way: a report to the second process moves the vehicle on the first.
+    ingest(&b, &id, t0 + 1_000, 41.4010, 2.1900).await;
+    let back_on_a = found(&a, &id, 41.4010, 2.1900).await;
+    let _ = writeln!(
+        std::io::stderr(),
+        "scale-out: found on the ingesting process after {on_a:?}, on the other after {on_b:?}; back the other way after {back_on_a:?}"
+    );
+    assert!(
+        !nearby_ids(&a, 41.3870, 2.1700).await.contains(&id),
+        "the first process moved the vehicle away from where it was"
+    );
+
+    a.stop().await;
+    b.stop().await;
+    if let Ok(bus) =
+        mobility_bus::NatsBus::connect(&nats, &prefix, mobility_bus::BusConfig::default()).await
+    {
+        let _ = bus.delete_streams().await;
+    }
+    shared.cleanup().await;
+}
