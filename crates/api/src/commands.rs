@@ -107,8 +107,14 @@ async fn send(
             ),
         );
     }
+    // The live fleet knows every vehicle this process loaded or heard from; one registered
+    // through another process since (and silent so far) is known to the store.
     if state.fleet.city_of(&vehicle).is_none() {
-        return not_found(format!("vehicle {vehicle}"));
+        match state.store.vehicle(&vehicle).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return not_found(format!("vehicle {vehicle}")),
+            Err(e) => return store_problem(&e),
+        }
     }
     let record = match state
         .commands

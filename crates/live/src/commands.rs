@@ -34,6 +34,9 @@ pub trait CommandChannel: Send + Sync + 'static {
     async fn publish(&self, vehicle: &VehicleId, payload: Bytes) -> Result<(), String>;
 }
 
+/// How often a waiter asks the store whether another process decided its command.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
 /// Commands in flight and their waiters.
 pub struct Commands {
     store: Arc<dyn Store>,
@@ -150,15 +153,33 @@ impl Commands {
             None => return Ok(None),
             Some(_) => {}
         }
-        let decided = tokio::time::timeout(until, rx)
-            .await
-            .ok()
-            .and_then(Result::ok);
-        match decided {
-            Some(c) => Ok(Some(c)),
-            None => {
+        // Woken by this process's decision (the ack came here, or the time-out job ran here),
+        // and meanwhile the store is asked every WAIT_POLL: with several processes the
+        // vehicle's ack may reach another one, which decides the command in the store.
+        let deadline = tokio::time::Instant::now() + until;
+        let mut rx = Some(rx);
+        loop {
+            let poll = (tokio::time::Instant::now() + WAIT_POLL).min(deadline);
+            if let Some(waiting) = rx.as_mut() {
+                tokio::select! {
+                    decided = waiting => {
+                        if let Ok(c) = decided {
+                            return Ok(Some(c));
+                        }
+                        // The sender went (the waiters were cleared): only the store now.
+                        rx = None;
+                    }
+                    () = tokio::time::sleep_until(poll) => {}
+                }
+            } else {
+                tokio::time::sleep_until(poll).await;
+            }
+            let now = self.store.command(id).await?;
+            if now.as_ref().is_none_or(|c| c.state.is_final())
+                || tokio::time::Instant::now() >= deadline
+            {
                 self.waiters.lock().remove(id);
-                self.store.command(id).await
+                return Ok(now);
             }
         }
     }

@@ -14,16 +14,16 @@ use tokio::sync::mpsc;
 
 /// How the scripted vehicle answers a command.
 #[derive(Clone, Copy)]
-enum Reply {
+pub(crate) enum Reply {
     Ok,
     Fail,
     Silent,
 }
 
-struct Vehicle {
-    id: String,
-    client: AsyncClient,
-    received: mpsc::UnboundedReceiver<Value>,
+pub(crate) struct Vehicle {
+    pub(crate) id: String,
+    pub(crate) client: AsyncClient,
+    pub(crate) received: mpsc::UnboundedReceiver<Value>,
 }
 
 async fn register(app: &TestApp) -> Value {
@@ -43,7 +43,7 @@ async fn register(app: &TestApp) -> Value {
 }
 
 /// A vehicle that subscribes to its commands and answers each per `reply`.
-async fn vehicle(addr: SocketAddr, creds: &Value, reply: Reply) -> Vehicle {
+pub(crate) async fn vehicle(addr: SocketAddr, creds: &Value, reply: Reply) -> Vehicle {
     let id = creds["id"].as_str().unwrap().to_owned();
     let mut o = MqttOptions::new(&id, addr.ip().to_string(), addr.port());
     o.set_credentials(&id, creds["device_secret"].as_str().unwrap());
@@ -95,7 +95,7 @@ async fn vehicle(addr: SocketAddr, creds: &Value, reply: Reply) -> Vehicle {
     }
 }
 
-async fn command(app: &TestApp, vehicle: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn command(app: &TestApp, vehicle: &str, body: Value) -> (u16, Value) {
     let r = app
         .authed(
             Method::POST,

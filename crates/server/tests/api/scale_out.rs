@@ -132,3 +132,107 @@ async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
     }
     shared.cleanup().await;
 }
+
+/// With several processes on one external broker, a vehicle's ack reaches whichever process
+/// the broker hands it to; the process that sent the command (and waits for it) learns of the
+/// decision from the store. Needs Mosquitto too (`MOBILITY_TEST_MQTT_URL`).
+#[tokio::test]
+async fn a_command_sent_through_one_process_is_decided_by_an_ack_that_reached_another() {
+    let (Ok(nats), Ok(mqtt)) = (
+        std::env::var("MOBILITY_TEST_NATS_URL"),
+        std::env::var("MOBILITY_TEST_MQTT_URL"),
+    ) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: scale-out command test (needs MOBILITY_TEST_NATS_URL and MOBILITY_TEST_MQTT_URL)"
+        );
+        return;
+    };
+    let Some(shared) = mobility_store::testsuite::postgres().await else {
+        return;
+    };
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let prefix = format!("t{}", &unique[8..28]);
+    let spawn = |who: &'static str| {
+        let (url, nats, mqtt, prefix, unique) = (
+            shared.url.clone(),
+            nats.clone(),
+            mqtt.clone(),
+            prefix.clone(),
+            unique.clone(),
+        );
+        async move {
+            TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
+                s.database_url = Some(url);
+                s.bus_url = nats;
+                s.bus_prefix = prefix;
+                s.mqtt_url = Some(mqtt);
+                s.mqtt_client_id = format!("mobility-test-{who}-{unique}");
+                s.mqtt_share_group = format!("test-{unique}");
+                s.mqtt_session_expiry_s = 0;
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let a = spawn("a").await;
+    let b = spawn("b").await;
+    let r = a
+        .authed(Method::PUT, "/v1/admin/cities/barcelona", ADMIN)
+        .json(&json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let creds: Value = a
+        .authed(Method::POST, "/v1/admin/vehicles", ADMIN)
+        .json(&json!({"city": "barcelona", "type": "scooter"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let parsed = url::Url::parse(&mqtt).unwrap();
+    let broker: std::net::SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(1883)
+    )
+    .parse()
+    .unwrap();
+    let mut v = crate::commands::vehicle(broker, &creds, crate::commands::Reply::Ok).await;
+    // Both processes' subscriptions may still be on their way.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Eight commands, each sent through one process or the other: the broker splits the acks
+    // between them, so some are decided by the process that did not send them. Each answer
+    // comes back acked, long before the 30 s the command may wait.
+    for i in 0..8 {
+        // Two through each in turn: were the broker to hand acks out strictly in turn, the
+        // second of each pair is decided by the other process.
+        let through = if (i / 2) % 2 == 0 { &a } else { &b };
+        let started = tokio::time::Instant::now();
+        let (status, c) = crate::commands::command(
+            through,
+            &v.id,
+            json!({"command": "ring", "wait": true, "timeout_s": 30}),
+        )
+        .await;
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(c["state"], "acked", "{c}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "command {i} waited {:?} for an ack that another process took",
+            started.elapsed()
+        );
+        assert!(v.received.recv().await.is_some());
+    }
+    a.stop().await;
+    b.stop().await;
+    if let Ok(bus) =
+        mobility_bus::NatsBus::connect(&nats, &prefix, mobility_bus::BusConfig::default()).await
+    {
+        let _ = bus.delete_streams().await;
+    }
+    shared.cleanup().await;
+}
