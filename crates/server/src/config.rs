@@ -376,14 +376,14 @@ impl Settings {
             return Err(ConfigError("bus_retention_days must be 1 to 3650".into()));
         }
         if self.bus_prefix.is_empty()
-            || self.bus_prefix.len() > 32
+            || self.bus_prefix.len() > 64
             || !self
                 .bus_prefix
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(ConfigError(format!(
-                "bus_prefix {:?}: 1 to 32 lower-case letters, digits or '_'",
+                "bus_prefix {:?}: 1 to 64 lower-case letters, digits or '_'",
                 self.bus_prefix
             )));
         }
