@@ -199,3 +199,40 @@ fn the_deploy_files_name_only_metrics_the_binary_exports() {
         "only {checked} metric names found in the deploy files"
     );
 }
+
+/// Every `MOBILITY_*` variable the deploy files set is a setting (one README documents, which
+/// `config::tests::defaults_match_the_readme` holds to `Settings`): a misspelt one would be
+/// ignored by a process that then runs on its defaults.
+#[test]
+fn the_deploy_files_set_only_real_settings() {
+    let root = crates_dir()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
+    let mut checked = 0;
+    let mut stack = vec![root.join("deploy")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for (i, _) in text.match_indices("MOBILITY_") {
+                let name: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                assert!(
+                    readme.contains(&format!("| `{name}` |")),
+                    "{} sets {name}, which is not a setting",
+                    p.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} settings found in deploy/");
+}
