@@ -193,7 +193,11 @@ async fn load(fleet: &Fleet, store: &dyn Store, id: VehicleId) -> bool {
             _ => return false,
         }
     }
-    fleet.register(&v);
+    // The other stream may have loaded it while this read was under way, with a newer state
+    // than this read saw: keep that one.
+    if fleet.city_of(&id).is_none() {
+        fleet.register(&v);
+    }
     true
 }
 
