@@ -28,7 +28,6 @@ pub async fn run(
     live: Arc<LiveState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
     let mut mark = StartAt::New;
     loop {
         // Wait for a viewer, noting where the stream ends meanwhile.
@@ -45,20 +44,18 @@ pub async fn run(
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
         }
-        let mut sub = match bus.subscribe(Domain::Telemetry, None, mark).await {
-            Ok(s) => s,
-            Err(e) => {
-                metrics::counter!("live_feed_errors_total").increment(1);
-                tracing::warn!(error = %e, "cannot follow the telemetry stream; retrying");
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
+        let Some(mut sub) = crate::replica::subscribe_retrying(
+            bus.as_ref(),
+            Domain::Telemetry,
+            mark,
+            &mut stop,
+            "live_feed_errors_total",
+            "the live feed",
+        )
+        .await
+        else {
+            return;
         };
-        backoff = Duration::from_millis(100);
         while live.changes.receiver_count() > 0 {
             let got = tokio::select! {
                 _ = stop.changed() => return,

@@ -66,19 +66,23 @@ pub async fn run(
     tokio::join!(telemetry, lifecycle);
 }
 
-async fn subscribe(
+/// Subscribes to `domain` from `from`, retrying with back-off until it works or `stop` fires
+/// (`None`). Each failure counts in `errors` (a metric name) and is logged as `who`'s.
+pub(crate) async fn subscribe_retrying(
     bus: &dyn EventBus,
     domain: Domain,
     from: StartAt,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    errors: &'static str,
+    who: &'static str,
 ) -> Option<Box<dyn Subscription>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         match bus.subscribe(domain, None, from).await {
             Ok(s) => return Some(s),
             Err(e) => {
-                metrics::counter!("replica_errors_total").increment(1);
-                tracing::warn!(stream = domain.as_str(), error = %e, "cannot follow the stream for the replica; retrying");
+                metrics::counter!(errors).increment(1);
+                tracing::warn!(stream = domain.as_str(), error = %e, "{who} cannot follow the stream; retrying");
                 tokio::select! {
                     _ = stop.changed() => return None,
                     () = tokio::time::sleep(backoff) => {}
@@ -101,7 +105,16 @@ async fn follow(
     let applied = metrics::counter!("replica_reports_applied_total");
     let lag = metrics::histogram!("replica_lag_seconds");
     loop {
-        let Some(mut sub) = subscribe(bus.as_ref(), domain, from, &mut stop).await else {
+        let Some(mut sub) = subscribe_retrying(
+            bus.as_ref(),
+            domain,
+            from,
+            &mut stop,
+            "replica_errors_total",
+            "the replica",
+        )
+        .await
+        else {
             return;
         };
         loop {

@@ -60,6 +60,15 @@ async fn ingest(app: &TestApp, id: &str, ts: i64, lat: f64, lon: f64) {
     assert_eq!(r.status(), 200);
 }
 
+/// Deletes the streams a test's processes made on the shared NATS server.
+async fn drop_streams(nats: &str, prefix: &str) {
+    if let Ok(bus) =
+        mobility_bus::NatsBus::connect(nats, prefix, mobility_bus::BusConfig::default()).await
+    {
+        let _ = bus.delete_streams().await;
+    }
+}
+
 #[tokio::test]
 async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
     let Ok(nats) = std::env::var("MOBILITY_TEST_NATS_URL") else {
@@ -129,11 +138,7 @@ async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
 
     a.stop().await;
     b.stop().await;
-    if let Ok(bus) =
-        mobility_bus::NatsBus::connect(&nats, &prefix, mobility_bus::BusConfig::default()).await
-    {
-        let _ = bus.delete_streams().await;
-    }
+    drop_streams(&nats, &prefix).await;
     shared.cleanup().await;
 }
 
@@ -309,10 +314,6 @@ async fn commands_and_bookings_work_through_either_process() {
     assert_eq!(trip["state"], "on_trip", "{trip}");
     a.stop().await;
     b.stop().await;
-    if let Ok(bus) =
-        mobility_bus::NatsBus::connect(&nats, &prefix, mobility_bus::BusConfig::default()).await
-    {
-        let _ = bus.delete_streams().await;
-    }
+    drop_streams(&nats, &prefix).await;
     shared.cleanup().await;
 }
