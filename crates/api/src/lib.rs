@@ -160,8 +160,7 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 
 /// The complete router with its middleware stack.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let request_id = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
+    let routes = Router::new()
         .merge(health::routes())
         .merge(admin::routes())
         .merge(accounts::routes())
@@ -189,7 +188,29 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                 .layer(tower_http::compression::CompressionLayer::new()),
         )
         .fallback(problem::not_found)
-        .method_not_allowed_fallback(problem::method_not_allowed)
+        .method_not_allowed_fallback(problem::method_not_allowed);
+    with_middleware(routes, state, request_timeout)
+}
+
+/// The router of a process without the `api` role (ADR 0012): health, readiness and metrics,
+/// and for anything else a 404 that says which roles this process runs.
+pub fn health_router(state: AppState, request_timeout: Duration, roles: &str) -> Router {
+    let detail: Arc<str> = Arc::from(format!(
+        "this process runs the roles {roles} and serves no API; send API requests to a process with the api role"
+    ));
+    let routes = Router::new()
+        .merge(health::routes())
+        .fallback(move |uri: axum::http::Uri| {
+            let detail = detail.clone();
+            async move { problem::not_served_here(&uri, &detail) }
+        });
+    with_middleware(routes, state, request_timeout)
+}
+
+/// The middleware stack every router has.
+fn with_middleware(routes: Router<AppState>, state: AppState, request_timeout: Duration) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), limits::limit))
         .with_state(state)

@@ -78,6 +78,14 @@ pub async fn not_found(uri: Uri) -> Problem {
         .with_instance(uri.path().to_owned())
 }
 
+/// Fallback of a process that serves no API (its roles leave `api` out).
+pub fn not_served_here(uri: &Uri, detail: &str) -> Problem {
+    metrics::counter!("http_rejections_total", "reason" => "not_found").increment(1);
+    Problem::new(StatusCode::NOT_FOUND, "not-served-here", "Not Served Here")
+        .with_detail(detail.to_owned())
+        .with_instance(uri.path().to_owned())
+}
+
 /// Fallback for a known path with the wrong method.
 pub async fn method_not_allowed(uri: Uri) -> Problem {
     metrics::counter!("http_rejections_total", "reason" => "method_not_allowed").increment(1);

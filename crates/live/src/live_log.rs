@@ -407,15 +407,21 @@ impl LiveLog {
             .map_err(|_| writer_stopped())
     }
 
-    /// Takes a snapshot: rotates, asks `capture` for the current state, writes it durably and
-    /// drops what it covers.
-    pub async fn snapshot(&self, capture: impl FnOnce() -> Vec<Telemetry>) -> io::Result<usize> {
+    /// Takes a snapshot: rotates, waits for `settle` (what must be true of every report in the
+    /// segments about to be covered before they may go: published, say; an error keeps them),
+    /// asks `capture` for the current state, writes it durably and drops what it covers.
+    pub async fn snapshot(
+        &self,
+        settle: impl Future<Output = io::Result<()>>,
+        capture: impl FnOnce() -> Vec<Telemetry>,
+    ) -> io::Result<usize> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Command::Rotate(done))
             .await
             .map_err(|_| writer_stopped())?;
         let first_uncovered = wait.await.map_err(|_| writer_stopped())??;
+        settle.await?;
         let state = capture();
         let mut body = Vec::with_capacity(state.len() * 64);
         for t in &state {
@@ -591,7 +597,7 @@ mod tests {
                 .await
                 .unwrap();
             let n = log
-                .snapshot(|| vec![report(1, 11), report(2, 12)])
+                .snapshot(async { Ok(()) }, || vec![report(1, 11), report(2, 12)])
                 .await
                 .unwrap();
             assert_eq!(n, 2);
@@ -640,7 +646,9 @@ mod tests {
         let (live, history) = (dir.path().join("live"), dir.path().join("history"));
         let (log, _) = LiveLog::open(&live, Some(&history)).unwrap();
         log.append(&[&report(1, 10), &report(1, 5)]).await.unwrap(); // 5: a late report
-        log.snapshot(|| vec![report(1, 10)]).await.unwrap();
+        log.snapshot(async { Ok(()) }, || vec![report(1, 10)])
+            .await
+            .unwrap();
         log.append(&[&report(1, 11)]).await.unwrap();
         assert_eq!(numbered(&history, "segment-", ".log").unwrap(), vec![0]);
         let all = read_telemetry(&live, &history).unwrap();

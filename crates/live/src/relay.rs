@@ -8,9 +8,12 @@
 //! - [`DemandRelay`]: riders' searches (a read endpoint only hands them over) counted per city,
 //!   minute and H3 zone, published every second as `demand.searched`.
 //!
-//! Known gap: a crash after the live log's fsync and before the relay's publish loses those
-//! reports' events (not the reports: they are in the live log). Closing it means relaying from
-//! the live log itself, as a transactional outbox.
+//! A crash after the live log's fsync and before the relay's publish loses nothing: the live
+//! log keeps every segment until a snapshot covers it, a snapshot is committed only after
+//! [`Relay::flush`] says everything accepted before it was published
+//! ([`crate::state::LiveState::snapshot`]), and at start the reports recovered from the log's
+//! segments are published again ([`crate::state::LiveState::republish`]). Consumers see those
+//! as duplicates, which the live index ignores (an older or equal timestamp changes nothing).
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,6 +37,8 @@ const RELAY_REPORTS_MAX: usize = 20_000;
 
 enum Item {
     Accepted(Vec<(CityId, Vec<Telemetry>)>, Vec<Reaction>),
+    /// Answered once everything queued before it is published.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The sending side of the relay.
@@ -72,6 +77,17 @@ impl Relay {
             metrics::counter!("bus_relay_closed_total").increment(1);
             tracing::error!("the event relay has stopped; accepted telemetry is not published");
         }
+    }
+
+    /// Waits (up to `within`) until everything queued before this call is on the bus; false if
+    /// it is not by then (the bus is down or slow) or the relay has stopped.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        tokio::time::timeout(within, async {
+            self.tx.send(Item::Flush(done)).await.is_ok() && wait.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Waits (up to `within`) until everything queued was taken by the relay task.
@@ -148,8 +164,9 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
         while n < RELAY_REPORTS_MAX {
             match rx.try_recv() {
                 Ok(item) => {
-                    let Item::Accepted(r, _) = &item;
-                    n += r.iter().map(|(_, r)| r.len()).sum::<usize>();
+                    if let Item::Accepted(r, _) = &item {
+                        n += r.iter().map(|(_, r)| r.len()).sum::<usize>();
+                    }
                     items.push(item);
                 }
                 Err(_) => break,
@@ -160,7 +177,15 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
             std::collections::BTreeMap::new();
         let mut events = Vec::new();
         let mut reports_n = 0u64;
-        for Item::Accepted(reports, reactions) in items {
+        let mut flushes = Vec::new();
+        for item in items {
+            let (reports, reactions) = match item {
+                Item::Accepted(reports, reactions) => (reports, reactions),
+                Item::Flush(done) => {
+                    flushes.push(done);
+                    continue;
+                }
+            };
             for (city, reports) in reports {
                 reports_n += reports.len() as u64;
                 by_city.entry(city).or_default().extend(reports);
@@ -184,7 +209,7 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
         }
         all.extend(events);
         let mut backoff = Duration::from_millis(50);
-        loop {
+        while !all.is_empty() {
             match bus.publish(&all).await {
                 Ok(_) => break,
                 Err(e) => {
@@ -196,6 +221,9 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
             }
         }
         published.increment(reports_n);
+        for done in flushes {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -191,7 +191,7 @@ async fn apply_reports(
 }
 
 /// Loads a vehicle registered elsewhere (and its city, if that is new here too).
-async fn load(fleet: &Fleet, store: &dyn Store, id: VehicleId) -> bool {
+pub(crate) async fn load(fleet: &Fleet, store: &dyn Store, id: VehicleId) -> bool {
     let Ok(Some(v)) = store.vehicle(&id).await else {
         return false;
     };

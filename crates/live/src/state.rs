@@ -38,7 +38,15 @@ pub struct LiveState {
     history_dir: Option<std::path::PathBuf>,
     events: Arc<FleetEvents>,
     relay: Relay,
+    /// Held (shared) by each submit from applying its reports until they are queued for the
+    /// relay; a snapshot takes it exclusively for a moment, so every report in the segments it
+    /// is about to drop has reached the relay before the relay is flushed.
+    in_flight: tokio::sync::RwLock<()>,
 }
+
+/// How long a snapshot waits for the relay to publish what the covered segments hold; past it,
+/// the snapshot is not taken (the log keeps them, and a restart publishes them again).
+const SNAPSHOT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LiveState {
     /// Opens the log in `dir` and replays what it holds into `fleet`.
@@ -63,6 +71,7 @@ impl LiveState {
                 history_dir: history_dir.map(std::path::Path::to_path_buf),
                 events,
                 relay,
+                in_flight: tokio::sync::RwLock::new(()),
             },
             recovered,
         ))
@@ -95,6 +104,7 @@ impl LiveState {
         now: TimestampMs,
         durability: Durability,
     ) -> std::io::Result<Vec<Result<Verdict, Reject>>> {
+        let _in_flight = self.in_flight.read().await;
         let crate::fleet::Tracked {
             verdicts,
             reactions,
@@ -154,11 +164,48 @@ impl LiveState {
             .map_err(std::io::Error::other)?
     }
 
-    /// Writes a snapshot of every vehicle's latest report and drops the log it covers.
+    /// Publishes again what recovery replayed from the log's segments (not the snapshot's,
+    /// which was published before the snapshot was committed): a crash may have come between
+    /// the log's fsync and the relay's publish. Returns how many reports were queued.
+    pub async fn republish(&self, reports: &[Telemetry]) -> usize {
+        let mut by_city: std::collections::BTreeMap<CityId, Vec<Telemetry>> =
+            std::collections::BTreeMap::new();
+        let mut n = 0;
+        for t in reports {
+            if let Some(city) = self.fleet.city_of(&t.vehicle_id) {
+                by_city.entry(city).or_default().push(t.clone());
+                n += 1;
+            }
+        }
+        for (city, reports) in by_city {
+            for chunk in reports.chunks(crate::relay::REPORTS_PER_EVENT_MAX) {
+                self.relay
+                    .accepted(vec![(city.clone(), chunk.to_vec())], Vec::new())
+                    .await;
+            }
+        }
+        n
+    }
+
+    /// Writes a snapshot of every vehicle's latest report and drops the log it covers, once
+    /// the relay has published everything in that log (else it keeps the log and says why).
     pub async fn snapshot(&self) -> std::io::Result<usize> {
         let fleet = self.fleet.clone();
+        let settle = async {
+            // Every submit that wrote to the segments being covered has queued its reports
+            // for the relay once it lets go of this; then the relay publishes them.
+            drop(self.in_flight.write().await);
+            if self.relay.flush(SNAPSHOT_SETTLE).await {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "the event bus has not taken the accepted telemetry within {} s; the live log keeps it until it does",
+                    SNAPSHOT_SETTLE.as_secs()
+                )))
+            }
+        };
         self.log
-            .snapshot(move || {
+            .snapshot(settle, move || {
                 let mut all = Vec::new();
                 for shard in fleet.shards() {
                     let index = shard.index.read();

@@ -186,6 +186,11 @@ impl VehicleLink for PlatformLink {
         if received == 0 {
             return;
         }
+        // A vehicle registered through another process (several processes share the store)
+        // is loaded on its first report here, not refused as unknown.
+        if self.live.fleet.city_of(&vehicle).is_none() {
+            crate::replica::load(&self.live.fleet, self.store.as_ref(), vehicle).await;
+        }
         self.counters.received(received);
         // On a log failure the reports are applied but not durable; it is logged and counted,
         // and the vehicle's next report supersedes them.

@@ -35,8 +35,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the platform: every role in this process. Stops cleanly on Ctrl-C or SIGTERM.
-    Serve,
+    /// Run the platform: every role in this process, or those --roles names. Stops cleanly on
+    /// Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit (serve also does this on start).
     Migrate,
     /// Print the effective configuration as TOML, with secrets redacted.
@@ -60,6 +61,16 @@ enum Command {
     /// The scheduled jobs (run once across every process on the database): who holds each,
     /// its last run, duration and error, its next run.
     Jobs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// What this process does, comma-separated: ingest (vehicles' MQTT messages), api (the HTTP
+    /// API and dashboard), worker (scheduled jobs and the event bus's consumers). Default: the
+    /// `roles` setting (all three). Only some needs a NATS bus, an external MQTT broker and a
+    /// shared database.
+    #[arg(long, value_name = "ROLES")]
+    roles: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,7 +163,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             guard.shutdown();
             result
         }
-        Command::Serve => {
+        Command::Serve(args) => {
+            if let Some(roles) = &args.roles {
+                settings.roles = mobility_server::config::Roles::parse(roles)?;
+                settings.check_roles()?;
+            }
             // Telemetry is set up outside the runtime: the OTLP exporter uses a blocking client.
             let guard = telemetry::init(&settings)?;
             let rt = runtime()?;

@@ -11,6 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "cli/cluster.rs"]
+mod cluster;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mobility");
 
 /// A command with a clean environment: no MOBILITY_* leaking in from the developer's shell.
@@ -49,9 +52,15 @@ impl Server {
 }
 
 impl Server {
-    fn start(mut cmd: Command) -> Self {
+    fn start(cmd: Command) -> Self {
+        Self::start_with(cmd, &[])
+    }
+
+    /// `mobility serve ARGS…`.
+    fn start_with(mut cmd: Command, args: &[&str]) -> Self {
         let mut child = cmd
             .arg("serve")
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -144,9 +153,10 @@ fn call(
         .unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
-        let mut req = client
-            .request(method.parse().unwrap(), url)
-            .bearer_auth(token);
+        let mut req = client.request(method.parse().unwrap(), url);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

@@ -101,6 +101,42 @@ impl ExternalBroker {
         link: Arc<dyn VehicleLink>,
         session: SessionOptions,
     ) -> Result<Self, MqttError> {
+        Self::open(
+            raw_url,
+            client_id,
+            subscriptions(share_group),
+            link,
+            session,
+        )
+    }
+
+    /// Connects only to send commands: no subscription, so this process takes no share of the
+    /// vehicles' messages (a process without the ingest role; the vehicles' acks reach an
+    /// ingest process, which decides the command in the store). A clean session: nothing is
+    /// queued for it.
+    pub fn connect_publisher(
+        raw_url: &str,
+        client_id: &str,
+        link: Arc<dyn VehicleLink>,
+    ) -> Result<Self, MqttError> {
+        Self::open(
+            raw_url,
+            client_id,
+            Vec::new(),
+            link,
+            SessionOptions {
+                expiry: Duration::ZERO,
+            },
+        )
+    }
+
+    fn open(
+        raw_url: &str,
+        client_id: &str,
+        filters: Vec<String>,
+        link: Arc<dyn VehicleLink>,
+        session: SessionOptions,
+    ) -> Result<Self, MqttError> {
         let url = url::Url::parse(raw_url).map_err(|e| MqttError::Url {
             url: "<unparseable>".into(),
             reason: e.to_string(),
@@ -133,7 +169,6 @@ impl ExternalBroker {
         network.set_tcp_nodelay(true);
         eventloop.options.set_network_options(network);
         let shown = redact(&url);
-        let filters = subscriptions(share_group);
         let subscriber = client.clone();
         let to_subscribe = filters.clone();
         let task = tokio::spawn(async move {

@@ -40,6 +40,9 @@ pub enum StartupError {
     /// The event bus could not be opened.
     #[error("{0}; check MOBILITY_BUS_URL (or bus_url in mobility.toml)")]
     Bus(mobility_bus::BusError),
+    /// The settings cannot work together.
+    #[error("{0}")]
+    Config(crate::config::ConfigError),
     /// The HTTP address could not be bound.
     #[error(
         "cannot listen on {addr}: {reason}; set MOBILITY_HTTP_ADDR to a free address (port 0 picks one)"
@@ -115,6 +118,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         // First: components cache metric handles, which must come from the real recorder.
         let metrics = telemetry::metrics_handle();
+        settings.check_roles().map_err(StartupError::Config)?;
         ensure_writable_dir(&settings.data_dir)?;
         let listener = TcpListener::bind(settings.http_addr).await.map_err(|e| {
             let reason = match e.kind() {
@@ -198,7 +202,7 @@ impl Application {
             .map_err(StartupError::Bus)?;
         tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
         let (relay, relay_task) = mobility_live::relay::Relay::start(bus.clone(), clock.clone());
-        let (live, recovered) = mobility_live::state::LiveState::open(
+        let (live, mut recovered) = mobility_live::state::LiveState::open(
             fleet.clone(),
             &live_dir,
             (settings.history_retention_days > 0)
@@ -212,8 +216,25 @@ impl Application {
             reason: format!("cannot open the live-state log: {e}"),
         })?;
         let live = Arc::new(live);
+        // What the log's segments held may not have reached the bus before the process
+        // stopped (a crash between the fsync and the relay): publish it again, in the
+        // background; consumers ignore what they already have.
+        let tail = recovered
+            .reports
+            .split_off(recovered.from_snapshot.min(recovered.reports.len()));
+        let recovered_n = recovered.reports.len() + tail.len();
+        if !tail.is_empty() {
+            let live = live.clone();
+            tokio::spawn(async move {
+                let n = live.republish(&tail).await;
+                tracing::info!(
+                    reports = n,
+                    "published the live log's recovered reports again"
+                );
+            });
+        }
         tracing::info!(
-            reports = recovered.reports.len(),
+            reports = recovered_n,
             from_snapshot = recovered.from_snapshot,
             torn_bytes = recovered.torn_bytes,
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -227,6 +248,15 @@ impl Application {
             clock.clone(),
         ));
         let mqtt = match &settings.mqtt_url {
+            // Without the ingest role: a connection that only sends commands.
+            Some(url) if !settings.roles.ingest => VehicleChannel::External(
+                mobility_mqtt::ExternalBroker::connect_publisher(
+                    url,
+                    &settings.mqtt_client_id,
+                    link,
+                )
+                .map_err(StartupError::Mqtt)?,
+            ),
             Some(url) => VehicleChannel::External(
                 mobility_mqtt::ExternalBroker::connect_with(
                     url,
@@ -420,11 +450,12 @@ impl Application {
         {
             metrics::gauge!("process_start_time_seconds").set(since_epoch.as_secs_f64());
         }
-        // The scheduled jobs, each run by one process at a time (crate::jobs).
+        let roles = self.settings.roles;
+        // The scheduled jobs, each run by one process at a time (crate::jobs), in workers.
         let holder = crate::jobs::holder_id();
         let (jobs_stop, jobs_rx) = tokio::sync::watch::channel(false);
         let mut jobs = Vec::new();
-        for spec in crate::jobs::JOBS {
+        for spec in crate::jobs::JOBS.iter().copied().filter(|_| roles.worker) {
             let (store, clock, holder, stop) = (
                 self.state.store.clone(),
                 self.state.clock.clone(),
@@ -517,46 +548,57 @@ impl Application {
                 }
             }
         });
-        // The reactions: consumers of the bus, stopped after the last publisher. Each exists
-        // before the first request, so none misses an event.
+        // The reactions: consumers of the bus, stopped after the last publisher. Every process
+        // makes sure they exist before its first request (so none misses an event, whichever
+        // process starts first); workers run them.
         if let Err(e) = crate::workers::ensure_consumers(self.state.bus.as_ref()).await {
             tracing::error!(error = %e, "cannot open the event bus's consumers; they retry in the background");
         }
         let (reactions_stop, reactions_rx) = tokio::sync::watch::channel(false);
-        let intel_consumers = tokio::spawn(crate::workers::intel(
-            self.state.bus.clone(),
-            self.state.fleet.clone(),
-            reactions_rx.clone(),
-        ));
+        let mut reactions = Vec::new();
+        if roles.worker {
+            reactions.push(tokio::spawn(crate::workers::intel(
+                self.state.bus.clone(),
+                self.state.fleet.clone(),
+                reactions_rx.clone(),
+            )));
+            reactions.push(tokio::spawn(crate::workers::geofence_actions(
+                self.state.bus.clone(),
+                self.state.live.events().clone(),
+                self.state.commands.clone(),
+                self.state.clock.clone(),
+                reactions_rx.clone(),
+            )));
+            reactions.push(tokio::spawn(crate::workers::notifications(
+                self.state.bus.clone(),
+                self.state.store.clone(),
+                self.state.notifier.clone(),
+                reactions_rx.clone(),
+            )));
+        }
+        let lag = roles.worker.then(|| {
+            tokio::spawn(crate::workers::lag_metrics(
+                self.state.bus.clone(),
+                reactions_rx.clone(),
+            ))
+        });
+        // Riders' searches and the vehicle stream belong to the API.
         let (demand_stop, demand_rx) = tokio::sync::watch::channel(false);
-        let demand = tokio::spawn(
-            self.state
-                .demand
-                .clone()
-                .run(self.state.bus.clone(), demand_rx),
-        );
-        let geofence_actions = tokio::spawn(crate::workers::geofence_actions(
-            self.state.bus.clone(),
-            self.state.live.events().clone(),
-            self.state.commands.clone(),
-            self.state.clock.clone(),
-            reactions_rx.clone(),
-        ));
-        let notify = tokio::spawn(crate::workers::notifications(
-            self.state.bus.clone(),
-            self.state.store.clone(),
-            self.state.notifier.clone(),
-            reactions_rx.clone(),
-        ));
-        let lag = tokio::spawn(crate::workers::lag_metrics(
-            self.state.bus.clone(),
-            reactions_rx.clone(),
-        ));
-        let feed = tokio::spawn(mobility_live::feed::run(
-            self.state.bus.clone(),
-            self.state.live.clone(),
-            reactions_rx.clone(),
-        ));
+        let demand = roles.api.then(|| {
+            tokio::spawn(
+                self.state
+                    .demand
+                    .clone()
+                    .run(self.state.bus.clone(), demand_rx),
+            )
+        });
+        let feed = roles.api.then(|| {
+            tokio::spawn(mobility_live::feed::run(
+                self.state.bus.clone(),
+                self.state.live.clone(),
+                reactions_rx.clone(),
+            ))
+        });
         let replica = tokio::spawn(mobility_live::replica::run(
             self.state.bus.clone(),
             self.state.fleet.clone(),
@@ -571,16 +613,19 @@ impl Application {
             outbox_rx,
         ));
         let bus = self.state.bus.clone();
-        let router = http::router(
-            self.state,
-            Duration::from_secs(self.settings.http_request_timeout_s.max(1)),
-        );
+        let timeout = Duration::from_secs(self.settings.http_request_timeout_s.max(1));
+        let router = if roles.api {
+            http::router(self.state, timeout)
+        } else {
+            http::health_router(self.state, timeout, &roles.to_string())
+        };
         let router = match http::cors(&self.settings.cors_origins) {
             Some(cors) => router.layer(cors),
             None => router,
         };
         tracing::info!(
             backend = store.backend().as_str(),
+            roles = %roles,
             "listening on http://{addr}"
         );
 
@@ -612,27 +657,34 @@ impl Application {
         self.mqtt.shutdown().await;
         // Everything accepted is published before the reactions stop.
         live.relay().drain(Duration::from_secs(5)).await;
-        let _ = demand_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), demand).await;
-        let _ = outbox_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(5), outbox).await;
-        let _ = reactions_stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), geofence_actions).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), notify).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), intel_consumers).await;
-        lag.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(2), feed).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), replica).await;
-        self.relay_task.abort();
-        drop(bus);
         snapshots.abort();
-        // A final snapshot makes the next start fast (nothing to replay).
+        // A final snapshot makes the next start fast (nothing to replay); it waits for the
+        // relay to publish what the log holds.
         match live.snapshot().await {
             Ok(n) => tracing::info!(vehicles = n, "final live-state snapshot written"),
             Err(e) => {
                 tracing::error!(error = %e, "cannot write the final live-state snapshot; the log still holds everything")
             }
         }
+        let _ = demand_stop.send(true);
+        if let Some(demand) = demand {
+            let _ = tokio::time::timeout(Duration::from_secs(5), demand).await;
+        }
+        let _ = outbox_stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), outbox).await;
+        let _ = reactions_stop.send(true);
+        for reaction in reactions {
+            let _ = tokio::time::timeout(Duration::from_secs(2), reaction).await;
+        }
+        if let Some(lag) = lag {
+            lag.abort();
+        }
+        if let Some(feed) = feed {
+            let _ = tokio::time::timeout(Duration::from_secs(2), feed).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), replica).await;
+        self.relay_task.abort();
+        drop(bus);
         store.close().await;
         tracing::info!("stopped");
         result

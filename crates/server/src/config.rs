@@ -39,10 +39,116 @@ pub enum LogFormat {
     Json,
 }
 
+/// What one process does (ADR 0012). Every process serves `/healthz`, `/readyz` and
+/// `/metrics`, keeps its replica of the live fleet and relays the event outbox; the roles add:
+/// - `ingest`: the vehicles' MQTT messages (the embedded broker, or a share of the external
+///   broker's shared subscription) and the commands' acknowledgements;
+/// - `api`: the HTTP API, the dashboard, the vehicle stream and riders' searches;
+/// - `worker`: the scheduled jobs (under leases) and the event bus's consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Takes vehicles' messages.
+    pub ingest: bool,
+    /// Serves the HTTP API.
+    pub api: bool,
+    /// Runs jobs and consumers.
+    pub worker: bool,
+}
+
+impl Roles {
+    /// Every role: one process runs the whole platform.
+    pub const ALL: Self = Self {
+        ingest: true,
+        api: true,
+        worker: true,
+    };
+
+    /// Whether this process runs the whole platform.
+    #[must_use]
+    pub fn all(self) -> bool {
+        self == Self::ALL
+    }
+
+    /// Parses `ingest,api,worker` (any order, any subset but none; spaces allowed).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut roles = Self {
+            ingest: false,
+            api: false,
+            worker: false,
+        };
+        for name in text.split(',').map(str::trim) {
+            match name {
+                "ingest" => roles.ingest = true,
+                "api" => roles.api = true,
+                "worker" => roles.worker = true,
+                "" => {}
+                other => {
+                    return Err(ConfigError(format!(
+                        "roles: unknown role {other:?}; the roles are ingest, api and worker (comma-separated)"
+                    )));
+                }
+            }
+        }
+        if !(roles.ingest || roles.api || roles.worker) {
+            return Err(ConfigError(
+                "roles must name at least one of ingest, api and worker".into(),
+            ));
+        }
+        Ok(roles)
+    }
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = [
+            (self.ingest, "ingest"),
+            (self.api, "api"),
+            (self.worker, "worker"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Serialize for Roles {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A comma-separated string (`MOBILITY_ROLES=api,worker`) or a TOML list.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            List(Vec<String>),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::List(l) => l.join(","),
+        };
+        Self::parse(&text).map_err(|e| serde::de::Error::custom(e.0))
+    }
+}
+
 /// Everything the process can be configured with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// What this process does: `ingest`, `api`, `worker`, comma-separated (default all three).
+    /// Running only some needs the shared engines: a NATS bus, an external MQTT broker and one
+    /// database for every process.
+    pub roles: Roles,
     /// HTTP listen address. Port 0 picks a free port; the chosen address is logged.
     pub http_addr: SocketAddr,
     /// Directory for the embedded database and other local state. Created if missing.
@@ -193,6 +299,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            roles: Roles::ALL,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
@@ -323,7 +430,34 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Whether these roles can work with these engines: a process that runs only part of the
+    /// platform relies on other processes for the rest, which they can do only through a
+    /// shared bus, broker and database.
+    pub fn check_roles(&self) -> Result<(), ConfigError> {
+        if self.roles.all() {
+            return Ok(());
+        }
+        let roles = self.roles;
+        if !self.bus_url.starts_with("nats://") {
+            return Err(ConfigError(format!(
+                "roles {roles}: a process that runs only some roles needs a bus shared with the processes that run the others; set bus_url = \"nats://HOST:4222\" (the embedded bus serves one process), or roles = \"ingest,api,worker\""
+            )));
+        }
+        if self.mqtt_url.is_none() {
+            return Err(ConfigError(format!(
+                "roles {roles}: a process that runs only some roles reaches vehicles through an external MQTT broker (the embedded one lives in a single process); set mqtt_url = \"mqtt://HOST:1883\""
+            )));
+        }
+        if self.database_url.is_none() {
+            return Err(ConfigError(format!(
+                "roles {roles}: every process must share one database; set database_url (postgres://USER@HOST:PORT/DB) instead of each process's own SQLite file"
+            )));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.check_roles()?;
         if let Some(url) = &self.database_url {
             let ok = ["sqlite://", "postgres://", "postgresql://"]
                 .iter()
@@ -812,6 +946,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    }
+
+    #[test]
+    fn roles_parse_from_env_and_file_and_need_the_shared_engines() {
+        let shared = [
+            ("MOBILITY_BUS_URL", "nats://127.0.0.1:4222"),
+            ("MOBILITY_MQTT_URL", "mqtt://127.0.0.1:1883"),
+            ("MOBILITY_DATABASE_URL", "postgres://app@db:5432/mobility"),
+        ];
+        let with = |roles: &str| {
+            let mut env = shared.to_vec();
+            env.push(("MOBILITY_ROLES", roles));
+            load(None, &env)
+        };
+        assert_eq!(load(None, &[]).unwrap().roles, Roles::ALL);
+        let api = with("api").unwrap().roles;
+        assert!(api.api && !api.ingest && !api.worker);
+        assert_eq!(
+            with(" worker , ingest ").unwrap().roles.to_string(),
+            "ingest,worker"
+        );
+        assert!(with("ingest,api,worker").unwrap().roles.all());
+        let e = with("api,web").unwrap_err().0;
+        assert!(
+            e.contains("unknown role \"web\"") && e.contains("MOBILITY_ROLES"),
+            "{e}"
+        );
+        assert!(with("").unwrap_err().0.contains("at least one"));
+        // A TOML list works too, and the printed form loads back.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("mobility.toml");
+        std::fs::write(&file, "roles = [\"worker\"]\n").unwrap();
+        let s = load(Some(&file), &shared).unwrap();
+        assert_eq!(s.roles.to_string(), "worker");
+        assert!(s.to_redacted_toml().contains("roles = \"worker\""));
+        // Part of the platform alone, on engines only one process can use: refused, saying why.
+        for (missing, needle) in [
+            ("MOBILITY_BUS_URL", "bus_url"),
+            ("MOBILITY_MQTT_URL", "mqtt_url"),
+            ("MOBILITY_DATABASE_URL", "database_url"),
+        ] {
+            let mut env: Vec<_> = shared
+                .iter()
+                .filter(|(k, _)| *k != missing)
+                .copied()
+                .collect();
+            env.push(("MOBILITY_ROLES", "api"));
+            let e = load(None, &env).unwrap_err().0;
+            assert!(e.contains("roles api") && e.contains(needle), "{e}");
+        }
+        // The whole platform in one process needs none of them.
+        assert!(load(None, &[("MOBILITY_ROLES", "api,worker,ingest")]).is_ok());
     }
 
     #[test]
