@@ -36,7 +36,8 @@ const RELAY_LINGER: Duration = Duration::from_millis(10);
 const RELAY_REPORTS_MAX: usize = 20_000;
 
 enum Item {
-    Accepted(Vec<(CityId, Vec<Telemetry>)>, Vec<Reaction>),
+    /// Reports by city, the crossings they caused, and when ingest accepted them.
+    Accepted(Vec<(CityId, Vec<Telemetry>)>, Vec<Reaction>, TimestampMs),
     /// Answered once everything queued before it is published.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -65,12 +66,18 @@ impl Relay {
         (Self { tx }, task)
     }
 
-    /// Queues accepted reports, by city, and the crossings they caused (waits while the queue
-    /// is full).
-    pub async fn accepted(&self, reports: Vec<(CityId, Vec<Telemetry>)>, reactions: Vec<Reaction>) {
+    /// Queues reports ingest accepted at `at`, by city, and the crossings they caused (waits
+    /// while the queue is full). A `telemetry.accepted` event carries, as its time, when the
+    /// oldest of its reports was accepted: replicas measure their lag from it.
+    pub async fn accepted(
+        &self,
+        reports: Vec<(CityId, Vec<Telemetry>)>,
+        reactions: Vec<Reaction>,
+        at: TimestampMs,
+    ) {
         if self
             .tx
-            .send(Item::Accepted(reports, reactions))
+            .send(Item::Accepted(reports, reactions, at))
             .await
             .is_err()
         {
@@ -164,7 +171,7 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
         while n < RELAY_REPORTS_MAX {
             match rx.try_recv() {
                 Ok(item) => {
-                    if let Item::Accepted(r, _) = &item {
+                    if let Item::Accepted(r, _, _) = &item {
                         n += r.iter().map(|(_, r)| r.len()).sum::<usize>();
                     }
                     items.push(item);
@@ -172,7 +179,7 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
                 Err(_) => break,
             }
         }
-        let now = clock.now();
+        let mut accepted_at = clock.now();
         let mut by_city: std::collections::BTreeMap<CityId, Vec<Telemetry>> =
             std::collections::BTreeMap::new();
         let mut events = Vec::new();
@@ -180,7 +187,10 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
         let mut flushes = Vec::new();
         for item in items {
             let (reports, reactions) = match item {
-                Item::Accepted(reports, reactions) => (reports, reactions),
+                Item::Accepted(reports, reactions, at) => {
+                    accepted_at = accepted_at.min(at);
+                    (reports, reactions)
+                }
                 Item::Flush(done) => {
                     flushes.push(done);
                     continue;
@@ -201,7 +211,7 @@ async fn run_relay(bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>, mut rx: mpsc::
                 all.push(NewEvent::new(
                     uuid::Uuid::now_v7(),
                     Some(city.clone()),
-                    now,
+                    accepted_at,
                     DomainEvent::TelemetryAccepted { reports },
                 ));
                 reports = rest;

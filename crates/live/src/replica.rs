@@ -137,8 +137,9 @@ async fn follow(
                     DomainEvent::TelemetryAccepted { reports } => {
                         let n = apply_reports(&fleet, store.as_ref(), reports, now).await;
                         applied.increment(n);
+                        // From when ingest accepted the event's oldest report to now.
                         #[allow(clippy::cast_precision_loss)]
-                        lag.record((now.0 - e.stored.0).max(0) as f64 / 1_000.0);
+                        lag.record((now.0 - e.at.0).max(0) as f64 / 1_000.0);
                     }
                     DomainEvent::VehicleStateChanged { vehicle, .. } => {
                         mirror(&fleet, store.as_ref(), *vehicle).await;

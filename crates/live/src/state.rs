@@ -146,7 +146,7 @@ impl LiveState {
                 })
                 .filter(|(_, kept)| !kept.is_empty())
                 .collect();
-            self.relay.accepted(by_city, reactions).await;
+            self.relay.accepted(by_city, reactions, now).await;
         }
         Ok(verdicts)
     }
@@ -167,7 +167,7 @@ impl LiveState {
     /// Publishes again what recovery replayed from the log's segments (not the snapshot's,
     /// which was published before the snapshot was committed): a crash may have come between
     /// the log's fsync and the relay's publish. Returns how many reports were queued.
-    pub async fn republish(&self, reports: &[Telemetry]) -> usize {
+    pub async fn republish(&self, reports: &[Telemetry], now: TimestampMs) -> usize {
         let mut by_city: std::collections::BTreeMap<CityId, Vec<Telemetry>> =
             std::collections::BTreeMap::new();
         let mut n = 0;
@@ -180,7 +180,7 @@ impl LiveState {
         for (city, reports) in by_city {
             for chunk in reports.chunks(crate::relay::REPORTS_PER_EVENT_MAX) {
                 self.relay
-                    .accepted(vec![(city.clone(), chunk.to_vec())], Vec::new())
+                    .accepted(vec![(city.clone(), chunk.to_vec())], Vec::new(), now)
                     .await;
             }
         }

@@ -1,6 +1,6 @@
 //! `mobility load mqtt`: a telemetry load generator that speaks the real vehicle protocol.
 //!
-//! It registers vehicles through the admin API, connects each as its own MQTT 3.1.1 client with
+//! It registers vehicles through the admin API (in batches), connects each as its own MQTT 3.1.1 client with
 //! its own credentials, and publishes telemetry as fast as a bounded window per connection
 //! allows (or at a fixed total rate). Packets are encoded with rumqttc's codec and written
 //! straight to the socket, many per write: the load shares the machine with the server it
@@ -67,6 +67,15 @@ pub struct MqttLoad {
     /// Worker threads of the load tool (it shares the machine with the server it measures).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Where to read the ingest counters (`/metrics` of the process that takes the vehicles'
+    /// messages). Default: --api.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Another process's base URL (an api process of the same platform, fed by the bus): a
+    /// probe vehicle publishes a report every 50 ms during the load and times how long until
+    /// that process shows it; its `replica_lag_seconds` is read as well.
+    #[arg(long)]
+    pub watch: Option<String>,
 }
 
 struct Vehicle {
@@ -90,22 +99,30 @@ async fn setup(o: &MqttLoad, token: &str, http: &reqwest::Client) -> anyhow::Res
             r.text().await.unwrap_or_default()
         );
     }
-    let mut out = Vec::with_capacity(o.vehicles as usize);
-    for _ in 0..o.vehicles {
+    let total = o.vehicles as usize + usize::from(o.watch.is_some());
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        // In batches of up to 1,000 (the admin API's most per call).
+        let n = (total - out.len()).min(1_000);
+        let batch: Vec<Value> = (0..n)
+            .map(|_| json!({"city": o.city, "type": "scooter"}))
+            .collect();
         let r = http
-            .post(format!("{}/v1/admin/vehicles", o.api))
+            .post(format!("{}/v1/admin/vehicles/batch", o.api))
             .bearer_auth(token)
-            .json(&json!({"city": o.city, "type": "scooter"}))
+            .json(&json!({ "vehicles": batch }))
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("registering a vehicle failed: {}", r.status());
+            bail!("registering vehicles failed: {}", r.status());
         }
-        let v: Value = r.json().await?;
-        out.push(Vehicle {
-            id: VehicleId::parse(v["id"].as_str().unwrap_or_default())?,
-            secret: v["device_secret"].as_str().unwrap_or_default().to_owned(),
-        });
+        let body: Value = r.json().await?;
+        for v in body["vehicles"].as_array().into_iter().flatten() {
+            out.push(Vehicle {
+                id: VehicleId::parse(v["id"].as_str().unwrap_or_default())?,
+                secret: v["device_secret"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
     }
     Ok(out)
 }
@@ -374,8 +391,27 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let (before, refused_before) = counters(&http, &o.api).await?;
+    let metrics_url = o.metrics.clone().unwrap_or_else(|| o.api.clone());
+    let (before, refused_before) = counters(&http, &metrics_url).await?;
+    let lag_before = match &o.watch {
+        Some(w) => Some(lag_buckets(&http, w).await?),
+        None => None,
+    };
     let deadline = Instant::now() + Duration::from_secs(o.duration_s);
+    let mut vehicles = vehicles;
+    let probe = match &o.watch {
+        Some(w) => {
+            let v = vehicles.pop().context("no vehicle left for the probe")?;
+            Some(tokio::spawn(probe(
+                o.broker.clone(),
+                v,
+                w.clone(),
+                token.clone(),
+                deadline,
+            )))
+        }
+        None => None,
+    };
     let o = Arc::new(o);
     let mut tasks = Vec::new();
     for (k, v) in vehicles.into_iter().enumerate() {
@@ -407,11 +443,11 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
     // QoS 0 has no acks: wait until the server has worked through what is queued, and count
     // the time until then.
     let publish_start = deadline - Duration::from_secs(o.duration_s);
-    let (mut after, mut refused) = counters(&http, &o.api).await?;
+    let (mut after, mut refused) = counters(&http, &metrics_url).await?;
     let mut settled_at = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let (now, now_refused) = counters(&http, &o.api).await?;
+        let (now, now_refused) = counters(&http, &metrics_url).await?;
         if (now - after).abs() < 0.5 && (now_refused - refused).abs() < 0.5 {
             break;
         }
@@ -467,5 +503,133 @@ pub async fn run(o: MqttLoad) -> anyhow::Result<()> {
             h.len()
         );
     }
+    if let (Some(watch), Some(probe), Some(lag_before)) = (&o.watch, probe, lag_before) {
+        let seen = probe.await??;
+        if !seen.is_empty() {
+            #[allow(clippy::cast_precision_loss)]
+            let ms = |q: f64| seen.value_at_quantile(q) as f64 / 1000.0;
+            println!(
+                "  publish->visible at {watch}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes)",
+                ms(0.5),
+                ms(0.99),
+                ms(1.0),
+                seen.len()
+            );
+        }
+        let lag_after = lag_buckets(&http, watch).await?;
+        let total = lag_after.last().map_or(0.0, |b| b.1) - lag_before.last().map_or(0.0, |b| b.1);
+        if total > 0.0 {
+            let within = |le: f64| -> f64 {
+                let at = |bs: &[(f64, f64)]| {
+                    bs.iter()
+                        .find(|(l, _)| (*l - le).abs() < 1e-9)
+                        .map_or(0.0, |b| b.1)
+                };
+                (at(&lag_after) - at(&lag_before)) / total * 100.0
+            };
+            println!(
+                "  replica_lag_seconds at {watch} (accepted by ingest -> applied there), {total:.0} events: {:.2} % within 10 ms, {:.2} % within 50 ms, {:.2} % within 100 ms",
+                within(0.01),
+                within(0.05),
+                within(0.1)
+            );
+        }
+    }
     Ok(())
+}
+
+/// The cumulative buckets of `replica_lag_seconds` at `base`: (le, count), `+Inf` last.
+async fn lag_buckets(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("replica_lag_seconds_bucket{"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(out)
+}
+
+/// A probe vehicle: every 50 ms until `deadline`, publishes one report (QoS 1) and times how
+/// long until `watch` shows it as the vehicle's latest (microseconds).
+async fn probe(
+    broker: String,
+    v: Vehicle,
+    watch: String,
+    token: String,
+    deadline: Instant,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let http = reqwest::Client::new();
+    let stream = tokio::net::TcpStream::connect(&broker)
+        .await
+        .with_context(|| format!("cannot connect to {broker}"))?;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let id = v.id.to_string();
+    let mut connect = v4::Connect::new(id.as_str());
+    connect.keep_alive = 60;
+    connect.set_login(id.as_str(), v.secret.as_str());
+    let mut out = BytesMut::new();
+    connect.write(&mut out)?;
+    wr.write_all(&out).await?;
+    let mut inbuf = BytesMut::new();
+    match read_packet(&mut rd, &mut inbuf).await? {
+        Some(v4::Packet::ConnAck(a)) if a.code == v4::ConnectReturnCode::Success => {}
+        other => bail!("the probe's login was refused: {other:?}"),
+    }
+    // Acks are read and dropped.
+    tokio::spawn(async move { while let Ok(Some(_)) = read_packet(&mut rd, &mut inbuf).await {} });
+    let topic = format!("v1/vehicles/{id}/telemetry");
+    let url = format!("{watch}/v1/vehicles/{id}");
+    let mut pkid: u16 = 0;
+    let mut k = 0u32;
+    while Instant::now() < deadline {
+        k += 1;
+        let ts = wall_ms();
+        #[allow(clippy::cast_precision_loss)]
+        let lat = 41.38 + f64::from(k % 100) * 1e-5;
+        let body = json!({"ts": ts, "lat": lat, "lon": 2.17, "battery_pct": 80});
+        let mut p = v4::Publish::new(topic.as_str(), QoS::AtLeastOnce, body.to_string());
+        pkid = pkid.checked_add(1).unwrap_or(1);
+        p.pkid = pkid;
+        out.clear();
+        p.write(&mut out)?;
+        let sent = Instant::now();
+        wr.write_all(&out).await?;
+        loop {
+            let v: Value = http
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await
+                .unwrap_or_default();
+            if v["reported_at_ms"].as_i64() == Some(ts) {
+                let us = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                hist.record(us.max(1))?;
+                break;
+            }
+            if sent.elapsed() > Duration::from_secs(10) {
+                bail!("the probe's report did not show at {watch} within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(hist)
 }

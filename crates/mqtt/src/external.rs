@@ -17,6 +17,15 @@
 //!   forgotten, and takes no more of the traffic;
 //! - leaving on purpose ([`ExternalBroker::shutdown`]) first unsubscribes from the group, so
 //!   from that moment every message goes to the processes that remain, then disconnects.
+//!
+//! Throughput: one connection carries every vehicle's messages, so they are not processed one
+//! at a time (each QoS 1 message would wait for its own fsync). The event loop hands messages
+//! to a delivery task, which takes everything waiting, delivers each vehicle's messages in
+//! order and the vehicles side by side (their durable writes share a group commit), then
+//! acknowledges the lot in the order received. The next batch gathers while one is delivered.
+//! Acknowledgements are queued to the client without waiting: its request queue holds more
+//! than the broker may have unacknowledged with us (MQTT 5's receive maximum), so the event
+//! loop and the delivery task never wait for each other.
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,8 +40,29 @@ use crate::{Ack, Channel, MqttError, PACKET_BYTES_MAX, VehicleLink, commands_top
 
 /// Default shared-subscription group of the platform's ingest processes.
 pub const SHARE_GROUP_DEFAULT: &str = "mobility-ingest";
-/// Requests queued towards the broker before `send_command` waits.
-const CLIENT_QUEUE_MAX: usize = 1_024;
+/// Requests queued towards the broker before a sender waits: more than the QoS 1 messages the
+/// broker may have unacknowledged with us (MQTT 5's receive maximum, 65,535 at most), so
+/// acknowledging never waits for the event loop.
+const CLIENT_QUEUE_MAX: usize = 70_000;
+/// Most messages delivered in one batch.
+const DELIVERY_BATCH_MAX: usize = 8_192;
+/// QoS 0 messages waiting for delivery past which new ones are dropped (counted): QoS 0 allows
+/// loss, and nothing else bounds what a broker streams at a platform that falls behind. QoS 1
+/// messages are never dropped (the broker's receive maximum bounds them).
+const QOS0_WAITING_MAX: usize = 500_000;
+
+/// One vehicle's messages in a batch, in order, and whether any must be made durable.
+type VehicleGroup = (VehicleId, Ack, Vec<(Channel, Bytes)>);
+
+/// A message on its way from the event loop to the delivery task.
+struct Incoming {
+    vehicle: VehicleId,
+    channel: Channel,
+    payload: Bytes,
+    ack: Ack,
+    /// The packet, to acknowledge once delivered (QoS 1).
+    publish: Option<rumqttc::v5::mqttbytes::v5::Publish>,
+}
 
 /// How the platform's session at the broker lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +86,7 @@ pub struct ExternalBroker {
     client: AsyncClient,
     filters: Vec<String>,
     task: tokio::task::JoinHandle<()>,
+    delivery: tokio::task::JoinHandle<()>,
 }
 
 fn redact(url: &url::Url) -> String {
@@ -171,7 +202,11 @@ impl ExternalBroker {
         let shown = redact(&url);
         let subscriber = client.clone();
         let to_subscribe = filters.clone();
+        let (to_deliver, waiting) = tokio::sync::mpsc::unbounded_channel::<Incoming>();
+        let qos0_waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let delivery = tokio::spawn(deliver(waiting, link, client.clone(), qos0_waiting.clone()));
         let task = tokio::spawn(async move {
+            let dropped = metrics::counter!("mqtt_qos0_dropped_total");
             let mut backoff = Duration::from_millis(100);
             loop {
                 match eventloop.poll().await {
@@ -188,18 +223,35 @@ impl ExternalBroker {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let topic = std::str::from_utf8(&p.topic).unwrap_or("");
-                        if let Some((vehicle, channel)) = parse_topic(topic) {
-                            let ack = if p.qos == QoS::AtMostOnce {
-                                Ack::None
-                            } else {
-                                Ack::Durable
-                            };
-                            link.deliver(vehicle, channel, p.payload.clone(), ack).await;
-                        } else {
+                        let Some((vehicle, channel)) = parse_topic(topic) else {
                             tracing::debug!(topic, "ignoring message on a non-vehicle topic");
-                        }
-                        if let Err(e) = subscriber.ack(&p).await {
-                            tracing::warn!(error = %e, "cannot queue MQTT acknowledgement");
+                            if let Err(e) = subscriber.try_ack(&p) {
+                                tracing::warn!(error = %e, "cannot queue MQTT acknowledgement");
+                            }
+                            continue;
+                        };
+                        let (ack, publish) = if p.qos == QoS::AtMostOnce {
+                            use std::sync::atomic::Ordering;
+                            if qos0_waiting.load(Ordering::Relaxed) >= QOS0_WAITING_MAX {
+                                dropped.increment(1);
+                                continue;
+                            }
+                            qos0_waiting.fetch_add(1, Ordering::Relaxed);
+                            (Ack::None, None)
+                        } else {
+                            (Ack::Durable, Some(p.clone()))
+                        };
+                        let sent = to_deliver.send(Incoming {
+                            vehicle,
+                            channel,
+                            payload: p.payload,
+                            ack,
+                            publish,
+                        });
+                        if sent.is_err() {
+                            // The delivery task is gone (shutting down): what is not
+                            // acknowledged stays with the broker.
+                            return;
                         }
                     }
                     Ok(_) => {}
@@ -215,6 +267,7 @@ impl ExternalBroker {
             client,
             filters,
             task,
+            delivery,
         })
     }
 
@@ -234,6 +287,7 @@ impl ExternalBroker {
     /// does (tests). The broker keeps the session until it expires.
     pub fn abort(&self) {
         self.task.abort();
+        self.delivery.abort();
     }
 
     /// Leaves the share group, then disconnects: unsubscribing first means the broker hands
@@ -249,5 +303,62 @@ impl ExternalBroker {
         let _ = self.client.disconnect().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.task.abort();
+        self.delivery.abort();
+    }
+}
+
+/// Delivers what the event loop received, a batch at a time: each vehicle's messages in
+/// order, the vehicles side by side, then every QoS 1 message of the batch acknowledged in the
+/// order it came.
+async fn deliver(
+    mut waiting: tokio::sync::mpsc::UnboundedReceiver<Incoming>,
+    link: Arc<dyn VehicleLink>,
+    client: AsyncClient,
+    qos0_waiting: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let batch_size = metrics::histogram!("mqtt_external_batch_messages");
+    let mut batch = Vec::with_capacity(DELIVERY_BATCH_MAX);
+    loop {
+        if waiting.recv_many(&mut batch, DELIVERY_BATCH_MAX).await == 0 {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        batch_size.record(batch.len() as f64);
+        let qos0 = batch.iter().filter(|m| m.ack == Ack::None).count();
+        qos0_waiting.fetch_sub(qos0, std::sync::atomic::Ordering::Relaxed);
+        // Each vehicle's messages, in the order they came; durable if any of them must be.
+        let mut groups: Vec<VehicleGroup> = Vec::new();
+        let mut slot: std::collections::HashMap<VehicleId, usize> =
+            std::collections::HashMap::with_capacity(batch.len());
+        for m in &mut batch {
+            let i = *slot.entry(m.vehicle).or_insert_with(|| {
+                groups.push((m.vehicle, Ack::None, Vec::new()));
+                groups.len() - 1
+            });
+            let g = &mut groups[i];
+            if m.ack == Ack::Durable {
+                g.1 = Ack::Durable;
+            }
+            g.2.push((m.channel, std::mem::take(&mut m.payload)));
+        }
+        if groups.len() == 1 {
+            if let Some((vehicle, ack, messages)) = groups.pop() {
+                link.deliver_batch(vehicle, &messages, ack).await;
+            }
+        } else {
+            let mut running = tokio::task::JoinSet::new();
+            for (vehicle, ack, messages) in groups {
+                let link = link.clone();
+                running.spawn(async move { link.deliver_batch(vehicle, &messages, ack).await });
+            }
+            while running.join_next().await.is_some() {}
+        }
+        for m in batch.drain(..) {
+            if let Some(p) = m.publish
+                && let Err(e) = client.try_ack(&p)
+            {
+                tracing::warn!(error = %e, "cannot queue MQTT acknowledgement");
+            }
+        }
     }
 }

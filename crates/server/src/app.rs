@@ -224,9 +224,9 @@ impl Application {
             .split_off(recovered.from_snapshot.min(recovered.reports.len()));
         let recovered_n = recovered.reports.len() + tail.len();
         if !tail.is_empty() {
-            let live = live.clone();
+            let (live, now) = (live.clone(), clock.now());
             tokio::spawn(async move {
-                let n = live.republish(&tail).await;
+                let n = live.republish(&tail, now).await;
                 tracing::info!(
                     reports = n,
                     "published the live log's recovered reports again"
