@@ -382,8 +382,33 @@ pub trait EventBus: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn Subscription>, BusError>;
     /// What a stream holds.
     async fn stream_info(&self, domain: Domain) -> Result<StreamInfo, BusError>;
+    /// Stores `bytes` under `name` ([`blob_name_ok`]), replacing what was there: large
+    /// state a process joining late starts from instead of the whole stream (the live fleet's
+    /// snapshot). Durable once it returns.
+    async fn put_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(), BusError>;
+    /// What `name` holds, if anything.
+    async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, BusError>;
     /// Which backend, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
+}
+
+/// Whether `name` can name a blob: 1 to 64 lower-case letters, digits, `-` or `_`.
+#[must_use]
+pub fn blob_name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn check_blob_name(name: &str) -> Result<(), BusError> {
+    if blob_name_ok(name) {
+        Ok(())
+    } else {
+        Err(BusError::Config(format!(
+            "blob name {name:?}: 1 to 64 lower-case letters, digits, '-' or '_'"
+        )))
+    }
 }
 
 /// The directory of an embedded bus URL (`embedded`: `data_dir/bus`; `embedded:PATH`), or

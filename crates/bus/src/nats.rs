@@ -128,12 +128,36 @@ impl NatsBus {
         }
     }
 
-    /// Deletes every stream of this prefix (tests clean up the shared server with it).
+    /// Deletes every stream of this prefix, its blobs' too (tests clean up the shared server
+    /// with it).
     pub async fn delete_streams(&self) -> Result<(), BusError> {
         for d in Domain::ALL {
             let _ = self.js.delete_stream(self.stream_name(d)).await;
         }
+        let _ = self.js.delete_object_store(self.blob_bucket()).await;
         Ok(())
+    }
+
+    /// The object store bucket of this prefix's blobs.
+    fn blob_bucket(&self) -> String {
+        format!("{}_blobs", self.prefix)
+    }
+
+    /// The blob bucket, created on first use (no size bound: JetStream would reserve it; a
+    /// blob replaced by the same name gives its space back).
+    async fn blobs(&self) -> Result<async_nats::jetstream::object_store::ObjectStore, BusError> {
+        if let Ok(store) = self.js.get_object_store(self.blob_bucket()).await {
+            return Ok(store);
+        }
+        self.js
+            .create_object_store(async_nats::jetstream::object_store::Config {
+                bucket: self.blob_bucket(),
+                description: Some("the platform's snapshots (mobility)".into()),
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_err)
     }
 
     async fn stream(&self, d: Domain) -> Result<stream::Stream, BusError> {
@@ -352,6 +376,34 @@ impl EventBus for NatsBus {
             messages: s.messages,
             bytes: s.bytes,
         })
+    }
+
+    async fn put_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(), BusError> {
+        crate::check_blob_name(name)?;
+        let store = self.blobs().await?;
+        store
+            .put(name, &mut bytes.as_slice())
+            .await
+            .map_err(nats_err)?;
+        Ok(())
+    }
+
+    async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+        use async_nats::jetstream::object_store::GetErrorKind;
+        use tokio::io::AsyncReadExt;
+        crate::check_blob_name(name)?;
+        let store = self.blobs().await?;
+        let mut object = match store.get(name).await {
+            Ok(o) => o,
+            Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(nats_err(e)),
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| BusError::Nats(format!("reading blob {name}: {e}")))?;
+        Ok(Some(bytes))
     }
 
     fn backend(&self) -> &'static str {

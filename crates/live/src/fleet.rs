@@ -66,12 +66,17 @@ pub struct Reaction {
 #[derive(Debug, Default)]
 pub struct Fleet {
     shards: RwLock<HashMap<CityId, Arc<Shard>>>,
-    routes: RwLock<HashMap<VehicleId, CityId>>,
+    /// Each vehicle's city (foldhash: looked up for every report, and a million inserted at
+    /// start).
+    routes: RwLock<HashMap<VehicleId, CityId, foldhash::fast::RandomState>>,
     /// Each vehicle's stored version (bumped by every state change): public feeds derive their
     /// rotating vehicle ids from it.
-    versions: RwLock<HashMap<VehicleId, u64>>,
+    versions: RwLock<HashMap<VehicleId, u64, foldhash::fast::RandomState>>,
     /// Riders' searches per city and minute: (minute, searches, unmet), the last hour.
     searches: RwLock<HashMap<CityId, SearchLog>>,
+    /// The last telemetry stream sequence the replica applied (0: none): a snapshot of this
+    /// index covers at least the stream up to it (`crate::replica`).
+    pub(crate) replica_seq: std::sync::atomic::AtomicU64,
 }
 
 /// Per minute of the last hour: searches, those that found nothing, and both per H3 cell.
@@ -125,16 +130,51 @@ impl Fleet {
             fleet.put_city(city);
             fleet.set_fences(&id, &store.geofences(&id).await?);
         }
-        let mut after: Option<VehicleId> = None;
-        loop {
-            let page = store.all_vehicles(after.as_ref(), 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            for v in &page {
-                fleet.register(v);
-            }
+        let mut page = store
+            .all_vehicles(None, mobility_store::PAGE_LIMIT_MAX)
+            .await?;
+        // The next page is read (by the database's own thread, for SQLite) while this one is
+        // registered.
+        while let Some(last) = page.last().map(|v| v.id) {
+            let (next, ()) = tokio::join!(
+                store.all_vehicles(Some(&last), mobility_store::PAGE_LIMIT_MAX),
+                async { fleet.register_many(&page) }
+            );
+            page = next?;
         }
         Ok(fleet)
+    }
+
+    /// Registers many vehicles, each lock taken once per city (loading the registry at start).
+    pub fn register_many(&self, vehicles: &[Vehicle]) {
+        let cities: Vec<CityId> = self.shards.read().keys().cloned().collect();
+        {
+            let mut routes = self.routes.write();
+            let mut versions = self.versions.write();
+            routes.reserve(vehicles.len());
+            versions.reserve(vehicles.len());
+            for v in vehicles {
+                if cities.contains(&v.city) {
+                    routes.insert(v.id, v.city.clone());
+                    versions.insert(v.id, v.version);
+                }
+            }
+        }
+        let mut by_city: Vec<(&CityId, Vec<&Vehicle>)> = Vec::new();
+        for v in vehicles {
+            match by_city.iter_mut().find(|(c, _)| *c == &v.city) {
+                Some((_, vs)) => vs.push(v),
+                None => by_city.push((&v.city, vec![v])),
+            }
+        }
+        for (city, vs) in by_city {
+            if let Some(shard) = self.shard(city) {
+                let mut index = shard.index.write();
+                for v in vs {
+                    index.register(v.id, v.vehicle_type, v.state);
+                }
+            }
+        }
     }
 
     /// Adds a city or updates its details (its live vehicles stay).
@@ -413,6 +453,41 @@ impl Fleet {
         self.versions.read().get(id).copied().unwrap_or_default()
     }
 
+    /// Every vehicle's latest applied report (those that have one), city by city.
+    #[must_use]
+    pub fn latest_reports(&self) -> Vec<Telemetry> {
+        let mut all = Vec::new();
+        for shard in self.shards() {
+            let index = shard.index.read();
+            all.extend(index.iter().filter_map(|v| {
+                Some(Telemetry {
+                    vehicle_id: v.id,
+                    at: v.at?,
+                    position: v.position?,
+                    battery: v.battery,
+                    speed_m_s: v.speed_m_s,
+                    heading_deg: v.heading_deg,
+                    odometer_m: v.odometer_m,
+                    locked: v.locked,
+                    error_codes: v.error_codes,
+                })
+            }));
+        }
+        all
+    }
+
+    /// How many vehicles are registered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.routes.read().len()
+    }
+
+    /// Whether no vehicle is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.routes.read().is_empty()
+    }
+
     /// The city a vehicle belongs to.
     #[must_use]
     pub fn city_of(&self, id: &VehicleId) -> Option<CityId> {
@@ -423,16 +498,7 @@ impl Fleet {
     /// verdict per report, in input order.
     pub fn ingest(&self, reports: &[Telemetry], now: TimestampMs) -> Vec<Result<Verdict, Reject>> {
         let mut verdicts = vec![Err(Reject::UnknownVehicle); reports.len()];
-        let mut by_city: HashMap<CityId, Vec<usize>> = HashMap::new();
-        {
-            let routes = self.routes.read();
-            for (i, r) in reports.iter().enumerate() {
-                if let Some(city) = routes.get(&r.vehicle_id) {
-                    by_city.entry(city.clone()).or_default().push(i);
-                }
-            }
-        }
-        for (city, indices) in by_city {
+        for (city, indices) in self.group_by_city(reports) {
             let Some(shard) = self.shard(&city) else {
                 continue;
             };

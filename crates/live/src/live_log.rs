@@ -105,7 +105,7 @@ fn numbered(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<u64>> {
 }
 
 /// Encodes one report as a framed record appended to `out`.
-fn encode_record(t: &Telemetry, out: &mut Vec<u8>) {
+pub(crate) fn encode_record(t: &Telemetry, out: &mut Vec<u8>) {
     let mut payload = Vec::with_capacity(16 + BINARY_RECORD_BYTES + 1 + 2 * t.error_codes.len());
     payload.extend_from_slice(t.vehicle_id.as_uuid().as_bytes());
     payload.extend_from_slice(&encode_binary(std::slice::from_ref(t)));
@@ -123,7 +123,7 @@ fn encode_record(t: &Telemetry, out: &mut Vec<u8>) {
 
 /// Decodes framed records until the end or the first torn/corrupt one; returns the reports and
 /// the number of bytes that were valid.
-fn decode_records(bytes: &[u8]) -> (Vec<Telemetry>, usize) {
+pub(crate) fn decode_records(bytes: &[u8]) -> (Vec<Telemetry>, usize) {
     let mut out = Vec::new();
     let mut at = 0usize;
     while bytes.len() - at >= 8 {

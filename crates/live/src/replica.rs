@@ -11,6 +11,13 @@
 //!   (and its city) from the store first.
 //! - Lifecycle: each state change is mirrored from the store's record of the vehicle.
 //!
+//! - A process that joins late starts from the fleet's snapshot on the bus (the `fleet` blob:
+//!   every vehicle's latest report, and the last telemetry sequence it covers), then follows
+//!   the stream from the next sequence; without one, from [`CATCH_UP`] back. A worker writes
+//!   the snapshot every minute ([`publish_snapshot`], the `fleet-snapshot` job), so a joiner
+//!   reads at most a minute of the stream after it, and knows where vehicles silent for longer
+//!   than the catch-up are.
+//!
 //! With the embedded bus the process is alone (the log is locked to it) and there is nothing
 //! to replicate.
 
@@ -23,8 +30,100 @@ use mobility_store::Store;
 
 use crate::fleet::Fleet;
 
-/// How far back a starting process reads the telemetry stream.
+/// How far back a starting process reads the telemetry stream when the bus has no snapshot.
 pub const CATCH_UP: Duration = Duration::from_secs(15 * 60);
+/// The blob the fleet's snapshot is kept under on the bus.
+pub const SNAPSHOT_BLOB: &str = "fleet";
+/// The first bytes of a snapshot (format version 1).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"MOBFLT01";
+
+/// A snapshot: the last telemetry sequence it covers, when it was taken, then every report in
+/// the live log's record format.
+#[must_use]
+pub fn encode_snapshot(covers: u64, taken_at: TimestampMs, reports: &[Telemetry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + reports.len() * 64);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&covers.to_le_bytes());
+    out.extend_from_slice(&taken_at.0.to_le_bytes());
+    for t in reports {
+        crate::live_log::encode_record(t, &mut out);
+    }
+    out
+}
+
+/// The sequence, time and reports of a snapshot; `None` if it is not one (or is damaged).
+#[must_use]
+pub fn decode_snapshot(bytes: &[u8]) -> Option<(u64, TimestampMs, Vec<Telemetry>)> {
+    let rest = bytes.strip_prefix(SNAPSHOT_MAGIC)?;
+    let covers = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let taken_at = TimestampMs(i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?));
+    let body = rest.get(16..)?;
+    let (reports, valid) = crate::live_log::decode_records(body);
+    (valid == body.len()).then_some((covers, taken_at, reports))
+}
+
+/// Writes the fleet's snapshot to the bus: every vehicle's latest report, and the last
+/// telemetry sequence the replica had applied before they were read (everything up to it is
+/// in; a little after it may be too, which a joiner applying the stream again ignores).
+/// Returns how many vehicles it holds; 0 with nothing to cover (the embedded bus, or a replica
+/// that has applied nothing yet).
+pub async fn publish_snapshot(
+    bus: &dyn EventBus,
+    fleet: &Fleet,
+    now: TimestampMs,
+) -> Result<usize, String> {
+    if bus.backend() == "embedded" {
+        return Ok(0);
+    }
+    let covers = fleet.replica_seq.load(std::sync::atomic::Ordering::Acquire);
+    if covers == 0 {
+        return Ok(0);
+    }
+    let reports = fleet.latest_reports();
+    let bytes = encode_snapshot(covers, now, &reports);
+    metrics::gauge!("replica_snapshot_bytes").set(bytes.len() as f64);
+    bus.put_blob(SNAPSHOT_BLOB, bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(reports.len())
+}
+
+/// Applies the bus's snapshot, if there is one; returns the sequence to follow the telemetry
+/// stream from.
+async fn start_from_snapshot(
+    bus: &dyn EventBus,
+    fleet: &Fleet,
+    store: &dyn Store,
+    now: TimestampMs,
+) -> Option<u64> {
+    let bytes = match bus.get_blob(SNAPSHOT_BLOB).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the fleet's snapshot from the bus; catching up from the stream");
+            return None;
+        }
+    };
+    let Some((covers, taken_at, reports)) = decode_snapshot(&bytes) else {
+        metrics::counter!("replica_errors_total").increment(1);
+        tracing::warn!("the fleet's snapshot on the bus is damaged; catching up from the stream");
+        return None;
+    };
+    let started = std::time::Instant::now();
+    let applied = apply_reports(fleet, store, &reports, now).await;
+    fleet
+        .replica_seq
+        .fetch_max(covers, std::sync::atomic::Ordering::AcqRel);
+    tracing::info!(
+        vehicles = reports.len(),
+        applied,
+        covers_seq = covers,
+        age_s = (now.0 - taken_at.0) / 1_000,
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "the replica starts from the fleet's snapshot on the bus"
+    );
+    Some(covers + 1)
+}
 /// Most events per read.
 const READ_MAX: usize = 256;
 
@@ -45,10 +144,14 @@ pub async fn run(
             .0
             .saturating_sub(i64::try_from(CATCH_UP.as_millis()).unwrap_or(0)),
     );
+    let from = match start_from_snapshot(bus.as_ref(), &fleet, store.as_ref(), clock.now()).await {
+        Some(seq) => StartAt::Seq(seq),
+        None => StartAt::Time(catch_up),
+    };
     let telemetry = follow(
         bus.clone(),
         Domain::Telemetry,
-        StartAt::Time(catch_up),
+        from,
         fleet.clone(),
         store.clone(),
         clock.clone(),
@@ -137,6 +240,9 @@ async fn follow(
                     DomainEvent::TelemetryAccepted { reports } => {
                         let n = apply_reports(&fleet, store.as_ref(), reports, now).await;
                         applied.increment(n);
+                        fleet
+                            .replica_seq
+                            .fetch_max(e.seq, std::sync::atomic::Ordering::AcqRel);
                         // From when ingest accepted the event's oldest report to now.
                         #[allow(clippy::cast_precision_loss)]
                         lag.record((now.0 - e.at.0).max(0) as f64 / 1_000.0);
@@ -226,5 +332,42 @@ async fn mirror(fleet: &Fleet, store: &dyn Store, id: VehicleId) {
         }
         Ok(None) => {}
         Err(e) => tracing::warn!(vehicle = %id, error = %e, "cannot mirror a vehicle's state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobility_core::{BatteryPct, LatLon};
+
+    fn report(n: u128, at: i64) -> Telemetry {
+        Telemetry {
+            vehicle_id: VehicleId::from_uuid(uuid::Uuid::from_u128(n)),
+            at: TimestampMs(at),
+            position: LatLon::new(41.38, 2.17).unwrap_or(LatLon::ORIGIN),
+            battery: BatteryPct::new(55).ok(),
+            speed_m_s: Some(3.5),
+            heading_deg: None,
+            odometer_m: Some(1_200),
+            locked: Some(true),
+            error_codes: vec![7, 12],
+        }
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_written_and_a_damaged_one_not_at_all() {
+        let reports = vec![report(1, 1_000), report(2, 2_000)];
+        let bytes = encode_snapshot(41, TimestampMs(5_000), &reports);
+        let (covers, taken_at, back) = decode_snapshot(&bytes).expect("a snapshot");
+        assert_eq!((covers, taken_at), (41, TimestampMs(5_000)));
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0].vehicle_id, reports[0].vehicle_id);
+        assert_eq!(back[1].at, TimestampMs(2_000));
+        assert_eq!(back[0].error_codes, vec![7, 12]);
+        assert!(decode_snapshot(&bytes[..bytes.len() - 3]).is_none(), "torn");
+        assert!(decode_snapshot(b"MOBFLT02rest").is_none(), "another format");
+        assert!(decode_snapshot(b"").is_none());
+        let empty = encode_snapshot(0, TimestampMs(0), &[]);
+        assert_eq!(decode_snapshot(&empty).map(|s| s.2.len()), Some(0));
     }
 }

@@ -58,23 +58,35 @@ impl LiveState {
         relay: Relay,
     ) -> std::io::Result<(Self, Recovered)> {
         let (log, recovered) = LiveLog::open(dir, history_dir)?;
+        let state = Self::with_log(fleet, log, &recovered, history_dir, events, relay);
+        Ok((state, recovered))
+    }
+
+    /// Like [`Self::open`] with the log already opened (at start, the log is read while the
+    /// registry loads: they do not depend on each other): replays `recovered` into `fleet`.
+    #[must_use]
+    pub fn with_log(
+        fleet: Arc<Fleet>,
+        log: LiveLog,
+        recovered: &Recovered,
+        history_dir: Option<&std::path::Path>,
+        events: Arc<FleetEvents>,
+        relay: Relay,
+    ) -> Self {
         // Replay restores state only: crossings were reacted to when the reports first came.
         for chunk in recovered.reports.chunks(INGEST_BATCH_MAX * 8) {
             fleet.ingest(chunk, REPLAY_NOW);
         }
         let (changes, _) = tokio::sync::broadcast::channel(CHANGE_BATCHES_BUFFERED);
-        Ok((
-            Self {
-                fleet,
-                changes,
-                log,
-                history_dir: history_dir.map(std::path::Path::to_path_buf),
-                events,
-                relay,
-                in_flight: tokio::sync::RwLock::new(()),
-            },
-            recovered,
-        ))
+        Self {
+            fleet,
+            changes,
+            log,
+            history_dir: history_dir.map(std::path::Path::to_path_buf),
+            events,
+            relay,
+            in_flight: tokio::sync::RwLock::new(()),
+        }
     }
 
     /// A vehicle's current state as a stream change.
@@ -205,26 +217,7 @@ impl LiveState {
             }
         };
         self.log
-            .snapshot(settle, move || {
-                let mut all = Vec::new();
-                for shard in fleet.shards() {
-                    let index = shard.index.read();
-                    all.extend(index.iter().filter_map(|v| {
-                        Some(Telemetry {
-                            vehicle_id: v.id,
-                            at: v.at?,
-                            position: v.position?,
-                            battery: v.battery,
-                            speed_m_s: v.speed_m_s,
-                            heading_deg: v.heading_deg,
-                            odometer_m: v.odometer_m,
-                            locked: v.locked,
-                            error_codes: v.error_codes,
-                        })
-                    }));
-                }
-                all
-            })
+            .snapshot(settle, move || fleet.latest_reports())
             .await
     }
 }

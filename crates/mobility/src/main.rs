@@ -144,7 +144,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let store = app::open_store(&settings).await?;
             let statuses = store.job_statuses().await;
             store.close().await;
-            print!("{}", jobs_table(&statuses?, mobility_server::clock::now()));
+            print!(
+                "{}",
+                jobs_table(
+                    &mobility_server::jobs::configured(&settings),
+                    &statuses?,
+                    mobility_server::clock::now()
+                )
+            );
             anyhow::Ok(())
         }),
         Command::Migrate => {
@@ -201,13 +208,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// The jobs as a table: every job this version runs, then any other the database knows.
-fn jobs_table(statuses: &[mobility_store::JobStatus], now: mobility_core::TimestampMs) -> String {
+fn jobs_table(
+    jobs: &[mobility_server::jobs::JobSpec],
+    statuses: &[mobility_store::JobStatus],
+    now: mobility_core::TimestampMs,
+) -> String {
     use std::fmt::Write;
     let mut out = format!(
         "{:<22} {:>8} {:<30} {:>10} {:>9} {:>7} {:>8}  {}\n",
         "JOB", "EVERY", "HELD BY", "LAST RUN", "DURATION", "RUNS", "FAILED", "LAST ERROR"
     );
-    let mut names: Vec<&str> = mobility_server::jobs::JOBS.iter().map(|j| j.name).collect();
+    let mut names: Vec<&str> = jobs.iter().map(|j| j.name).collect();
     for s in statuses {
         if !names.contains(&s.name.as_str()) {
             names.push(&s.name);
@@ -222,7 +233,7 @@ fn jobs_table(statuses: &[mobility_store::JobStatus], now: mobility_core::Timest
         }
     };
     for name in names {
-        let every = mobility_server::jobs::JOBS
+        let every = jobs
             .iter()
             .find(|j| j.name == name)
             .map_or_else(|| "-".to_owned(), |j| format!("{} ms", j.every.as_millis()));

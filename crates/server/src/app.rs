@@ -134,7 +134,22 @@ impl Application {
                 reason,
             }
         })?;
+        // The live log is read (snapshot and segments decoded) while the store opens and the
+        // registry loads: neither needs the other.
+        let live_dir = settings.data_dir.join("live");
+        let history_dir =
+            (settings.history_retention_days > 0).then(|| settings.data_dir.join("history"));
+        let log_read = {
+            let (live_dir, history_dir) = (live_dir.clone(), history_dir.clone());
+            tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                mobility_live::live_log::LiveLog::open(&live_dir, history_dir.as_deref())
+                    .map(|(log, recovered)| (log, recovered, started.elapsed()))
+            })
+        };
+        let phase = std::time::Instant::now();
         let store = open_store(&settings).await?;
+        let store_ms = phase.elapsed().as_millis();
         let (admin_token, created) = mobility_services::accounts::secrets::bootstrap_admin_token(
             settings.admin_token.as_deref(),
             &settings.data_dir,
@@ -192,30 +207,43 @@ impl Application {
             auth = auth.with_oidc(oidc);
         }
         let auth = Arc::new(auth);
+        let phase = std::time::Instant::now();
         let fleet = Arc::new(mobility_live::fleet::Fleet::load(store.as_ref()).await?);
+        tracing::info!(
+            vehicles = fleet.len(),
+            store_ms,
+            registry_ms = u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "loaded the vehicle registry"
+        );
         let started = std::time::Instant::now();
-        let live_dir = settings.data_dir.join("live");
         let commands = Arc::new(Commands::new(store.clone()));
         let events = Arc::new(mobility_live::fleet::FleetEvents::default());
         let bus = mobility_bus::open(&settings.bus_url, &settings.data_dir, settings.bus())
             .await
             .map_err(StartupError::Bus)?;
-        tracing::info!(backend = bus.backend(), url = %mobility_store::redact_url(&settings.bus_url), "event bus open");
+        tracing::info!(
+            backend = bus.backend(),
+            url = %mobility_store::redact_url(&settings.bus_url),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "event bus open"
+        );
         let (relay, relay_task) = mobility_live::relay::Relay::start(bus.clone(), clock.clone());
-        let (live, mut recovered) = mobility_live::state::LiveState::open(
+        let log_failed = |reason: String| StartupError::DataDir {
+            path: live_dir.display().to_string(),
+            reason: format!("cannot open the live-state log: {reason}"),
+        };
+        let (log, mut recovered, read_in) = log_read
+            .await
+            .map_err(|e| log_failed(e.to_string()))?
+            .map_err(|e| log_failed(e.to_string()))?;
+        let live = Arc::new(mobility_live::state::LiveState::with_log(
             fleet.clone(),
-            &live_dir,
-            (settings.history_retention_days > 0)
-                .then(|| settings.data_dir.join("history"))
-                .as_deref(),
+            log,
+            &recovered,
+            history_dir.as_deref(),
             events.clone(),
             relay,
-        )
-        .map_err(|e| StartupError::DataDir {
-            path: live_dir.display().to_string(),
-            reason: format!("cannot open the live-state log: {e}"),
-        })?;
-        let live = Arc::new(live);
+        ));
         // What the log's segments held may not have reached the bus before the process
         // stopped (a crash between the fsync and the relay): publish it again, in the
         // background; consumers ignore what they already have.
@@ -237,6 +265,7 @@ impl Application {
             reports = recovered_n,
             from_snapshot = recovered.from_snapshot,
             torn_bytes = recovered.torn_bytes,
+            read_ms = u64::try_from(read_in.as_millis()).unwrap_or(u64::MAX),
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "recovered live fleet state"
         );
@@ -362,7 +391,7 @@ impl Application {
                     bus: bus.clone(),
                     demand: Arc::new(mobility_live::relay::DemandRelay::default()),
                     clock: clock.clone(),
-                    jobs: crate::jobs::JOBS
+                    jobs: crate::jobs::configured(&settings)
                         .iter()
                         .map(|j| (j.name, j.every))
                         .collect(),
@@ -455,7 +484,10 @@ impl Application {
         let holder = crate::jobs::holder_id();
         let (jobs_stop, jobs_rx) = tokio::sync::watch::channel(false);
         let mut jobs = Vec::new();
-        for spec in crate::jobs::JOBS.iter().copied().filter(|_| roles.worker) {
+        for spec in crate::jobs::configured(&self.settings)
+            .into_iter()
+            .filter(|_| roles.worker)
+        {
             let (store, clock, holder, stop) = (
                 self.state.store.clone(),
                 self.state.clock.clone(),
@@ -468,6 +500,7 @@ impl Application {
                 self.state.notifier.clone(),
                 self.state.intel.clone(),
             );
+            let (bus, fleet) = (self.state.bus.clone(), self.state.fleet.clone());
             jobs.push(tokio::spawn(crate::jobs::run(
                 store,
                 clock,
@@ -481,6 +514,7 @@ impl Application {
                         notifier.clone(),
                         intel.clone(),
                     );
+                    let (bus, fleet) = (bus.clone(), fleet.clone());
                     async move {
                         match spec.name {
                             "command-timeouts" => {
@@ -502,6 +536,13 @@ impl Application {
                             "intel" => tokio::spawn(async move { intel.tick(now).await })
                                 .await
                                 .map_err(|e| format!("the update panicked: {e}")),
+                            "fleet-snapshot" => {
+                                mobility_live::replica::publish_snapshot(bus.as_ref(), &fleet, now)
+                                    .await
+                                    .map(|n| {
+                                        tracing::debug!(vehicles = n, "fleet snapshot on the bus")
+                                    })
+                            }
                             other => Err(format!("no job {other}")),
                         }
                     }

@@ -204,6 +204,9 @@ pub struct Settings {
     /// Seconds between snapshots of the live fleet state (0: only at shutdown). Between
     /// snapshots, applied telemetry is kept in a write-ahead log under `data_dir/live`.
     pub live_snapshot_interval_s: u64,
+    /// Seconds between the live fleet's snapshots on a shared bus (NATS), which processes
+    /// joining late start from (1 to 86400; the `fleet-snapshot` job, run by one worker).
+    pub replica_snapshot_interval_s: u64,
     /// Days of raw telemetry history kept under `data_dir/history` (0: keep none).
     pub history_retention_days: u32,
     /// How long a reservation holds its vehicle before it lapses, seconds.
@@ -321,6 +324,7 @@ impl Default for Settings {
             bus_stream_max_mib: 1024,
             bus_prefix: "mobility".to_owned(),
             live_snapshot_interval_s: 60,
+            replica_snapshot_interval_s: 60,
             history_retention_days: 30,
             reservation_hold_s: 600,
             rate_limit_per_s: 20,
@@ -504,6 +508,11 @@ impl Settings {
         if !(1..=8_760).contains(&self.bus_telemetry_retention_hours) {
             return Err(ConfigError(
                 "bus_telemetry_retention_hours must be 1 to 8760".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.replica_snapshot_interval_s) {
+            return Err(ConfigError(
+                "replica_snapshot_interval_s must be 1 to 86400".into(),
             ));
         }
         if !(1..=3_650).contains(&self.bus_retention_days) {

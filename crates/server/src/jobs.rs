@@ -23,7 +23,7 @@ pub struct JobSpec {
 }
 
 /// Every job, in the order the console lists them.
-pub const JOBS: [JobSpec; 4] = [
+pub const JOBS: [JobSpec; 5] = [
     JobSpec {
         name: "command-timeouts",
         every: Duration::from_millis(250),
@@ -42,7 +42,27 @@ pub const JOBS: [JobSpec; 4] = [
         name: "intel",
         every: Duration::from_secs(60),
     },
+    // The live fleet's snapshot on the bus, which processes joining late start from (a
+    // no-op on the embedded bus: one process, nobody joins).
+    JobSpec {
+        name: "fleet-snapshot",
+        every: Duration::from_secs(60),
+    },
 ];
+
+/// The jobs with their periods as configured (the fleet's snapshot on the bus has its own).
+#[must_use]
+pub fn configured(settings: &crate::Settings) -> Vec<JobSpec> {
+    JOBS.iter()
+        .map(|j| match j.name {
+            "fleet-snapshot" => JobSpec {
+                every: Duration::from_secs(settings.replica_snapshot_interval_s),
+                ..*j
+            },
+            _ => *j,
+        })
+        .collect()
+}
 
 /// How long a lease lasts: three periods, at least 10 s (a holder that misses a few runs keeps
 /// it; one that is gone loses it within this).

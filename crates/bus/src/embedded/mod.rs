@@ -404,6 +404,40 @@ impl EventBus for EmbeddedBus {
         })
     }
 
+    async fn put_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(), BusError> {
+        crate::check_blob_name(name)?;
+        let dir = self.inner.dir.join("blobs");
+        let name = name.to_owned();
+        // A temp file, fsync'd, renamed over the old one: a reader sees the old or the new.
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let tmp = dir.join(format!("{name}.tmp"));
+            {
+                let mut f = fs::File::create(&tmp)?;
+                std::io::Write::write_all(&mut f, &bytes)?;
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, dir.join(&name))?;
+            fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(|e| BusError::Io(e.to_string()))??;
+        Ok(())
+    }
+
+    async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, BusError> {
+        crate::check_blob_name(name)?;
+        let path = self.inner.dir.join("blobs").join(name);
+        match tokio::task::spawn_blocking(move || fs::read(path))
+            .await
+            .map_err(|e| BusError::Io(e.to_string()))?
+        {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn backend(&self) -> &'static str {
         "embedded"
     }

@@ -317,3 +317,109 @@ async fn commands_and_bookings_work_through_either_process() {
     drop_streams(&nats, &prefix).await;
     shared.cleanup().await;
 }
+
+/// A process that joins late starts from the fleet's snapshot on the bus and follows the
+/// stream from the sequence after it. The `fleet-snapshot` job writes a real one; then a
+/// snapshot saying the vehicle was elsewhere, earlier, and covering the whole stream so far,
+/// is what the joiner shows: it did not read the stream's past (where a newer report is).
+#[tokio::test]
+async fn a_process_joining_late_starts_from_the_fleets_snapshot_on_the_bus() {
+    let Ok(nats) = std::env::var("MOBILITY_TEST_NATS_URL") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: late-join test (MOBILITY_TEST_NATS_URL is not set; e.g. nats://127.0.0.1:4222)"
+        );
+        return;
+    };
+    let Some(shared) = mobility_store::testsuite::postgres().await else {
+        return;
+    };
+    let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+    let spawn = || {
+        let (url, nats, prefix) = (shared.url.clone(), nats.clone(), prefix.clone());
+        async move {
+            TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
+                s.database_url = Some(url);
+                s.bus_url = nats;
+                s.bus_prefix = prefix;
+                s.bus_stream_max_mib = 8;
+                s.replica_snapshot_interval_s = 1;
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let a = spawn().await;
+    let bus = a.bus.clone();
+    let r = a
+        .authed(Method::PUT, "/v1/admin/cities/barcelona", ADMIN)
+        .json(&json!({"name": "Barcelona", "timezone": "Europe/Madrid", "currency": "EUR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: Value = a
+        .authed(Method::POST, "/v1/admin/vehicles", ADMIN)
+        .json(&json!({"city": "barcelona", "type": "scooter"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let vehicle = mobility_core::VehicleId::parse(&id).unwrap();
+    let t0 = now_ms();
+    ingest(&a, &id, t0, 41.3870, 2.1700).await;
+    found(&a, &id, 41.3870, 2.1700).await;
+    // The job's snapshot: the vehicle where it reported, covering the stream.
+    let written = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Some(bytes) = bus.get_blob("fleet").await.unwrap()
+                && let Some((covers, _, reports)) = mobility_live::replica::decode_snapshot(&bytes)
+                && reports
+                    .iter()
+                    .any(|t| t.vehicle_id == vehicle && t.at.0 == t0)
+            {
+                return covers;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the fleet-snapshot job writes the fleet to the bus");
+    assert!(written > 0);
+    a.stop().await;
+    // Now the snapshot says: earlier, elsewhere, and the stream so far is covered.
+    let last = bus
+        .stream_info(mobility_core::Domain::Telemetry)
+        .await
+        .unwrap()
+        .last_seq;
+    let earlier = mobility_core::Telemetry {
+        vehicle_id: vehicle,
+        at: mobility_core::TimestampMs(t0 - 60_000),
+        position: mobility_core::LatLon::new(41.4010, 2.1900).unwrap(),
+        battery: None,
+        speed_m_s: None,
+        heading_deg: None,
+        odometer_m: None,
+        locked: None,
+        error_codes: vec![],
+    };
+    bus.put_blob(
+        "fleet",
+        mobility_live::replica::encode_snapshot(last, mobility_core::TimestampMs(t0), &[earlier]),
+    )
+    .await
+    .unwrap();
+    let b = spawn().await;
+    found(&b, &id, 41.4010, 2.1900).await;
+    assert!(
+        !nearby_ids(&b, 41.3870, 2.1700).await.contains(&id),
+        "the joiner read the stream's past instead of starting after the snapshot"
+    );
+    b.stop().await;
+    drop_streams(&nats, &prefix).await;
+    shared.cleanup().await;
+}

@@ -220,6 +220,17 @@ pub async fn all_vehicles_pages_across_cities(store: Arc<dyn Store>) {
         .map(|v| v.id.as_uuid().as_u128())
         .collect();
     assert_eq!(ids, (1..=7).collect::<Vec<_>>());
+    // Every field as the registry has it (pages come back in bulk, not row by row).
+    for v in first.iter().chain(&rest) {
+        assert_eq!(Some(v), store.vehicle(&v.id).await.unwrap().as_ref());
+    }
+    assert!(
+        store
+            .all_vehicles(rest.last().map(|v| &v.id), 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Batch registration and batch state changes are all-or-nothing transactions.
