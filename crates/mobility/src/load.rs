@@ -223,6 +223,35 @@ async fn read_packet(
     }
 }
 
+/// Connects to the broker at `addr` and logs in as `v` (MQTT 3.1.1, its own credentials).
+async fn login(
+    addr: &str,
+    v: &Vehicle,
+) -> anyhow::Result<(
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+    BytesMut,
+)> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = stream.into_split();
+    let id = v.id.to_string();
+    let mut connect = v4::Connect::new(id.as_str());
+    connect.keep_alive = 60;
+    connect.set_login(id.as_str(), v.secret.as_str());
+    let mut out = BytesMut::new();
+    connect.write(&mut out)?;
+    wr.write_all(&out).await?;
+    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    match read_packet(&mut rd, &mut inbuf).await? {
+        Some(v4::Packet::ConnAck(a)) if a.code == v4::ConnectReturnCode::Success => {}
+        other => bail!("login refused: {other:?}"),
+    }
+    Ok((rd, wr, inbuf))
+}
+
 /// One vehicle's connection: logs in with its own credentials, then publishes telemetry until
 /// `deadline` with at most `window` QoS 1 messages unacknowledged (at QoS 0, `window` messages
 /// per write). Speaks MQTT 3.1.1 directly on the socket (packets encoded by rumqttc's codec):
@@ -238,24 +267,9 @@ async fn vehicle_load(
     deadline: Instant,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let stream = tokio::net::TcpStream::connect(&addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr, mut inbuf) = login(&addr, &v).await?;
     let id = v.id.to_string();
-    let mut connect = v4::Connect::new(id.as_str());
-    connect.keep_alive = 60;
-    connect.set_login(id.as_str(), v.secret.as_str());
     let mut out = BytesMut::with_capacity(16 * 1024);
-    connect.write(&mut out)?;
-    wr.write_all(&out).await?;
-    out.clear();
-    let mut inbuf = BytesMut::with_capacity(16 * 1024);
-    match read_packet(&mut rd, &mut inbuf).await? {
-        Some(v4::Packet::ConnAck(a)) if a.code == v4::ConnectReturnCode::Success => {}
-        other => bail!("login refused: {other:?}"),
-    }
     let topic = format!(
         "v1/vehicles/{id}/telemetry{}",
         if o.format == "bin" { "/bin" } else { "" }
@@ -574,23 +588,9 @@ async fn probe(
 ) -> anyhow::Result<Histogram<u64>> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let http = reqwest::Client::new();
-    let stream = tokio::net::TcpStream::connect(&broker)
-        .await
-        .with_context(|| format!("cannot connect to {broker}"))?;
-    stream.set_nodelay(true)?;
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr, mut inbuf) = login(&broker, &v).await.context("the probe")?;
     let id = v.id.to_string();
-    let mut connect = v4::Connect::new(id.as_str());
-    connect.keep_alive = 60;
-    connect.set_login(id.as_str(), v.secret.as_str());
     let mut out = BytesMut::new();
-    connect.write(&mut out)?;
-    wr.write_all(&out).await?;
-    let mut inbuf = BytesMut::new();
-    match read_packet(&mut rd, &mut inbuf).await? {
-        Some(v4::Packet::ConnAck(a)) if a.code == v4::ConnectReturnCode::Success => {}
-        other => bail!("the probe's login was refused: {other:?}"),
-    }
     // Acks are read and dropped.
     tokio::spawn(async move { while let Ok(Some(_)) = read_packet(&mut rd, &mut inbuf).await {} });
     let topic = format!("v1/vehicles/{id}/telemetry");

@@ -426,6 +426,7 @@ fn migrate_creates_the_schema_and_jobs_and_version_print() {
         "hold-expiry",
         "notification-delivery",
         "intel",
+        "fleet-snapshot",
     ] {
         let line = lines
             .iter()

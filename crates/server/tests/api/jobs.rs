@@ -66,7 +66,7 @@ async fn scenario(shared: TestStore, fresh: impl AsyncFn() -> Option<TestStore>)
             .all(|j| field(j, &["lease", "holder"]) == holder.as_str()),
         "{js:#?}"
     );
-    assert_eq!(js.len(), 4, "every job is listed: {js:#?}");
+    assert_eq!(js.len(), 5, "every job is listed: {js:#?}");
     assert!(js.iter().all(|j| j["every_ms"].as_i64() > Some(0)));
 
     // A second process on the same database runs none of them while the first holds them.

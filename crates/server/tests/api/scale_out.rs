@@ -69,6 +69,27 @@ async fn drop_streams(nats: &str, prefix: &str) {
     }
 }
 
+/// A process of a platform on the shared database `url` and the NATS prefix `prefix`, with
+/// `adjust` applied to its settings.
+async fn process(
+    url: &str,
+    nats: &str,
+    prefix: &str,
+    adjust: impl FnOnce(&mut mobility_server::Settings) + Send + 'static,
+) -> TestApp {
+    let (url, nats, prefix) = (url.to_owned(), nats.to_owned(), prefix.to_owned());
+    TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
+        s.database_url = Some(url);
+        s.bus_url = nats;
+        s.bus_prefix = prefix;
+        // JetStream reserves each stream's most bytes: keep the tests' small.
+        s.bus_stream_max_mib = 8;
+        adjust(s);
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
     let Ok(nats) = std::env::var("MOBILITY_TEST_NATS_URL") else {
@@ -84,20 +105,7 @@ async fn a_vehicle_reported_to_one_process_is_found_by_nearby_on_the_other() {
     // `t` and a v7 UUID, as the bus suite names its prefixes: a run that panicked leaves streams
     // the next run of that suite sweeps once they are an hour old.
     let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
-    let spawn = || {
-        let (url, nats, prefix) = (shared.url.clone(), nats.clone(), prefix.clone());
-        async move {
-            TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
-                s.database_url = Some(url);
-                s.bus_url = nats;
-                s.bus_prefix = prefix;
-                // JetStream reserves each stream's most bytes: keep the tests' small.
-                s.bus_stream_max_mib = 8;
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let spawn = || process(&shared.url, &nats, &prefix, |_| {});
     let a = spawn().await;
     let b = spawn().await;
     let r = a
@@ -336,18 +344,9 @@ async fn a_process_joining_late_starts_from_the_fleets_snapshot_on_the_bus() {
     };
     let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
     let spawn = || {
-        let (url, nats, prefix) = (shared.url.clone(), nats.clone(), prefix.clone());
-        async move {
-            TestApp::spawn_with(mobility_store::testsuite::postgres().await, move |s| {
-                s.database_url = Some(url);
-                s.bus_url = nats;
-                s.bus_prefix = prefix;
-                s.bus_stream_max_mib = 8;
-                s.replica_snapshot_interval_s = 1;
-            })
-            .await
-            .unwrap()
-        }
+        process(&shared.url, &nats, &prefix, |s| {
+            s.replica_snapshot_interval_s = 1;
+        })
     };
     let a = spawn().await;
     let bus = a.bus.clone();
